@@ -1,0 +1,215 @@
+-- fifo._match(version, batch, symbols[], accounts[], from_times[]): the
+-- engine. For each pool (symbols[i], accounts[i]) it replaces the
+-- allocations of every sell at or after from_times[i] in `version`, and
+-- returns what it processed. from_time '-infinity' is a full recompute.
+--
+-- Set-based, no loop over trades or lots (design.md rule 3):
+--   * the starting inventory at the cut is the lots still open after the
+--     retained allocations (sells before the cut): the last lot those
+--     consumed, with its remainder, and every later buy before the cut;
+--   * events are ordered (order_time, buys first, order_id COLLATE "C");
+--     windows give the cumulative bought B, sold S and matched
+--     M = S + min(0, running min(B - S)) quantities;
+--   * buy i owns [B_i - q_i, B_i), sell j owns [M_(j-1), M_j); the
+--     boundaries of both, merged in one sort, cut the line into segments,
+--     and each segment is one (sell, lot) allocation;
+--   * the part of a sell beyond M becomes one unmatched row (rule 4).
+-- Coordinates restart at 0 at the cut: carried lots come first with their
+-- remaining size; the formula is unchanged (see docs/engine.md).
+-- The caller holds the pools' locks. Cross-pool work is only the batching of
+-- independent pools into one statement.
+CREATE OR REPLACE FUNCTION fifo._match(
+    p_version integer,
+    p_batch_id uuid,
+    p_symbols text[],
+    p_accounts text[],
+    p_from timestamptz[],
+    OUT pools integer,
+    OUT buys bigint,
+    OUT sells bigint,
+    OUT allocations bigint,
+    OUT unmatched bigint,
+    OUT total_pnl numeric)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, fifo, public
+SET work_mem = '256MB'
+AS $$
+BEGIN
+    pools := coalesce(cardinality(p_symbols), 0);
+
+    DELETE FROM public.fifo_allocations a
+    USING unnest(p_symbols, p_accounts, p_from) AS c(symbol, account, from_time)
+    WHERE a.version = p_version
+      AND a.symbol = c.symbol
+      AND a.account = c.account
+      AND a.sell_time >= c.from_time;
+
+    WITH cut AS (
+        SELECT c.symbol, c.account, c.from_time
+        FROM unnest(p_symbols, p_accounts, p_from) AS c(symbol, account, from_time)
+    ),
+    -- the newest lot that a retained allocation consumed, per cut pool
+    last_lot AS (
+        SELECT c.symbol, c.account, c.from_time, l.buy_time, l.buy_trade_id
+        FROM cut c
+        LEFT JOIN LATERAL (
+            SELECT a.buy_time, a.buy_trade_id
+            FROM public.fifo_allocations a
+            WHERE a.version = p_version
+              AND a.symbol = c.symbol
+              AND a.account = c.account
+              AND a.sell_time < c.from_time
+              AND a.buy_trade_id IS NOT NULL
+            ORDER BY a.sell_time DESC, a.sell_trade_id COLLATE "C" DESC,
+                     a.buy_time DESC, a.buy_trade_id COLLATE "C" DESC
+            LIMIT 1
+        ) l ON true
+        WHERE c.from_time > '-infinity'
+    ),
+    -- lots open at the cut: that lot's remainder and every later buy before the cut
+    carried AS (
+        SELECT t.symbol, t.account, t.order_time, t.side, t.order_id,
+               t.size, t.price, t.total_fees, used.qty AS lot_offset, true AS carried
+        FROM last_lot ll
+        JOIN public.trade_records t
+          ON t.symbol = ll.symbol
+         AND t.account = ll.account
+         AND t.side = 'buy'
+         AND t.order_time < ll.from_time
+         AND (ll.buy_trade_id IS NULL
+              OR (t.order_time, t.side, t.order_id COLLATE "C")
+                 >= (ll.buy_time, 'buy', ll.buy_trade_id COLLATE "C"))
+        CROSS JOIN LATERAL (
+            SELECT CASE WHEN t.order_id = ll.buy_trade_id THEN
+                (SELECT coalesce(sum(a.allocated_size), 0)
+                 FROM public.fifo_allocations a
+                 WHERE a.buy_trade_id = t.order_id
+                   AND a.version = p_version
+                   AND a.sell_time < ll.from_time)
+                ELSE 0::numeric END AS qty
+        ) used
+        WHERE t.size > used.qty
+    ),
+    events AS (
+        SELECT * FROM carried
+        UNION ALL
+        SELECT t.symbol, t.account, t.order_time, t.side, t.order_id,
+               t.size, t.price, t.total_fees, 0::numeric, false
+        FROM cut c
+        JOIN public.trade_records t
+          ON t.symbol = c.symbol
+         AND t.account = c.account
+         AND t.order_time >= c.from_time
+    ),
+    -- cumulative bought and sold quantities, and each side's ordinal
+    running AS (
+        SELECT e.*,
+               e.size - e.lot_offset AS qty,
+               sum(CASE WHEN e.side = 'buy' THEN e.size - e.lot_offset ELSE 0 END) OVER w AS b_end,
+               sum(CASE WHEN e.side = 'sell' THEN e.size ELSE 0 END) OVER w AS s_end,
+               count(*) FILTER (WHERE e.side = 'buy') OVER w AS buy_ord,
+               count(*) FILTER (WHERE e.side = 'sell') OVER w AS sell_ord
+        FROM events e
+        WINDOW w AS (PARTITION BY e.symbol, e.account
+                     ORDER BY e.order_time, e.side, e.order_id COLLATE "C"
+                     ROWS UNBOUNDED PRECEDING)
+    ),
+    -- matched quantity M = S + min(0, running min of B - S)
+    matched AS (
+        SELECT r.*,
+               r.s_end + least(0, min(r.b_end - r.s_end) OVER w) AS m_end
+        FROM running r
+        WINDOW w AS (PARTITION BY r.symbol, r.account
+                     ORDER BY r.order_time, r.side, r.order_id COLLATE "C"
+                     ROWS UNBOUNDED PRECEDING)
+    ),
+    ev AS MATERIALIZED (
+        SELECT m.*,
+               coalesce(lag(m.m_end) OVER w, 0) AS m_start
+        FROM matched m
+        WINDOW w AS (PARTITION BY m.symbol, m.account
+                     ORDER BY m.order_time, m.side, m.order_id COLLATE "C")
+    ),
+    -- every lot end and every sell's matched end on one line
+    points AS (
+        SELECT e.symbol, e.account, e.b_end AS coord, 1 AS kind, e.buy_ord AS ord
+        FROM ev e WHERE e.side = 'buy'
+        UNION ALL
+        SELECT e.symbol, e.account, e.m_end, 0, e.sell_ord
+        FROM ev e WHERE e.side = 'sell'
+    ),
+    -- consecutive points bound a segment that lies in exactly one lot and one sell
+    segments AS (
+        SELECT p.symbol, p.account,
+               coalesce(lag(p.coord) OVER w, 0) AS seg_start,
+               p.coord AS seg_end,
+               CASE WHEN p.kind = 1 THEN p.ord
+                    ELSE count(*) FILTER (WHERE p.kind = 1) OVER w + 1 END AS buy_ord,
+               CASE WHEN p.kind = 0 THEN p.ord
+                    ELSE count(*) FILTER (WHERE p.kind = 0) OVER w + 1 END AS sell_ord
+        FROM points p
+        WINDOW w AS (PARTITION BY p.symbol, p.account ORDER BY p.coord, p.kind, p.ord
+                     ROWS UNBOUNDED PRECEDING)
+    ),
+    pieces AS (
+        -- matched pieces, with offsets inside the buy and inside the sell
+        SELECT s.symbol, s.account, s.order_id AS sell_trade_id, b.order_id AS buy_trade_id,
+               g.seg_end - g.seg_start AS q,
+               b.price AS buy_price, s.price AS sell_price,
+               b.total_fees AS b_fee, b.size AS b_size,
+               b.lot_offset + g.seg_start - (b.b_end - b.qty) AS b_from,
+               s.total_fees AS s_fee, s.size AS s_size,
+               g.seg_start - s.m_start AS s_from,
+               b.order_time AS buy_time, s.order_time AS sell_time
+        FROM segments g
+        JOIN ev b ON b.symbol = g.symbol AND b.account = g.account
+                 AND b.side = 'buy' AND b.buy_ord = g.buy_ord
+        JOIN ev s ON s.symbol = g.symbol AND s.account = g.account
+                 AND s.side = 'sell' AND s.sell_ord = g.sell_ord
+        WHERE g.seg_end > g.seg_start
+        UNION ALL
+        -- the part of a sell that found no inventory (rule 4)
+        SELECT s.symbol, s.account, s.order_id, NULL,
+               s.size - (s.m_end - s.m_start),
+               NULL, s.price, NULL, NULL, NULL,
+               s.total_fees, s.size, s.m_end - s.m_start,
+               NULL, s.order_time
+        FROM ev s
+        WHERE s.side = 'sell' AND s.m_end - s.m_start < s.size
+    ),
+    priced AS (
+        SELECT p.*,
+               CASE WHEN p.buy_trade_id IS NOT NULL
+                    THEN fifo._fee_share(p.b_fee, p.b_size, p.b_from, p.b_from + p.q) END AS buy_fees,
+               fifo._fee_share(p.s_fee, p.s_size, p.s_from, p.s_from + p.q) AS sell_fees
+        FROM pieces p
+    ),
+    written AS (
+        INSERT INTO public.fifo_allocations (
+            version, batch_id, account, symbol, sell_trade_id, buy_trade_id,
+            allocated_size, buy_price, sell_price, buy_fees, sell_fees,
+            cost_basis, sale_proceeds, pnl_amount, buy_time, sell_time)
+        SELECT p_version, p_batch_id, x.account, x.symbol, x.sell_trade_id, x.buy_trade_id,
+               x.q, x.buy_price, x.sell_price, x.buy_fees, x.sell_fees,
+               x.cost, x.proceeds, x.proceeds - x.cost, x.buy_time, x.sell_time
+        FROM (SELECT pr.*,
+                     pr.q * pr.buy_price + pr.buy_fees AS cost,
+                     pr.q * pr.sell_price - pr.sell_fees AS proceeds
+              FROM priced pr) x
+        RETURNING pnl_amount, buy_trade_id IS NULL AS is_unmatched
+    )
+    SELECT (SELECT count(*) FILTER (WHERE NOT e.carried AND e.side = 'buy') FROM ev e),
+           (SELECT count(*) FILTER (WHERE e.side = 'sell') FROM ev e),
+           count(*),
+           count(*) FILTER (WHERE w.is_unmatched),
+           coalesce(sum(w.pnl_amount), 0)
+    INTO buys, sells, allocations, unmatched, total_pnl
+    FROM written w;
+
+    INSERT INTO fifo.pool_state AS ps (version, symbol, account, batch_id, computed_at)
+    SELECT p_version, c.symbol, c.account, p_batch_id, now()
+    FROM unnest(p_symbols, p_accounts) AS c(symbol, account)
+    ON CONFLICT (version, symbol, account)
+    DO UPDATE SET batch_id = excluded.batch_id, computed_at = excluded.computed_at;
+END;
+$$;

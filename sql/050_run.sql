@@ -1,0 +1,176 @@
+-- fifo._run(mode, version, symbols[], accounts[], from_times[], wait): one
+-- computation (batch) over a set of pools, recorded in fifo_runs.
+--   from_times[i] '-infinity': full recompute of the pool;
+--   a time: recompute the suffix from that time (or more, see below);
+--   NULL: only what the pool's pending changes ask for.
+-- Pending changes (fifo.pool_changes) of the locked pools are folded in: for
+-- the current version they are consumed, and other versions' state for those
+-- pools is dropped (their next run recomputes them in full); for another
+-- version they are read, not consumed. A pool never computed for `version`
+-- is always recomputed in full.
+-- mode 'all' holds the global lock exclusively; other modes lock per pool,
+-- waiting (wait = true) or skipping pools held by another run. Multi-pool
+-- modes isolate failures: a failing pool keeps its previous allocations, is
+-- recorded in the run, and gets a pending change so the next run retries it.
+CREATE OR REPLACE FUNCTION fifo._run(
+    p_mode text,
+    p_version integer,
+    p_symbols text[],
+    p_accounts text[],
+    p_from timestamptz[],
+    p_wait boolean)
+RETURNS public.fifo_runs
+LANGUAGE plpgsql
+SET search_path = pg_catalog, fifo, public
+AS $$
+DECLARE
+    v_run public.fifo_runs;
+    v_current boolean := (p_version = fifo._current_version());
+    v_isolate boolean := (p_mode <> 'symbol');
+    v_n integer := coalesce(cardinality(p_symbols), 0);
+    v_locked integer[];
+    v_syms text[];
+    v_accs text[];
+    v_from timestamptz[];
+    v_chunk integer;
+    v_todo_lo integer[];
+    v_todo_hi integer[];
+    v_done integer := 0;
+    v_lo integer;
+    v_hi integer;
+    v_i integer;
+    v_res record;
+    v_err text;
+BEGIN
+    IF p_version IS NULL OR p_version < 1 THEN
+        RAISE EXCEPTION 'version must be a positive integer, got %', coalesce(p_version::text, 'NULL')
+            USING ERRCODE = '22023', HINT = 'Versions start at 1; the current one is in fifo.settings.';
+    END IF;
+    v_run.batch_id := gen_random_uuid();
+    v_run.version := p_version;
+    v_run.mode := p_mode;
+    v_run.started_at := clock_timestamp();
+    v_run.buys := 0; v_run.sells := 0; v_run.allocations := 0;
+    v_run.unmatched := 0; v_run.total_pnl := 0; v_run.failed_pools := 0;
+
+    -- 1. locks
+    IF p_mode = 'all' THEN
+        PERFORM fifo._lock_all();
+        v_locked := ARRAY(SELECT generate_series(1, v_n));
+    ELSE
+        v_locked := ARRAY(SELECT fifo._lock_pools(p_symbols, p_accounts, p_wait));
+    END IF;
+    v_run.skipped_pools := v_n - cardinality(v_locked);
+
+    -- 2. where each locked pool starts: its own cut, its pending changes,
+    --    or -infinity when the version has never been computed for it
+    WITH locked AS (
+        SELECT p_symbols[i] AS symbol, p_accounts[i] AS account, p_from[i] AS from_time
+        FROM unnest(v_locked) AS i
+    ),
+    taken AS (
+        UPDATE fifo.pool_changes pc SET processed_at = clock_timestamp()
+        FROM locked l
+        WHERE v_current AND pc.processed_at IS NULL
+          AND pc.symbol = l.symbol AND pc.account = l.account
+        RETURNING pc.symbol, pc.account, pc.from_time
+    ),
+    pending AS (
+        SELECT t.symbol, t.account, min(t.from_time) AS from_time FROM taken t GROUP BY 1, 2
+        UNION ALL
+        SELECT pc.symbol, pc.account, min(pc.from_time)
+        FROM fifo.pool_changes pc JOIN locked l USING (symbol, account)
+        WHERE NOT v_current AND pc.processed_at IS NULL
+        GROUP BY 1, 2
+    ),
+    dropped AS (
+        DELETE FROM fifo.pool_state ps
+        USING taken t
+        WHERE ps.version <> p_version AND ps.symbol = t.symbol AND ps.account = t.account
+    ),
+    plan AS (
+        SELECT l.symbol, l.account,
+               CASE WHEN ps.version IS NULL THEN '-infinity'::timestamptz
+                    ELSE least(l.from_time, pe.from_time) END AS from_time
+        FROM locked l
+        LEFT JOIN pending pe USING (symbol, account)
+        LEFT JOIN fifo.pool_state ps
+               ON ps.version = p_version AND ps.symbol = l.symbol AND ps.account = l.account
+    )
+    SELECT coalesce(array_agg(symbol ORDER BY symbol, account), '{}'),
+           coalesce(array_agg(account ORDER BY symbol, account), '{}'),
+           coalesce(array_agg(from_time ORDER BY symbol, account), '{}')
+    INTO v_syms, v_accs, v_from
+    FROM plan
+    WHERE from_time IS NOT NULL;
+
+    v_run.pools := cardinality(v_syms);
+    v_run.symbols := ARRAY(SELECT DISTINCT s FROM unnest(v_syms) s ORDER BY 1);
+
+    -- 3. compute, in chunks so long runs report progress (RAISE NOTICE).
+    --    A failing chunk is rolled back as a whole and queued again pool by
+    --    pool, so only the failing pools are left out (multi-pool modes).
+    v_chunk := CASE WHEN v_run.pools <= 200 THEN greatest(v_run.pools, 1)
+                    ELSE ceil(v_run.pools / 20.0)::integer END;
+    v_todo_lo := ARRAY(SELECT generate_series(1, v_run.pools, v_chunk));
+    v_todo_hi := ARRAY(SELECT least(lo + v_chunk - 1, v_run.pools) FROM unnest(v_todo_lo) lo);
+    v_i := 1;
+    WHILE v_i <= cardinality(v_todo_lo) LOOP
+        v_lo := v_todo_lo[v_i];
+        v_hi := v_todo_hi[v_i];
+        BEGIN
+            SELECT * INTO v_res FROM fifo._match(p_version, v_run.batch_id,
+                v_syms[v_lo:v_hi], v_accs[v_lo:v_hi], v_from[v_lo:v_hi]);
+            v_run.buys := v_run.buys + v_res.buys;
+            v_run.sells := v_run.sells + v_res.sells;
+            v_run.allocations := v_run.allocations + v_res.allocations;
+            v_run.unmatched := v_run.unmatched + v_res.unmatched;
+            v_run.total_pnl := v_run.total_pnl + v_res.total_pnl;
+            v_done := v_done + (v_hi - v_lo + 1);
+            IF v_run.pools > v_chunk THEN
+                RAISE NOTICE 'fifo-db progress: % of % pools', v_done, v_run.pools;
+            END IF;
+        EXCEPTION WHEN OTHERS THEN
+            IF NOT v_isolate THEN
+                RAISE;
+            ELSIF v_hi > v_lo THEN
+                v_todo_lo := v_todo_lo || ARRAY(SELECT generate_series(v_lo, v_hi));
+                v_todo_hi := v_todo_hi || ARRAY(SELECT generate_series(v_lo, v_hi));
+            ELSE
+                GET STACKED DIAGNOSTICS v_err = MESSAGE_TEXT;
+                v_run.failed_pools := v_run.failed_pools + 1;
+                v_run.error := coalesce(v_run.error || E'\n', '')
+                    || format('pool %s/%s: %s', v_syms[v_lo], v_accs[v_lo], v_err);
+                INSERT INTO fifo.pool_changes (symbol, account, from_time)
+                VALUES (v_syms[v_lo], v_accs[v_lo], v_from[v_lo]);
+            END IF;
+        END;
+        v_i := v_i + 1;
+    END LOOP;
+
+    -- 4. the run record
+    v_run.finished_at := clock_timestamp();
+    v_run.duration_ms := round(extract(epoch FROM v_run.finished_at - v_run.started_at) * 1000, 3);
+    v_run.status := CASE
+        WHEN v_run.failed_pools > 0 AND v_run.failed_pools = v_run.pools THEN 'failed'
+        WHEN v_run.failed_pools > 0 THEN 'partial'
+        WHEN v_run.pools = 0 AND v_run.skipped_pools > 0 THEN 'skipped'
+        ELSE 'ok' END;
+    INSERT INTO public.fifo_runs (batch_id, version, mode, symbols, pools, buys, sells, allocations,
+                                  unmatched, total_pnl, skipped_pools, failed_pools,
+                                  started_at, finished_at, duration_ms, status, error)
+    VALUES (v_run.batch_id, v_run.version, v_run.mode, v_run.symbols, v_run.pools, v_run.buys,
+            v_run.sells, v_run.allocations, v_run.unmatched, v_run.total_pnl, v_run.skipped_pools,
+            v_run.failed_pools, v_run.started_at, v_run.finished_at, v_run.duration_ms,
+            v_run.status, v_run.error)
+    RETURNING * INTO v_run;
+
+    IF v_run.failed_pools > 0 THEN
+        RAISE WARNING 'fifo-db run % (%): % of % pools failed and kept their previous allocations',
+            v_run.run_id, v_run.mode, v_run.failed_pools, v_run.pools
+            USING DETAIL = v_run.error,
+                  HINT = 'They are queued again; fix the cause and run compute_fifo_incremental().';
+    END IF;
+    RETURN v_run;
+END;
+$$;

@@ -1,0 +1,73 @@
+-- compute_fifo(symbol [, version]): recompute every pool (account) of one
+-- symbol in full, atomically, and return the run. Waits for any other run
+-- on those pools. Raises P0002 when the symbol has neither trades nor
+-- allocations.
+CREATE OR REPLACE FUNCTION public.compute_fifo(p_symbol text, p_version integer DEFAULT NULL)
+RETURNS public.fifo_runs
+LANGUAGE plpgsql
+SET search_path = pg_catalog, fifo, public
+AS $$
+DECLARE
+    v_version integer := coalesce(p_version, fifo._current_version());
+    v_accounts text[];
+BEGIN
+    SELECT array_agg(account ORDER BY account) INTO v_accounts
+    FROM (SELECT DISTINCT t.account FROM public.trade_records t WHERE t.symbol = p_symbol
+          UNION
+          SELECT ps.account FROM fifo.pool_state ps
+          WHERE ps.version = v_version AND ps.symbol = p_symbol) pools;
+    IF v_accounts IS NULL THEN
+        RAISE EXCEPTION 'no trades for symbol "%"', p_symbol
+            USING ERRCODE = 'P0002',
+                  HINT = 'Symbols are case-sensitive; SELECT DISTINCT symbol FROM trade_records lists them.';
+    END IF;
+    RETURN fifo._run('symbol', v_version,
+                     array_fill(p_symbol, ARRAY[cardinality(v_accounts)]), v_accounts,
+                     array_fill('-infinity'::timestamptz, ARRAY[cardinality(v_accounts)]), true);
+END;
+$$;
+COMMENT ON FUNCTION public.compute_fifo(text, integer) IS
+    'Recompute the FIFO allocations of every pool of one symbol (full, atomic); returns the fifo_runs row.';
+
+-- compute_fifo_all([force [, version]]): force = true recomputes every pool
+-- in full under the exclusive global lock; force = false brings every pool
+-- current: pools with pending changes from their earliest change, pools
+-- never computed for the version in full.
+CREATE OR REPLACE FUNCTION public.compute_fifo_all(p_force boolean DEFAULT false, p_version integer DEFAULT NULL)
+RETURNS public.fifo_runs
+LANGUAGE plpgsql
+SET search_path = pg_catalog, fifo, public
+AS $$
+DECLARE
+    v_version integer := coalesce(p_version, fifo._current_version());
+    v_syms text[];
+    v_accs text[];
+    v_from timestamptz[];
+BEGIN
+    IF p_force THEN
+        -- the exclusive lock first, so the pool list cannot go stale
+        PERFORM fifo._lock_all();
+    END IF;
+    WITH pools AS (
+        SELECT DISTINCT t.symbol, t.account FROM public.trade_records t
+        UNION
+        SELECT ps.symbol, ps.account FROM fifo.pool_state ps WHERE ps.version = v_version
+        UNION
+        SELECT pc.symbol, pc.account FROM fifo.pool_changes pc WHERE pc.processed_at IS NULL
+    )
+    SELECT array_agg(p.symbol), array_agg(p.account),
+           array_agg(CASE WHEN p_force THEN '-infinity'::timestamptz END)
+    INTO v_syms, v_accs, v_from
+    FROM pools p
+    LEFT JOIN fifo.pool_state ps
+           ON ps.version = v_version AND ps.symbol = p.symbol AND ps.account = p.account
+    WHERE p_force
+       OR ps.version IS NULL
+       OR EXISTS (SELECT 1 FROM fifo.pool_changes pc
+                  WHERE pc.processed_at IS NULL AND pc.symbol = p.symbol AND pc.account = p.account);
+    RETURN fifo._run(CASE WHEN p_force THEN 'all' ELSE 'incremental' END, v_version,
+                     coalesce(v_syms, '{}'), coalesce(v_accs, '{}'), coalesce(v_from, '{}'), true);
+END;
+$$;
+COMMENT ON FUNCTION public.compute_fifo_all(boolean, integer) IS
+    'Bring every pool current (force: recompute every pool in full); returns the fifo_runs row.';

@@ -1,0 +1,64 @@
+-- compute_fifo_incremental([version]): the pg_cron entry point. Recomputes
+-- only pools with pending changes, each from its earliest changed
+-- order_time. Returns quietly (NULL, no run row) when there is nothing to do
+-- or another incremental run holds the scheduler lock; pools held by an
+-- analyst's compute_fifo are skipped, counted in the run, and stay pending.
+CREATE OR REPLACE FUNCTION public.compute_fifo_incremental(p_version integer DEFAULT NULL)
+RETURNS public.fifo_runs
+LANGUAGE plpgsql
+SET search_path = pg_catalog, fifo, public
+AS $$
+DECLARE
+    v_syms text[];
+    v_accs text[];
+BEGIN
+    IF NOT pg_try_advisory_xact_lock(1718185569 + 2, 0) THEN
+        RAISE NOTICE 'fifo-db: another incremental run is in progress; nothing done';
+        RETURN NULL;
+    END IF;
+    SELECT array_agg(symbol), array_agg(account) INTO v_syms, v_accs
+    FROM (SELECT DISTINCT pc.symbol, pc.account FROM fifo.pool_changes pc
+          WHERE pc.processed_at IS NULL) pending;
+    IF v_syms IS NULL THEN
+        RETURN NULL;
+    END IF;
+    RETURN fifo._run('incremental', coalesce(p_version, fifo._current_version()), v_syms, v_accs,
+                     array_fill(NULL::timestamptz, ARRAY[cardinality(v_syms)]), false);
+END;
+$$;
+COMMENT ON FUNCTION public.compute_fifo_incremental(integer) IS
+    'pg_cron entry point: recompute the suffix of every pool with pending changes; NULL when idle.';
+
+-- compute_fifo_since(since [, version]): the seed's --since, done right:
+-- every pool with a trade recorded, or any change (update, delete,
+-- back-dated insert) captured, at or after `since`, recomputed from the
+-- earliest order_time those touched.
+CREATE OR REPLACE FUNCTION public.compute_fifo_since(p_since timestamptz, p_version integer DEFAULT NULL)
+RETURNS public.fifo_runs
+LANGUAGE plpgsql
+SET search_path = pg_catalog, fifo, public
+AS $$
+DECLARE
+    v_syms text[];
+    v_accs text[];
+    v_from timestamptz[];
+BEGIN
+    IF p_since IS NULL OR NOT isfinite(p_since) THEN
+        RAISE EXCEPTION 'since must be a finite time, got %', coalesce(p_since::text, 'NULL')
+            USING ERRCODE = '22023', HINT = 'Example: compute_fifo_since(now() - interval ''10 minutes'')';
+    END IF;
+    SELECT array_agg(symbol), array_agg(account), array_agg(from_time)
+    INTO v_syms, v_accs, v_from
+    FROM (SELECT c.symbol, c.account, min(c.from_time) AS from_time
+          FROM (SELECT t.symbol, t.account, t.order_time AS from_time
+                FROM public.trade_records t WHERE t.recorded_at >= p_since
+                UNION ALL
+                SELECT pc.symbol, pc.account, pc.from_time
+                FROM fifo.pool_changes pc WHERE pc.changed_at >= p_since) c
+          GROUP BY c.symbol, c.account) changed;
+    RETURN fifo._run('since', coalesce(p_version, fifo._current_version()),
+                     coalesce(v_syms, '{}'), coalesce(v_accs, '{}'), coalesce(v_from, '{}'), true);
+END;
+$$;
+COMMENT ON FUNCTION public.compute_fifo_since(timestamptz, integer) IS
+    'Recompute pools with trades recorded or changed since a time (back-dated inserts included).';
