@@ -1,0 +1,3 @@
+from fifo_db.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,162 @@
+"""Compute: thin calls to compute_fifo*(), the seed's statistics block, and progress.
+
+Each function returns the fifo_runs row (as a dict) of the run it made.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
+
+import psycopg
+from psycopg.rows import dict_row
+
+from fifo_db.errors import FifoError, from_db_error
+
+_PROGRESS = re.compile(r"fifo-db progress: (\d+) of (\d+) pools")
+
+
+class Progress:
+    """A notice handler drawing a progress bar from the engine's progress notices."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.shown = False
+
+    def __call__(self, diag: psycopg.errors.Diagnostic) -> None:
+        m = _PROGRESS.match(diag.message_primary or "")
+        if not m:
+            return
+        done, total = int(m.group(1)), int(m.group(2))
+        width = 30
+        filled = width * done // total
+        self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} pools")
+        self.stream.flush()
+        self.shown = True
+
+    def close(self) -> None:
+        if self.shown:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _call(conn: psycopg.Connection, sql: str, params: tuple, progress: Progress | None = None) -> dict | None:
+    if progress:
+        conn.add_notice_handler(progress)
+    try:
+        with conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(sql, params)
+            row = cur.fetchone()
+    except psycopg.Error as exc:
+        raise from_db_error(exc) from None
+    finally:
+        if progress:
+            conn.remove_notice_handler(progress)
+            progress.close()
+    return row if row and row.get("batch_id") is not None else None
+
+
+def compute_symbol(conn, symbol: str, version: int | None = None) -> dict:
+    return _call(conn, "SELECT (compute_fifo(%s, %s)).*", (symbol, version))
+
+
+def compute_all(conn, force: bool = False, version: int | None = None,
+                progress: Progress | None = None) -> dict:
+    return _call(conn, "SELECT (compute_fifo_all(%s, %s)).*", (force, version), progress)
+
+
+def compute_incremental(conn, version: int | None = None) -> dict | None:
+    """None when nothing was pending (or another incremental run was busy)."""
+    return _call(conn, "SELECT (compute_fifo_incremental(%s)).*", (version,))
+
+
+def parse_since(conn, text: str) -> datetime:
+    """'10 minutes ago', '2 hours ago', '5 days ago' or an absolute time; PostgreSQL parses it.
+
+    An absolute time without a zone is read in the session time zone (UTC on
+    the embedded server).
+    """
+    sql = "SELECT now() + %s::interval" if text.strip().lower().endswith("ago") else "SELECT %s::timestamptz"
+    try:
+        with conn.transaction():
+            return conn.execute(sql, (text,)).fetchone()[0]
+    except psycopg.errors.DataError:
+        raise FifoError(f"--since: cannot read {text!r} as a time; use e.g. '10 minutes ago' "
+                        f"or '2025-12-04 10:00+00'") from None
+
+
+def compute_since(conn, since: datetime, version: int | None = None,
+                  progress: Progress | None = None) -> dict:
+    return _call(conn, "SELECT (compute_fifo_since(%s, %s)).*", (since, version), progress)
+
+
+def money(value: Decimal) -> str:
+    """-$1,261.01 style, rounded half-up to cents for display only."""
+    cents = Decimal(value).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    sign = "-" if cents < 0 else ""
+    return f"{sign}${abs(cents):,.2f}"
+
+
+def format_stats(run: dict) -> str:
+    """The seed's statistics block for one run."""
+    ok = run["status"] in ("ok", "skipped")
+    ms = Decimal(run["duration_ms"] or 0)
+    head = "Computation SUCCESSFUL" if ok else f"Computation {run['status'].upper()}"
+    lines = [
+        head,
+        "",
+        "Statistics:",
+        f"  - Version: {run['version']}",
+        f"  - Batch ID: {run['batch_id']}",
+        f"  - Mode: {run['mode']}",
+        f"  - Symbols processed: {len(run['symbols']):,}",
+        f"  - Pools processed: {run['pools']:,}",
+        f"  - Buys processed: {run['buys']:,}",
+        f"  - Sells processed: {run['sells']:,}",
+        f"  - Allocations created: {run['allocations']:,}",
+        f"  - Unmatched (oversold) rows: {run['unmatched']:,}",
+        f"  - Total PnL: {money(run['total_pnl'])}",
+        f"  - Duration: {ms / 1000:.2f}s ({ms:,.0f}ms)",
+    ]
+    if run["skipped_pools"]:
+        lines.append(f"  - Pools skipped (held by another run, still pending): {run['skipped_pools']:,}")
+    if run["failed_pools"]:
+        lines.append(f"  - Pools failed (previous allocations kept): {run['failed_pools']:,}")
+        lines.extend(f"      {line}" for line in (run["error"] or "").splitlines())
+    return "\n".join(lines)
+
+
+def register(sub) -> None:
+    p = sub.add_parser("compute", help="compute FIFO allocations",
+                       description="Compute FIFO allocations for one symbol or all of them.")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--symbol", help="recompute every pool of this symbol (full, atomic)")
+    target.add_argument("--all-symbols", action="store_true",
+                        help="bring every pool current (with --force: recompute every pool)")
+    p.add_argument("--force", action="store_true",
+                   help="with --all-symbols: full recompute of every pool")
+    p.add_argument("--since", metavar="TIME",
+                   help="with --all-symbols: only pools with trades recorded or changed since "
+                        "TIME ('10 minutes ago', '2025-12-04 10:00+00')")
+    p.add_argument("--version", type=int, help="allocation version (default: the current one)")
+    p.set_defaults(func=_cli_compute)
+
+
+def _cli_compute(args, conn) -> int:
+    if args.symbol and (args.force or args.since):
+        # compute --symbol is always a full recompute; --force is accepted as the seed wrote it
+        if args.since:
+            raise FifoError("--since goes with --all-symbols, not --symbol")
+    if args.since and args.force:
+        raise FifoError("--since and --force contradict each other: --force recomputes everything")
+    progress = Progress() if sys.stderr.isatty() else None
+    if args.symbol:
+        run = compute_symbol(conn, args.symbol, args.version)
+    elif args.since:
+        run = compute_since(conn, parse_since(conn, args.since), args.version, progress)
+    else:
+        run = compute_all(conn, args.force, args.version, progress)
+    print(format_stats(run))
+    return 0 if run["status"] in ("ok", "skipped") else 1

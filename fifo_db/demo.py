@@ -1,0 +1,5 @@
+"""Demo (placeholder until the sample data lands)."""
+
+
+def register(sub) -> None:
+    pass

@@ -1,0 +1,47 @@
+"""Errors: one exception type for users, and the one place database errors become it.
+
+Python matches on SQLSTATE, never on message text; what reaches the user is
+one line (plus the server's HINT when it gave one).
+"""
+
+from __future__ import annotations
+
+import psycopg
+
+
+class FifoError(Exception):
+    """An error fifo-db reports to the user as one clear line."""
+
+
+# SQLSTATE (or its class, the first two characters) -> what to tell the user
+_ADVICE = {
+    "42883": "fifo-db is not installed in this database (a function is missing): run `fifo-db install`",
+    "42P01": "fifo-db is not installed in this database (a table is missing): run `fifo-db install`",
+    "3F000": "fifo-db is not installed in this database (schema fifo is missing): run `fifo-db install`",
+    "3D000": "the database does not exist: check --dsn / FIFO_DB_DSN",
+    "28": "PostgreSQL refused the login: check the user and password in --dsn / FIFO_DB_DSN",
+    "08": "cannot reach PostgreSQL: check --dsn / FIFO_DB_DSN, or omit both to use the embedded server",
+    "57014": "the statement was cancelled (statement_timeout or a cancel request)",
+    "40P01": "deadlock detected; the transaction was rolled back and can be retried",
+}
+
+
+def from_db_error(exc: psycopg.Error) -> FifoError:
+    """Turn a psycopg error into a FifoError with one readable line."""
+    diag = getattr(exc, "diag", None)
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    primary = (diag.message_primary if diag else None) or str(exc).strip().splitlines()[0]
+    hint = diag.message_hint if diag else None
+    advice = _ADVICE.get(sqlstate) or _ADVICE.get(sqlstate[:2])
+    if isinstance(exc, psycopg.OperationalError) and not sqlstate:
+        advice = _ADVICE["08"]
+    text = primary
+    if advice:
+        text = f"{advice} ({primary})"
+    elif hint:
+        text = f"{primary} (hint: {hint})"
+    if sqlstate:
+        text = f"{text} [SQLSTATE {sqlstate}]"
+    err = FifoError(text)
+    err.sqlstate = sqlstate  # type: ignore[attr-defined]
+    return err

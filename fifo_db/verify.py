@@ -1,0 +1,99 @@
+"""Verify: the SQL invariants (verify_fifo) plus an independent recomputation.
+
+Every computed pool is recomputed by the plain-Python FIFO in reference.py
+and compared row by row, exact Decimal equality, with the stored allocations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+
+from fifo_db.errors import from_db_error
+from fifo_db.reference import Allocation, Trade, match_all
+
+_ALLOC_COLUMNS = ("account, symbol, sell_trade_id, buy_trade_id, allocated_size, buy_price, "
+                  "sell_price, buy_fees, sell_fees, cost_basis, sale_proceeds, pnl_amount, "
+                  "buy_time, sell_time")
+
+
+@dataclass(frozen=True)
+class Finding:
+    check: str
+    symbol: str | None
+    account: str | None
+    trade_id: str | None
+    detail: str
+
+    def __str__(self) -> str:
+        where = "/".join(x for x in (self.symbol, self.account) if x)
+        trade = f" {self.trade_id}" if self.trade_id else ""
+        return f"{self.check}: {where}{trade}: {self.detail}"
+
+
+def sql_findings(conn, symbol: str | None = None, version: int | None = None) -> list[Finding]:
+    rows = conn.execute("SELECT * FROM verify_fifo(%s, %s) ORDER BY 1, 2, 3, 4",
+                        (symbol, version)).fetchall()
+    return [Finding(*r) for r in rows]
+
+
+def reference_findings(conn, symbol: str | None = None, version: int | None = None) -> list[Finding]:
+    """Differences between stored allocations and the Python reference, per computed pool."""
+    v = version or conn.execute("SELECT fifo._current_version()").fetchone()[0]
+    pools_sql = ("SELECT symbol, account FROM fifo.pool_state WHERE version = %(v)s "
+                 "AND (%(s)s::text IS NULL OR symbol = %(s)s)")
+    trades = [Trade(*r) for r in conn.execute(
+        f"SELECT t.order_id, t.account, t.symbol, t.side, t.size, t.price, t.total_fees, t.order_time "
+        f"FROM trade_records t JOIN ({pools_sql}) p USING (symbol, account)", {"v": v, "s": symbol})]
+    stored = [Allocation(*r) for r in conn.execute(
+        f"SELECT {_ALLOC_COLUMNS} FROM fifo_allocations a JOIN ({pools_sql}) p USING (symbol, account) "
+        f"WHERE a.version = %(v)s", {"v": v, "s": symbol})]
+    want = {a.key(): a for a in match_all(trades)}
+    have = {a.key(): a for a in stored}
+    findings = []
+    for key in sorted(set(want) | set(have)):
+        w, h = want.get(key), have.get(key)
+        account, sym, sell, buy = key
+        if w != h:
+            if h is None:
+                detail = f"missing allocation to lot {buy or '(unmatched)'}: expected {w}"
+            elif w is None:
+                detail = f"unexpected allocation to lot {buy or '(unmatched)'}: {h}"
+            else:
+                diffs = [f"{f} {getattr(h, f)} != expected {getattr(w, f)}"
+                         for f in Allocation.__dataclass_fields__ if getattr(h, f) != getattr(w, f)]
+                detail = f"lot {buy or '(unmatched)'}: " + "; ".join(diffs)
+            findings.append(Finding("reference", sym, account, sell, detail))
+    return findings
+
+
+def verify(conn, symbol: str | None = None, version: int | None = None) -> list[Finding]:
+    try:
+        return sql_findings(conn, symbol, version) + reference_findings(conn, symbol, version)
+    except psycopg.Error as exc:
+        raise from_db_error(exc) from None
+
+
+def register(sub) -> None:
+    p = sub.add_parser("verify", help="check allocations against the invariants and a reference FIFO",
+                       description="Check the invariants in SQL and recompute every computed pool "
+                                   "with a plain-Python FIFO; exit 1 on any finding.")
+    p.add_argument("--symbol", help="only this symbol")
+    p.add_argument("--version", type=int, help="allocation version (default: the current one)")
+    p.set_defaults(func=_cli_verify)
+
+
+def _cli_verify(args, conn) -> int:
+    findings = verify(conn, args.symbol, args.version)
+    pools = conn.execute(
+        "SELECT count(*) FROM fifo.pool_state WHERE version = coalesce(%s, fifo._current_version()) "
+        "AND (%s::text IS NULL OR symbol = %s)", (args.version, args.symbol, args.symbol)).fetchone()[0]
+    for f in findings:
+        print(f)
+    if findings:
+        print(f"verify: {len(findings)} finding(s) in {pools} computed pool(s)")
+        return 1
+    print(f"verify: clean ({pools} computed pool(s): SQL invariants hold and every allocation "
+          f"equals the reference FIFO)")
+    return 0

@@ -1,0 +1,75 @@
+"""Test harness: a real PostgreSQL (the embedded server, in a test-only home),
+one template database with fifo-db installed per session (pytest-postgresql),
+and a fresh clone of it for every test.
+
+FIFO_DB_TEST_HOME moves the test server (default: <tmp>/fifo-db-tests-<uid>).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import psycopg
+import pytest
+from pytest_postgresql import factories
+
+from fifo_db.embedded import PORT, SUPERUSER, EmbeddedServer
+from fifo_db.install import install
+
+TEST_HOME = Path(os.environ.get("FIFO_DB_TEST_HOME")
+                 or Path(tempfile.gettempdir()) / f"fifo-db-tests-{os.geteuid()}")
+SERVER = EmbeddedServer(TEST_HOME)
+_started_here = False
+
+
+def pytest_configure(config):
+    global _started_here
+    _started_here = SERVER.start()
+
+
+def pytest_unconfigure(config):
+    if _started_here:
+        SERVER.stop()
+
+
+def load_schema(host, port, user, dbname, password=None, **_):
+    """Template loader: install fifo-db the way users do."""
+    with psycopg.connect(host=host, port=port, user=user, dbname=dbname, autocommit=True) as conn:
+        install(conn)
+
+
+postgresql_noproc = factories.postgresql_noproc(
+    host=str(SERVER.sockdir), port=PORT, user=SUPERUSER, dbname="fifo_test", load=[load_schema])
+postgresql = factories.postgresql("postgresql_noproc")
+
+
+@pytest.fixture
+def db(postgresql) -> psycopg.Connection:
+    """An autocommit connection to this test's own database (a clone of the template)."""
+    postgresql.autocommit = True
+    return postgresql
+
+
+@pytest.fixture
+def dsn(postgresql) -> str:
+    """A libpq DSN for this test's database, for extra connections and the CLI."""
+    info = postgresql.info
+    return f"host={info.host} port={info.port} user={info.user} dbname={info.dbname}"
+
+
+@pytest.fixture
+def connect(dsn):
+    """Open extra autocommit connections to this test's database; all closed at the end."""
+    opened: list[psycopg.Connection] = []
+
+    def _connect(**kwargs) -> psycopg.Connection:
+        kwargs.setdefault("autocommit", True)
+        conn = psycopg.connect(dsn, **kwargs)
+        opened.append(conn)
+        return conn
+
+    yield _connect
+    for conn in opened:
+        conn.close()
