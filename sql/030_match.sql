@@ -33,6 +33,8 @@ CREATE OR REPLACE FUNCTION fifo._match(
 LANGUAGE plpgsql
 SET search_path = pg_catalog, fifo, public
 SET work_mem = '256MB'
+SET enable_nestloop = on   -- restored on exit; toggled around the matching statement
+SET jit = off              -- the disable cost above would trigger JIT compilation (1.5 s) for nothing
 AS $$
 BEGIN
     pools := coalesce(cardinality(p_symbols), 0);
@@ -44,6 +46,11 @@ BEGIN
       AND a.account = c.account
       AND a.sell_time >= c.from_time;
 
+    -- Per-pool reads below are LATERAL index scans (nested loops by
+    -- construction); the set-based rest must hash-join on ordinals, which the
+    -- planner would not pick from its (low, correlated) estimate of the pool
+    -- join. Measured: 3.6 s -> see docs/benchmarks.md for the seed workload.
+    PERFORM set_config('enable_nestloop', 'off', true);
     WITH cut AS (
         SELECT c.symbol, c.account, c.from_time
         FROM unnest(p_symbols, p_accounts, p_from) AS c(symbol, account, from_time)
@@ -68,38 +75,44 @@ BEGIN
     ),
     -- lots open at the cut: that lot's remainder and every later buy before the cut
     carried AS (
-        SELECT t.symbol, t.account, t.order_time, t.side, t.order_id,
-               t.size, t.price, t.total_fees, used.qty AS lot_offset, true AS carried
+        SELECT x.*
         FROM last_lot ll
-        JOIN public.trade_records t
-          ON t.symbol = ll.symbol
-         AND t.account = ll.account
-         AND t.side = 'buy'
-         AND t.order_time < ll.from_time
-         AND (ll.buy_trade_id IS NULL
-              OR (t.order_time, t.side, t.order_id COLLATE "C")
-                 >= (ll.buy_time, 'buy', ll.buy_trade_id COLLATE "C"))
         CROSS JOIN LATERAL (
-            SELECT CASE WHEN t.order_id = ll.buy_trade_id THEN
-                (SELECT coalesce(sum(a.allocated_size), 0)
-                 FROM public.fifo_allocations a
-                 WHERE a.buy_trade_id = t.order_id
-                   AND a.version = p_version
-                   AND a.sell_time < ll.from_time)
-                ELSE 0::numeric END AS qty
-        ) used
-        WHERE t.size > used.qty
+            SELECT t.symbol, t.account, t.order_time, t.side, t.order_id,
+                   t.size, t.price, t.total_fees, used.qty AS lot_offset, true AS carried
+            FROM public.trade_records t
+            CROSS JOIN LATERAL (
+                SELECT CASE WHEN t.order_id = ll.buy_trade_id THEN
+                    (SELECT coalesce(sum(a.allocated_size), 0)
+                     FROM public.fifo_allocations a
+                     WHERE a.buy_trade_id = t.order_id
+                       AND a.version = p_version
+                       AND a.sell_time < ll.from_time)
+                    ELSE 0::numeric END AS qty
+            ) used
+            WHERE t.symbol = ll.symbol
+              AND t.account = ll.account
+              AND t.side = 'buy'
+              AND t.order_time < ll.from_time
+              AND (ll.buy_trade_id IS NULL
+                   OR (t.order_time, t.side, t.order_id COLLATE "C")
+                      >= (ll.buy_time, 'buy', ll.buy_trade_id COLLATE "C"))
+              AND t.size > used.qty
+        ) x
     ),
     events AS (
         SELECT * FROM carried
         UNION ALL
-        SELECT t.symbol, t.account, t.order_time, t.side, t.order_id,
-               t.size, t.price, t.total_fees, 0::numeric, false
+        SELECT x.*
         FROM cut c
-        JOIN public.trade_records t
-          ON t.symbol = c.symbol
-         AND t.account = c.account
-         AND t.order_time >= c.from_time
+        CROSS JOIN LATERAL (
+            SELECT t.symbol, t.account, t.order_time, t.side, t.order_id,
+                   t.size, t.price, t.total_fees, 0::numeric, false
+            FROM public.trade_records t
+            WHERE t.symbol = c.symbol
+              AND t.account = c.account
+              AND t.order_time >= c.from_time
+        ) x
     ),
     -- cumulative bought and sold quantities, and each side's ordinal
     running AS (
@@ -205,6 +218,8 @@ BEGIN
            coalesce(sum(w.pnl_amount), 0)
     INTO buys, sells, allocations, unmatched, total_pnl
     FROM written w;
+
+    PERFORM set_config('enable_nestloop', 'on', true);
 
     INSERT INTO fifo.pool_state AS ps (version, symbol, account, batch_id, computed_at)
     SELECT p_version, c.symbol, c.account, p_batch_id, now()
