@@ -59,17 +59,17 @@ def _call(conn: psycopg.Connection, sql: str, params: tuple, progress: Progress 
 
 
 def compute_symbol(conn, symbol: str, version: int | None = None) -> dict:
-    return _call(conn, "SELECT (compute_fifo(%s, %s)).*", (symbol, version))
+    return _call(conn, "SELECT * FROM compute_fifo(%s, %s)", (symbol, version))
 
 
 def compute_all(conn, force: bool = False, version: int | None = None,
                 progress: Progress | None = None) -> dict:
-    return _call(conn, "SELECT (compute_fifo_all(%s, %s)).*", (force, version), progress)
+    return _call(conn, "SELECT * FROM compute_fifo_all(%s, %s)", (force, version), progress)
 
 
 def compute_incremental(conn, version: int | None = None) -> dict | None:
     """None when nothing was pending (or another incremental run was busy)."""
-    return _call(conn, "SELECT (compute_fifo_incremental(%s)).*", (version,))
+    return _call(conn, "SELECT * FROM compute_fifo_incremental(%s)", (version,))
 
 
 def parse_since(conn, text: str) -> datetime:
@@ -89,7 +89,7 @@ def parse_since(conn, text: str) -> datetime:
 
 def compute_since(conn, since: datetime, version: int | None = None,
                   progress: Progress | None = None) -> dict:
-    return _call(conn, "SELECT (compute_fifo_since(%s, %s)).*", (since, version), progress)
+    return _call(conn, "SELECT * FROM compute_fifo_since(%s, %s)", (since, version), progress)
 
 
 def money(value: Decimal) -> str:
