@@ -40,3 +40,39 @@ def allocations(conn: psycopg.Connection, symbol: str | None = None, version: in
             "ORDER BY account, symbol, sell_time, sell_trade_id COLLATE \"C\", buy_time NULLS LAST, "
             "buy_trade_id COLLATE \"C\"", (version, symbol, symbol))
         return cur.fetchall()
+
+
+# --- added for the engine test suite (tests/test_engine.py, test_property.py, ...) ---
+
+def reset(conn: psycopg.Connection) -> None:
+    """Empty every table fifo-db reads or writes, so a test (or a hypothesis example) starts clean."""
+    conn.execute("TRUNCATE trade_records")
+    conn.execute("DELETE FROM fifo_allocations")
+    conn.execute("DELETE FROM fifo_runs")
+    conn.execute("DELETE FROM fifo.pool_state")
+    conn.execute("DELETE FROM fifo.pool_changes")
+
+
+def stored(conn: psycopg.Connection, version: int = 1) -> list:
+    """Every allocation of `version` as fifo_db.reference.Allocation, sorted by identity."""
+    from fifo_db.reference import Allocation
+
+    rows = conn.execute(
+        "SELECT account, symbol, sell_trade_id, buy_trade_id, allocated_size, buy_price, sell_price, "
+        "buy_fees, sell_fees, cost_basis, sale_proceeds, pnl_amount, buy_time, sell_time "
+        "FROM fifo_allocations WHERE version = %s", (version,)).fetchall()
+    return sorted((Allocation(*r) for r in rows), key=lambda a: a.key())
+
+
+def expected(conn: psycopg.Connection) -> list:
+    """What the plain-Python reference FIFO makes of every trade in the database, sorted like stored()."""
+    from fifo_db.reference import Trade, match_all
+
+    trades = [Trade(*r) for r in conn.execute(
+        "SELECT order_id, account, symbol, side, size, price, total_fees, order_time FROM trade_records")]
+    return sorted(match_all(trades), key=lambda a: a.key())
+
+
+def findings(conn: psycopg.Connection, symbol: str | None = None, version: int | None = None) -> list[tuple]:
+    """Rows of verify_fifo(): empty when the invariants hold."""
+    return conn.execute("SELECT * FROM verify_fifo(%s, %s)", (symbol, version)).fetchall()
