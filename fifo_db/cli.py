@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "fifo_db.install",
     "fifo_db.compute",
     "fifo_db.verify",
+    "fifo_db.schedule",
     "fifo_db.demo",
     "fifo_db.embedded",
 ]
