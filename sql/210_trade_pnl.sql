@@ -1,0 +1,69 @@
+-- fifo_trade_pnl: one row per SELL with its allocations in the current
+-- version summed up: matched and unmatched size, cost basis, proceeds, fee
+-- shares, P&L and holding period. The clean per-trade answer that replaces
+-- the seed's pnl_usd column (NULL for sells the engine has not computed).
+--
+-- The report functions in sql/2xx are plain SQL with no SET clause on
+-- purpose: PostgreSQL then inlines them into the query that calls them, so
+-- `SELECT * FROM fifo_trade_pnl WHERE symbol = 'X'` reads only pool X.
+-- Every object in the bodies is schema-qualified and the built-ins resolve
+-- in pg_catalog first, so the caller's search_path cannot redirect them.
+CREATE OR REPLACE FUNCTION public.fifo_trade_pnl(
+    p_symbol text DEFAULT NULL,
+    p_from timestamptz DEFAULT NULL,
+    p_to timestamptz DEFAULT NULL)
+RETURNS TABLE (
+    account text, symbol text, order_id text, order_time timestamptz,
+    size numeric, price numeric, total_fees numeric,
+    matched_size numeric, unmatched_size numeric, lots bigint,
+    cost_basis numeric, sale_proceeds numeric, buy_fees numeric, sell_fees numeric,
+    pnl_amount numeric, unmatched_proceeds numeric,
+    first_buy_time timestamptz, last_buy_time timestamptz,
+    shortest_holding interval, longest_holding interval,
+    status text)
+LANGUAGE sql STABLE
+AS $$
+    SELECT t.account, t.symbol, t.order_id, t.order_time, t.size, t.price, t.total_fees,
+           a.matched_size, a.unmatched_size, a.lots,
+           a.cost_basis, a.sale_proceeds, a.buy_fees, a.sell_fees,
+           a.pnl_amount, a.unmatched_proceeds,
+           a.first_buy_time, a.last_buy_time,
+           t.order_time - a.last_buy_time, t.order_time - a.first_buy_time,
+           CASE WHEN a.sell_trade_id IS NULL THEN 'not computed'
+                WHEN a.unmatched_size = 0 THEN 'matched'
+                WHEN a.matched_size = 0 THEN 'unmatched'
+                ELSE 'partly unmatched' END
+    FROM public.trade_records t
+    LEFT JOIN (
+        SELECT fa.symbol, fa.account, fa.sell_trade_id,
+               coalesce(sum(fa.allocated_size) FILTER (WHERE NOT fa.unmatched), 0) AS matched_size,
+               coalesce(sum(fa.allocated_size) FILTER (WHERE fa.unmatched), 0) AS unmatched_size,
+               count(*) FILTER (WHERE NOT fa.unmatched) AS lots,
+               sum(fa.cost_basis) AS cost_basis,
+               sum(fa.sale_proceeds) FILTER (WHERE NOT fa.unmatched) AS sale_proceeds,
+               sum(fa.buy_fees) AS buy_fees,
+               sum(fa.sell_fees) FILTER (WHERE NOT fa.unmatched) AS sell_fees,
+               sum(fa.pnl_amount) AS pnl_amount,
+               sum(fa.sale_proceeds) FILTER (WHERE fa.unmatched) AS unmatched_proceeds,
+               min(fa.buy_time) AS first_buy_time,
+               max(fa.buy_time) AS last_buy_time
+        FROM public.fifo_allocations fa
+        WHERE fa.version = (SELECT fifo._current_version())
+          AND (p_symbol IS NULL OR fa.symbol = p_symbol)
+          AND (p_from IS NULL OR fa.sell_time >= p_from)
+          AND (p_to IS NULL OR fa.sell_time < p_to)
+        GROUP BY fa.symbol, fa.account, fa.sell_trade_id
+    ) a ON a.symbol = t.symbol AND a.account = t.account AND a.sell_trade_id = t.order_id
+    WHERE t.side = 'sell'
+      AND (p_symbol IS NULL OR t.symbol = p_symbol)
+      AND (p_from IS NULL OR t.order_time >= p_from)
+      AND (p_to IS NULL OR t.order_time < p_to)
+$$;
+COMMENT ON FUNCTION public.fifo_trade_pnl(text, timestamptz, timestamptz) IS
+    'Per-sell realized P&L in the current version, optionally for one symbol and sells in [from, to).';
+
+CREATE OR REPLACE VIEW public.fifo_trade_pnl AS
+    SELECT * FROM public.fifo_trade_pnl();
+COMMENT ON VIEW public.fifo_trade_pnl IS
+    'One row per SELL: matched/unmatched size, cost basis, proceeds, fee shares, P&L, holding period '
+    '(current version; status ''not computed'' until compute_fifo has run). Exact numerics.';

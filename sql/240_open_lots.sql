@@ -1,0 +1,58 @@
+-- fifo_open_lots: every BUY with inventory left, as of now or as of a
+-- time. The remaining size is derived from the allocations (size minus what
+-- sells consumed), never stored; the remainder carries the rest of the buy's
+-- fee, fee - fifo._fee_point(fee, size, consumed), so a lot's fee shares in
+-- its allocations plus its remaining fee add up to its fee exactly.
+--   p_from  only lots bought at or after this time
+--   p_to    as of this time: only buys and sells before it count
+-- computed = false flags pools the engine has not computed in the current
+-- version (their buys look untouched until it does).
+CREATE OR REPLACE FUNCTION public.fifo_open_lots(
+    p_symbol text DEFAULT NULL,
+    p_from timestamptz DEFAULT NULL,
+    p_to timestamptz DEFAULT NULL)
+RETURNS TABLE (
+    account text, symbol text, order_id text, order_time timestamptz,
+    size numeric, price numeric, total_fees numeric,
+    consumed_size numeric, remaining_size numeric, remaining_fees numeric, remaining_cost numeric,
+    long_term_after timestamptz, computed boolean)
+LANGUAGE sql STABLE
+AS $$
+    SELECT t.account, t.symbol, t.order_id, t.order_time, t.size, t.price, t.total_fees,
+           l.consumed, t.size - l.consumed,
+           l.fee_left,
+           (t.size - l.consumed) * t.price + l.fee_left,
+           t.order_time + (SELECT fifo._long_term()),
+           ps.version IS NOT NULL
+    FROM public.trade_records t
+    LEFT JOIN (
+        SELECT fa.symbol, fa.account, fa.buy_trade_id, sum(fa.allocated_size) AS consumed
+        FROM public.fifo_allocations fa
+        WHERE fa.version = (SELECT fifo._current_version())
+          AND fa.buy_trade_id IS NOT NULL
+          AND (p_symbol IS NULL OR fa.symbol = p_symbol)
+          AND (p_to IS NULL OR fa.sell_time < p_to)
+        GROUP BY fa.symbol, fa.account, fa.buy_trade_id
+    ) u ON u.symbol = t.symbol AND u.account = t.account AND u.buy_trade_id = t.order_id
+    CROSS JOIN LATERAL (
+        SELECT coalesce(u.consumed, 0) AS consumed,
+               pg_catalog.trim_scale(t.total_fees
+                   - fifo._fee_point(t.total_fees, t.size, coalesce(u.consumed, 0))) AS fee_left
+    ) l
+    LEFT JOIN fifo.pool_state ps
+           ON ps.version = (SELECT fifo._current_version())
+          AND ps.symbol = t.symbol AND ps.account = t.account
+    WHERE t.side = 'buy'
+      AND t.size > l.consumed
+      AND (p_symbol IS NULL OR t.symbol = p_symbol)
+      AND (p_from IS NULL OR t.order_time >= p_from)
+      AND (p_to IS NULL OR t.order_time < p_to)
+$$;
+COMMENT ON FUNCTION public.fifo_open_lots(text, timestamptz, timestamptz) IS
+    'Open lots (buys with inventory left) bought in [from, to), as of `to` (default now), optionally for one symbol.';
+
+CREATE OR REPLACE VIEW public.fifo_open_lots AS
+    SELECT * FROM public.fifo_open_lots();
+COMMENT ON VIEW public.fifo_open_lots IS
+    'Open lots: remaining_size = size - sum(allocated_size) of the sells that consumed the buy (current version); '
+    'remaining_cost = remaining_size * price + remaining_fees (the unallocated rest of the buy''s fee).';
