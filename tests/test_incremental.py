@@ -1,0 +1,283 @@
+"""Incremental (suffix) recompute equals a full recompute, for every kind of change.
+
+Property: random histories (several pools, ties, oversells, fees, 8- and
+18-decimal sizes) are computed, then changed by random batches of
+back-dated inserts, appends, updates and deletes, each followed by
+compute_fifo_incremental(). After every step the allocations equal the
+plain-Python reference on the current trades and a fresh full recompute into
+version 2, and verify_fifo() is clean. Hand-written cases pin the shapes
+that matter most.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal as D
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from psycopg.rows import dict_row
+
+from tests.helpers import add_trades, allocations, expected, findings, reset, stored
+
+BASE = datetime(2025, 1, 1, tzinfo=timezone.utc)
+SYMBOLS = ["X", "Y"]
+ACCOUNTS = ["a", "B"]
+
+
+def incremental(db) -> dict | None:
+    with db.cursor(row_factory=dict_row) as cur:
+        row = cur.execute("SELECT * FROM compute_fifo_incremental()").fetchone()
+    return row if row["batch_id"] is not None else None
+
+
+def pending(db) -> list[tuple]:
+    return db.execute("SELECT symbol, account, nullif(from_time, '-infinity') FROM fifo.pool_changes "
+                      "WHERE processed_at IS NULL ORDER BY 1, 2, 3").fetchall()
+
+
+def assert_current(db) -> None:
+    """Version 1 (incremental) == reference == a fresh full recompute into version 2; verify clean."""
+    want = expected(db)
+    assert stored(db) == want
+    db.execute("DELETE FROM fifo_allocations WHERE version = 2")
+    db.execute("DELETE FROM fifo.pool_state WHERE version = 2")
+    db.execute("SELECT compute_fifo_all(true, 2)")
+    assert stored(db, 2) == want
+    assert findings(db) == []
+    assert findings(db, None, 2) == []
+
+
+# -- strategies ---------------------------------------------------------------
+
+def scaled(places: int, top: int):
+    return st.integers(1, top * 10 ** places).map(lambda n: D(n).scaleb(-places))
+
+
+sizes = st.one_of(st.integers(1, 5).map(D), scaled(8, 5), scaled(18, 5))
+prices = st.one_of(st.integers(0, 100).map(D), scaled(8, 100))
+fees = st.one_of(st.just(D(0)), st.integers(1, 9).map(D), scaled(8, 1), scaled(18, 1))
+
+
+class History:
+    """The trades as the test believes them to be; each change is applied to the database too."""
+
+    def __init__(self, db, data):
+        self.db, self.data = db, data
+        self.trades: dict[str, dict] = {}
+        self.serial = 0
+
+    def draw(self, strategy):
+        return self.data.draw(strategy)
+
+    def new_trade(self, minute: int) -> dict:
+        self.serial += 1
+        prefix = self.draw(st.sampled_from(["t", "T", "_"]))  # bytewise tie order differs from locale order
+        return {"order_id": f"{prefix}{self.serial:03d}", "symbol": self.draw(st.sampled_from(SYMBOLS)),
+                "account": self.draw(st.sampled_from(ACCOUNTS)),
+                "side": self.draw(st.sampled_from(["buy", "buy", "sell"])),
+                "size": self.draw(sizes), "price": self.draw(prices), "total_fees": self.draw(fees),
+                "order_time": BASE + timedelta(minutes=minute)}
+
+    def last_minute(self) -> int:
+        times = [t["order_time"] for t in self.trades.values()] or [BASE]
+        return int((max(times) - BASE).total_seconds() // 60)
+
+    def insert(self, minutes: list[int]) -> None:
+        rows = [self.new_trade(m) for m in minutes]
+        add_trades(self.db, rows)
+        self.trades.update((r["order_id"], r) for r in rows)
+
+    def pick(self) -> str:
+        ids = sorted(self.trades)
+        return ids[self.draw(st.integers(0, len(ids) - 1))]
+
+    def update(self) -> None:
+        order_id = self.pick()
+        field = self.draw(st.sampled_from(
+            ["size", "price", "total_fees", "order_time", "symbol", "account", "side"]))
+        value = {"size": sizes, "price": prices, "total_fees": fees,
+                 "order_time": st.integers(0, self.last_minute() + 2).map(lambda m: BASE + timedelta(minutes=m)),
+                 "symbol": st.sampled_from(SYMBOLS), "account": st.sampled_from(ACCOUNTS),
+                 "side": st.sampled_from(["buy", "sell"])}[field]
+        new = self.draw(value)
+        self.db.execute(f"UPDATE trade_records SET {field} = %s WHERE order_id = %s", (new, order_id))
+        self.trades[order_id][field] = new
+
+    def shift(self) -> None:
+        """One statement moving several trades (of any pools) in time."""
+        ids = sorted({self.pick() for _ in range(self.draw(st.integers(1, 4)))})
+        minutes = self.draw(st.integers(-3, 3))
+        self.db.execute("UPDATE trade_records SET order_time = order_time + %s WHERE order_id = ANY(%s)",
+                        (timedelta(minutes=minutes), ids))
+        for i in ids:
+            self.trades[i]["order_time"] += timedelta(minutes=minutes)
+
+    def delete(self) -> None:
+        order_id = self.pick()
+        self.db.execute("DELETE FROM trade_records WHERE order_id = %s", (order_id,))
+        del self.trades[order_id]
+
+    def step(self) -> str:
+        kind = self.draw(st.sampled_from(["backdated", "append", "update", "shift", "delete", "mixed"]))
+        if not self.trades and kind not in ("backdated", "append"):
+            kind = "append"
+        if kind == "backdated":
+            self.insert(self.draw(st.lists(st.integers(0, self.last_minute()), min_size=1, max_size=4)))
+        elif kind == "append":
+            last = self.last_minute()
+            self.insert(self.draw(st.lists(st.integers(last, last + 3), min_size=1, max_size=4)))
+        elif kind == "update":
+            self.update()
+        elif kind == "shift":
+            self.shift()
+        elif kind == "delete":
+            self.delete()
+        else:
+            with self.db.transaction():
+                self.insert([self.draw(st.integers(0, self.last_minute() + 1))])
+                self.update()
+                self.delete()
+        return kind
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_incremental_equals_full_after_random_changes(db, data):
+    reset(db)
+    history = History(db, data)
+    history.insert(data.draw(st.lists(st.integers(0, 20), min_size=1, max_size=14), label="initial minutes"))
+    db.execute("SELECT compute_fifo_all()")
+    assert_current(db)
+    for _ in range(data.draw(st.integers(1, 4), label="steps")):
+        kind = history.step()
+        run = incremental(db)
+        assert run is None or run["status"] == "ok", (kind, run)
+        assert pending(db) == []
+        assert incremental(db) is None   # idle once current
+        assert_current(db)
+
+
+# -- hand-written cases ------------------------------------------------------------
+
+def buy(order_id, size, price, when, symbol="X", fee=0):
+    return {"order_id": order_id, "symbol": symbol, "side": "buy", "size": size, "price": price,
+            "total_fees": fee, "order_time": when}
+
+
+def sell(order_id, size, price, when, symbol="X", fee=0):
+    return {**buy(order_id, size, price, when, symbol, fee), "side": "sell"}
+
+
+def pairs(db, symbol="X"):
+    return [(r["sell_trade_id"], r["buy_trade_id"], r["allocated_size"], r["pnl_amount"])
+            for r in allocations(db, symbol)]
+
+
+def test_backdated_buy_before_a_partially_consumed_lot(db):
+    add_trades(db, [buy("b1", 10, 10, "2025-01-01 10:00"), sell("s1", 4, 12, "2025-01-03")])
+    db.execute("SELECT compute_fifo('X')")
+    assert pairs(db) == [("s1", "b1", 4, 8)]
+    add_trades(db, [buy("b0", 3, 5, "2024-12-01")])   # recorded now, before everything
+    assert pending(db) == [("X", "default", datetime(2024, 12, 1, tzinfo=timezone.utc))]
+    run = incremental(db)
+    assert (run["mode"], run["pools"], run["buys"], run["sells"]) == ("incremental", 1, 2, 1)
+    # s1 now takes all of b0 (3 @ 5) and 1 of b1 (@ 10)
+    assert pairs(db) == [("s1", "b0", 3, 21), ("s1", "b1", 1, 2)]
+    assert_current(db)
+
+
+def test_suffix_keeps_earlier_sells_and_carries_the_open_lot(db):
+    add_trades(db, [buy("b1", 10, 10, "2025-01-01", fee=1), sell("s1", 4, 12, "2025-01-03"),
+                    sell("s2", 3, 13, "2025-01-05")])
+    db.execute("SELECT compute_fifo('X')")
+    s1_rows = db.execute("SELECT id, batch_id FROM fifo_allocations WHERE sell_trade_id = 's1'").fetchall()
+    add_trades(db, [buy("b2", 5, 11, "2025-01-04")])   # between s1 and s2
+    run = incremental(db)
+    # only the suffix from 2025-01-04 was read: b2 and s2, plus b1's open 6 carried in
+    assert (run["buys"], run["sells"]) == (1, 1)
+    assert db.execute("SELECT id, batch_id FROM fifo_allocations "
+                      "WHERE sell_trade_id = 's1'").fetchall() == s1_rows
+    # s2 still takes the carried remainder of b1 first, its fee share continuing at offset 4
+    row = allocations(db)[1]
+    assert (row["sell_trade_id"], row["buy_trade_id"], row["allocated_size"], row["buy_fees"]) == \
+        ("s2", "b1", 3, D("0.3"))
+    assert_current(db)
+
+
+def test_delete_of_a_buy_that_a_later_sell_consumed(db):
+    add_trades(db, [buy("b1", 5, 10, "2025-01-01"), buy("b2", 5, 20, "2025-01-02"),
+                    sell("s1", 7, 30, "2025-01-03")])
+    db.execute("SELECT compute_fifo('X')")
+    assert pairs(db) == [("s1", "b1", 5, 100), ("s1", "b2", 2, 20)]
+    db.execute("DELETE FROM trade_records WHERE order_id = 'b1'")
+    incremental(db)
+    # s1 now finds only b2's 5; the other 2 are unmatched, never charged to a later buy
+    assert pairs(db) == [("s1", "b2", 5, 50), ("s1", None, 2, None)]
+    assert_current(db)
+
+
+def test_update_moving_a_trade_to_another_symbol_recomputes_both_pools(db):
+    add_trades(db, [buy("b1", 5, 10, "2025-01-01"), sell("s1", 2, 12, "2025-01-02"),
+                    buy("y1", 5, 100, "2025-01-01", symbol="Y"), sell("y2", 1, 90, "2025-01-03", symbol="Y")])
+    db.execute("SELECT compute_fifo_all()")
+    db.execute("UPDATE trade_records SET symbol = 'Y' WHERE order_id = 's1'")
+    assert [p[:2] for p in pending(db)] == [("X", "default"), ("Y", "default")]
+    run = incremental(db)
+    assert (run["symbols"], run["pools"]) == (["X", "Y"], 2)
+    assert pairs(db, "X") == []
+    assert pairs(db, "Y") == [("s1", "y1", 2, 24 - 200), ("y2", "y1", 1, -10)]
+    assert_current(db)
+
+
+def test_truncate_empties_every_computed_pool(db):
+    add_trades(db, [buy("b1", 5, 10, "2025-01-01"), sell("s1", 2, 12, "2025-01-02"),
+                    buy("y1", 5, 100, "2025-01-01", symbol="Y"), sell("y2", 1, 90, "2025-01-03", symbol="Y")])
+    db.execute("SELECT compute_fifo_all()")
+    db.execute("TRUNCATE trade_records")
+    assert [p[:2] for p in pending(db)] == [("X", "default"), ("Y", "default")]
+    run = incremental(db)
+    assert (run["pools"], run["allocations"]) == (2, 0)
+    assert allocations(db) == []
+    assert_current(db)
+
+
+def test_update_of_source_only_queues_nothing(db):
+    add_trades(db, [buy("b1", 5, 10, "2025-01-01"), sell("s1", 2, 12, "2025-01-02")])
+    db.execute("SELECT compute_fifo('X')")
+    assert pending(db) == []
+    db.execute("UPDATE trade_records SET source = 'reimport'")
+    assert pending(db) == []
+    assert incremental(db) is None
+
+
+def test_update_to_the_same_values_queues_nothing(db):
+    add_trades(db, [buy("b1", 5, 10, "2025-01-01")])
+    db.execute("SELECT compute_fifo('X')")
+    db.execute("UPDATE trade_records SET size = size, price = price")
+    assert pending(db) == []
+
+
+def test_update_queues_from_the_earlier_of_old_and_new_time(db):
+    add_trades(db, [buy("b1", 5, 10, "2025-01-01"), sell("s1", 2, 12, "2025-03-01")])
+    db.execute("SELECT compute_fifo('X')")
+    db.execute("UPDATE trade_records SET order_time = '2025-05-01' WHERE order_id = 's1'")
+    assert pending(db) == [("X", "default", datetime(2025, 3, 1, tzinfo=timezone.utc))]
+    incremental(db)
+    assert_current(db)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "engine bug (sql/050_run.sql drops other versions' pool_state without their allocations; "
+    "sql/060 compute_fifo_all lists pools from trades, pool_state and pending changes only): "
+    "a forced recompute of version 2 leaves the allocations of a pool that lost all its trades"))
+def test_forced_recompute_of_another_version_drops_a_pool_that_lost_its_trades(db):
+    add_trades(db, [buy("b1", 5, 10, "2025-01-01"), sell("s1", 2, 12, "2025-01-02")])
+    db.execute("SELECT compute_fifo_all(true, 1)")
+    db.execute("SELECT compute_fifo_all(true, 2)")
+    db.execute("UPDATE trade_records SET symbol = 'Y'")
+    incremental(db)                                  # version 1 current; X's version 2 state dropped
+    db.execute("SELECT compute_fifo_all(true, 2)")   # X has no trades, no state, nothing pending
+    assert stored(db, 2) == expected(db)             # X's old version 2 row is still there
+    assert findings(db, None, 2) == []
