@@ -1,0 +1,372 @@
+"""Import trades from CSV: `fifo-db import FILE.csv [--format generic|coinbase]`.
+
+The file goes to the server as it is, through COPY, into a temporary
+staging table (every column text, one identity number per record, so the
+line number is known). Everything after that is set-based SQL in one
+transaction: map the format's columns to trade_records' columns, find every
+bad row (missing field, unknown side, size <= 0, negative price or fee,
+unparseable number or time, time without a zone, duplicate order_id in the
+file, order_id already stored with different data), then one
+INSERT ... SELECT ... ON CONFLICT (order_id) DO NOTHING. Rows already stored
+with the same data are skipped, so re-importing a file adds nothing.
+
+Any bad row and nothing is loaded (each bad row is reported on one line);
+with --skip-invalid the good rows load and the bad ones go, with their
+reasons, to a reject file.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from fifo_db.errors import FifoError, from_db_error
+
+# canonical field -> SQL expression over the staging table `s` (columns named as in the file)
+_GENERIC = {
+    "order_id": 'nullif(btrim(s."order_id"), \'\')',
+    "account": 'nullif(btrim(s."account"), \'\')',
+    "symbol": 'nullif(btrim(s."symbol"), \'\')',
+    "side": 'nullif(btrim(s."side"), \'\')',
+    "size": 'nullif(btrim(s."size"), \'\')',
+    "price": 'nullif(btrim(s."price"), \'\')',
+    "total_fees": 'nullif(btrim(s."total_fees"), \'\')',
+    "order_time": 'nullif(btrim(s."order_time"), \'\')',
+    "source": 'nullif(btrim(s."source"), \'\')',
+}
+
+# Coinbase Advanced Trade fills report (the Coinbase Pro/Exchange fills format; see docs/import.md)
+_COINBASE = {
+    "order_id": 'nullif(btrim(s."trade id"), \'\')',
+    "account": 'nullif(btrim(s."portfolio"), \'\')',
+    "symbol": 'nullif(btrim(s."product"), \'\')',
+    "side": 'nullif(btrim(s."side"), \'\')',
+    "size": 'nullif(btrim(s."size"), \'\')',
+    "price": 'nullif(btrim(s."price"), \'\')',
+    "total_fees": 'nullif(btrim(s."fee"), \'\')',
+    "order_time": 'nullif(btrim(s."created at"), \'\')',
+    "source": "NULL",
+    # the size is in the product's base currency, price and fee in its quote currency
+    "extra": """CASE
+        WHEN nullif(btrim(s."product"), '') IS NULL THEN NULL
+        WHEN btrim(s."size unit") IS DISTINCT FROM split_part(btrim(s."product"), '-', 1)
+            THEN format('size unit %L is not the base currency of %s', s."size unit", btrim(s."product"))
+        WHEN btrim(s."price/fee/total unit") IS DISTINCT FROM split_part(btrim(s."product"), '-', 2)
+            THEN format('price/fee/total unit %L is not the quote currency of %s',
+                        s."price/fee/total unit", btrim(s."product"))
+        END""",
+}
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    required: tuple[str, ...]
+    optional: tuple[str, ...]
+    mapping: dict
+    labels: dict  # canonical field -> the file's column name, for messages
+
+    def columns(self) -> tuple[str, ...]:
+        return self.required + self.optional
+
+
+FORMATS = {
+    "generic": Format(
+        "generic",
+        required=("order_id", "symbol", "side", "size", "price", "order_time"),
+        optional=("account", "total_fees", "source"),
+        mapping=_GENERIC,
+        labels={k: k for k in _GENERIC},
+    ),
+    "coinbase": Format(
+        "coinbase",
+        required=("portfolio", "trade id", "product", "side", "created at", "size", "size unit",
+                  "price", "fee", "total", "price/fee/total unit"),
+        optional=(),
+        mapping=_COINBASE,
+        labels={"order_id": "trade id", "account": "portfolio", "symbol": "product", "side": "side",
+                "size": "size", "price": "price", "total_fees": "fee", "order_time": "created at",
+                "source": "source"},
+    ),
+}
+
+# a number PostgreSQL's numeric accepts, without NaN/Infinity and absurd exponents
+_NUMBER = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]{1,3})?$"
+# ISO 8601 date and time with an optional zone: captures y, m, d, H, M, S, zone
+_TIME = (r"^([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:\.[0-9]+)?)?"
+         r"\s*([Zz]|[+-][0-9]{2}(?::?[0-9]{2})?|UTC|GMT)?$")
+
+
+@dataclass
+class ImportResult:
+    path: Path
+    rows: int = 0
+    inserted: int = 0
+    present: int = 0
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def read_header(path: Path) -> list[str]:
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            header = next(csv.reader(f), None)
+    except FileNotFoundError:
+        raise FifoError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FifoError(f"{path}: cannot read: {exc}") from None
+    if not header:
+        raise FifoError(f"{path}: empty file (expected a header line)")
+    return [h.strip().lower() for h in header]
+
+
+def check_header(header: list[str], fmt: Format, path: Path) -> None:
+    dupes = sorted({h for h in header if header.count(h) > 1})
+    if dupes:
+        raise FifoError(f"{path}: line 1: column(s) {', '.join(dupes)} appear more than once")
+    unknown = [h for h in header if h not in fmt.columns()]
+    missing = [c for c in fmt.required if c not in header]
+    if unknown or missing:
+        parts = []
+        if missing:
+            parts.append(f"missing column(s) {', '.join(missing)}")
+        if unknown:
+            parts.append(f"unknown column(s) {', '.join(unknown)}")
+        raise FifoError(f"{path}: line 1: {'; '.join(parts)} for --format {fmt.name} "
+                        f"(expected {', '.join(fmt.required)}"
+                        + (f"; optional {', '.join(fmt.optional)}" if fmt.optional else "") + ")")
+
+
+def _field_checks(fmt: Format, present: list[str]) -> sql.Composable:
+    """The per-row problems, as (ord, message) VALUES over the mapped row `r`."""
+    L = fmt.labels
+    def lab(name):
+        return sql.Literal(L[name])
+    checks = []
+
+    def missing(name):
+        return sql.SQL("WHEN r.{f} IS NULL THEN {lab} || ' is missing'").format(f=sql.Identifier(name), lab=lab(name))
+
+    for i, name in enumerate(("order_id", "symbol"), 1):
+        checks.append(sql.SQL("({i}, CASE {m} END)").format(i=i, m=missing(name)))
+    checks.append(sql.SQL(
+        "(3, CASE {m} WHEN lower(r.side) NOT IN ('buy', 'sell') "
+        "THEN format('%s %L is not buy or sell', {lab}, r.side) END)").format(m=missing("side"), lab=lab("side")))
+    for i, (name, rule) in enumerate((("size", "positive"), ("price", "not negative"),
+                                      ("total_fees", "not negative")), 4):
+        cond = "<= 0" if rule == "positive" else "< 0"
+        text = "must be positive" if rule == "positive" else "must not be negative"
+        optional_absent = name == "total_fees" and fmt.name == "generic" and "total_fees" not in present
+        if optional_absent:
+            continue
+        checks.append(sql.SQL(
+            "({i}, CASE {m} WHEN r.{f} !~ {num} THEN format('%s %L is not a number', {lab}, r.{f}) "
+            "WHEN r.{f}::numeric {cond} THEN format('%s %L {text}', {lab}, r.{f}) END)").format(
+                i=i, m=missing(name), f=sql.Identifier(name), num=sql.Literal(_NUMBER), lab=lab(name),
+                cond=sql.SQL(cond), text=sql.SQL(text)))
+    checks.append(sql.SQL("""(7, CASE {m}
+            WHEN r.tm IS NULL THEN format('%s %L is not a time (use ISO 8601, e.g. 2025-12-03T23:40:00Z)', {lab}, r.order_time)
+            WHEN r.tm[7] IS NULL THEN format('%s %L has no time zone (add Z or an offset such as +00:00)', {lab}, r.order_time)
+            WHEN r.tm[1]::int < 1 OR r.tm[2]::int NOT BETWEEN 1 AND 12 OR r.tm[3]::int < 1
+              OR r.tm[3]::int > extract(day from make_date(greatest(r.tm[1]::int, 1), least(greatest(r.tm[2]::int, 1), 12), 1)
+                                               + interval '1 month - 1 day')
+              OR r.tm[4]::int > 23 OR r.tm[5]::int > 59 OR coalesce(r.tm[6]::int, 0) > 59
+              OR (r.tm[7] ~ '^[+-]' AND (substr(r.tm[7], 2, 2)::int > 15
+                                         OR coalesce(nullif(right(replace(r.tm[7], ':', ''), -3), ''), '0')::int > 59))
+            THEN format('%s %L is not a valid time', {lab}, r.order_time)
+        END)""").format(m=missing("order_time"), lab=lab("order_time")))
+    checks.append(sql.SQL("(8, r.extra)"))
+    return sql.SQL(",\n        ").join(checks)
+
+
+def _mapped_select(fmt: Format, present: list[str], source: str) -> sql.Composable:
+    exprs = []
+    for name in ("order_id", "account", "symbol", "side", "size", "price", "total_fees", "order_time", "source"):
+        if fmt.name == "generic" and name not in present:
+            expr = "NULL"
+        else:
+            expr = fmt.mapping[name]
+        exprs.append(sql.SQL("{} AS {}").format(sql.SQL(expr), sql.Identifier(name)))
+    exprs.append(sql.SQL("{} AS extra").format(sql.SQL(fmt.mapping.get("extra", "NULL::text"))))
+    return sql.SQL(
+        "SELECT s.line, {exprs}, {src}::text AS default_source FROM pg_temp.fifo_import_stage s").format(
+            exprs=sql.SQL(", ").join(exprs), src=sql.Literal(source))
+
+
+def import_csv(conn: psycopg.Connection, path: Path, fmt_name: str = "generic",
+               skip_invalid: bool = False) -> ImportResult:
+    """Load one CSV file; raises FifoError (nothing loaded) on a bad row unless skip_invalid."""
+    fmt = FORMATS[fmt_name]
+    path = Path(path)
+    header = read_header(path)
+    check_header(header, fmt, path)
+    result = ImportResult(path)
+    started = time.perf_counter()
+    try:
+        with conn.transaction(), conn.cursor() as cur:
+            _stage(cur, path, header)
+            _validate(cur, fmt, header, f"{fmt.name}:{path.name}")
+            cur.execute("SELECT line, message FROM pg_temp.fifo_import_errors ORDER BY line")
+            result.rejected = cur.fetchall()
+            cur.execute("SELECT count(*) FROM pg_temp.fifo_import_stage")
+            result.rows = cur.fetchone()[0]
+            if result.rejected and not skip_invalid:
+                raise _Invalid(result)
+            cur.execute(_INSERT)
+            result.inserted = cur.rowcount
+            result.present = result.rows - len(result.rejected) - result.inserted
+            if skip_invalid and result.rejected:
+                cur.execute("SELECT e.line, e.message, s.* FROM pg_temp.fifo_import_errors e "
+                            "JOIN pg_temp.fifo_import_stage s USING (line) ORDER BY e.line")
+                result.reject_rows = cur.fetchall()  # type: ignore[attr-defined]
+    except _Invalid as bad:
+        result.seconds = time.perf_counter() - started
+        raise InvalidRows(bad.result) from None
+    except psycopg.errors.BadCopyFileFormat as exc:
+        # a record with the wrong number of fields: PostgreSQL names its line in the context
+        context = (exc.diag.context or "").strip().splitlines()
+        where = context[0].split(",", 1)[-1].strip() if context else ""
+        raise FifoError(f"{path}: {where}: {exc.diag.message_primary}; nothing was imported") from None
+    except psycopg.Error as exc:
+        raise from_db_error(exc) from None
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+class _Invalid(Exception):
+    def __init__(self, result):
+        self.result = result
+
+
+class InvalidRows(FifoError):
+    """Bad rows were found and nothing was loaded; .result.rejected lists them."""
+
+    def __init__(self, result: ImportResult):
+        self.result = result
+        n = len(result.rejected)
+        super().__init__(f"{result.path}: {n:,} invalid row{'s' if n != 1 else ''}; nothing was imported "
+                         f"(fix them, or use --skip-invalid to load the rest)")
+
+
+def _stage(cur, path: Path, header: list[str]) -> None:
+    cols = sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(h)) for h in header)
+    cur.execute(sql.SQL("CREATE TEMP TABLE fifo_import_stage (line bigint GENERATED ALWAYS AS IDENTITY "
+                        "(START WITH 2), {}) ON COMMIT DROP").format(cols))
+    copy_sql = sql.SQL("COPY pg_temp.fifo_import_stage ({}) FROM STDIN WITH (FORMAT csv, HEADER true)").format(
+        sql.SQL(", ").join(sql.Identifier(h) for h in header))
+    with open(path, "rb") as f, cur.copy(copy_sql) as copy:
+        while chunk := f.read(1 << 20):
+            copy.write(chunk)
+
+
+def _validate(cur, fmt: Format, header: list[str], source: str) -> None:
+    cur.execute(sql.SQL("""
+        CREATE TEMP TABLE fifo_import_rows ON COMMIT DROP AS
+        SELECT m.*, regexp_match(m.order_time, {time_re}) AS tm
+        FROM ({mapped}) m""").format(mapped=_mapped_select(fmt, header, source), time_re=sql.Literal(_TIME)))
+    cur.execute(sql.SQL("""
+        CREATE TEMP TABLE fifo_import_errors ON COMMIT DROP AS
+        SELECT p.line, string_agg(p.msg, '; ' ORDER BY p.ord) AS message
+        FROM (
+            SELECT r.line, c.ord, c.msg
+            FROM pg_temp.fifo_import_rows r
+            CROSS JOIN LATERAL (VALUES
+                {checks}) AS c(ord, msg)
+            WHERE c.msg IS NOT NULL
+            UNION ALL
+            -- a second record with the same order_id in this file
+            SELECT d.line, 9, format('%s %L is also on line %s', {id_label}, d.order_id, d.first_line)
+            FROM (SELECT r.line, r.order_id, min(r.line) OVER (PARTITION BY r.order_id) AS first_line
+                  FROM pg_temp.fifo_import_rows r WHERE r.order_id IS NOT NULL) d
+            WHERE d.line > d.first_line
+        ) p
+        GROUP BY p.line""").format(checks=_field_checks(fmt, header), id_label=sql.Literal(fmt.labels["order_id"])))
+    cur.execute("""
+        CREATE TEMP TABLE fifo_import_typed ON COMMIT DROP AS
+        SELECT r.line, r.order_id, coalesce(r.account, 'default') AS account, r.symbol,
+               lower(r.side) AS side, r.size::numeric AS size, r.price::numeric AS price,
+               coalesce(r.total_fees, '0')::numeric AS total_fees,
+               r.order_time::timestamptz AS order_time,
+               coalesce(r.source, r.default_source) AS source
+        FROM pg_temp.fifo_import_rows r
+        WHERE NOT EXISTS (SELECT 1 FROM pg_temp.fifo_import_errors e WHERE e.line = r.line)""")
+    # the same order_id already stored with different data: name both values
+    labels = fmt.labels
+    diffs = sql.SQL(", ").join(
+        sql.SQL("CASE WHEN t.{f} IS DISTINCT FROM x.{f} THEN format('%s %s (this file: %s)', {lab}, x.{f}, t.{f}) END")
+        .format(f=sql.Identifier(f), lab=sql.Literal(labels[f]))
+        for f in ("account", "symbol", "side", "size", "price", "total_fees", "order_time"))
+    cur.execute(sql.SQL("""
+        INSERT INTO pg_temp.fifo_import_errors (line, message)
+        SELECT t.line, format('%s %L is already stored with different data: %s',
+                              {id_label}, t.order_id, concat_ws(', ', {diffs}))
+        FROM pg_temp.fifo_import_typed t
+        JOIN public.trade_records x ON x.order_id = t.order_id
+        WHERE (x.account, x.symbol, x.side, x.size, x.price, x.total_fees, x.order_time)
+              IS DISTINCT FROM (t.account, t.symbol, t.side, t.size, t.price, t.total_fees, t.order_time)
+        """).format(id_label=sql.Literal(labels["order_id"]), diffs=diffs))
+
+
+_INSERT = """
+    INSERT INTO public.trade_records (order_id, account, symbol, side, size, price, total_fees, order_time, source)
+    SELECT t.order_id, t.account, t.symbol, t.side, t.size, t.price, t.total_fees, t.order_time, t.source
+    FROM pg_temp.fifo_import_typed t
+    WHERE NOT EXISTS (SELECT 1 FROM pg_temp.fifo_import_errors e WHERE e.line = t.line)
+    ORDER BY t.symbol, t.account, t.order_time
+    ON CONFLICT (order_id) DO NOTHING"""
+
+
+def write_rejects(result: ImportResult, header: list[str], target: Path) -> None:
+    """The rejected records as they were in the file, plus their line number and reason."""
+    rows = getattr(result, "reject_rows", [])
+    with open(target, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow([*header, "line", "reason"])
+        for line, message, _stage_line, *values in rows:
+            w.writerow([*("" if v is None else v for v in values), line, message])
+
+
+def register(sub) -> None:
+    p = sub.add_parser("import", help="import trades from a CSV file",
+                       description="Load trades from CSV through COPY; all or nothing unless --skip-invalid. "
+                                   "Re-importing the same file adds nothing (idempotent by order_id).")
+    p.add_argument("file", type=Path, metavar="FILE.csv")
+    p.add_argument("--format", choices=sorted(FORMATS), default="generic",
+                   help="generic: trade_records' columns; coinbase: Coinbase Advanced Trade fills report")
+    p.add_argument("--skip-invalid", action="store_true",
+                   help="load the good rows and write the bad ones to the reject file")
+    p.add_argument("--reject-file", type=Path, metavar="F",
+                   help="where --skip-invalid writes bad rows (default: FILE.rejected.csv)")
+    p.set_defaults(func=_cli_import)
+
+
+_SHOW = 50
+
+
+def _cli_import(args, conn) -> int:
+    if args.reject_file and not args.skip_invalid:
+        raise FifoError("--reject-file goes with --skip-invalid")
+    try:
+        result = import_csv(conn, args.file, args.format, args.skip_invalid)
+    except InvalidRows as bad:
+        for line, message in bad.result.rejected[:_SHOW]:
+            print(f"{args.file}: line {line}: {message}", file=sys.stderr)
+        if len(bad.result.rejected) > _SHOW:
+            print(f"{args.file}: ... and {len(bad.result.rejected) - _SHOW:,} more", file=sys.stderr)
+        raise
+    print(f"imported {result.inserted:,} of {result.rows:,} rows from {args.file} in {result.seconds:.2f}s "
+          f"({result.present:,} already present, {len(result.rejected):,} rejected)")
+    if result.rejected:
+        target = args.reject_file or args.file.with_name(args.file.name + ".rejected.csv")
+        write_rejects(result, read_header(args.file), target)
+        print(f"{len(result.rejected):,} rejected rows with their reasons written to {target}")
+    if result.inserted:
+        print("allocations: the change triggers queued the pools; run `fifo-db compute --all-symbols` "
+              "(or let the pg_cron schedule do it)")
+    return 0
