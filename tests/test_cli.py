@@ -1,0 +1,117 @@
+"""The fifo-db command, run in-process (fifo_db.cli.main) against the test database."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+from fifo_db.cli import main
+from fifo_db.sample import SAPIEN_SELL, copy_rows, sapien_story
+from tests.helpers import add_trades
+
+
+def run(capsys, dsn, *args):
+    """main(['--dsn', dsn, *args]) -> (exit code, stdout, stderr)."""
+    code = main(["--dsn", dsn, *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def stats(out: str) -> dict[str, str]:
+    """The '  - Name: value' lines of the statistics block."""
+    return dict(re.findall(r"^  - ([^:]+): (.*)$", out, re.M))
+
+
+def test_compute_symbol_prints_the_statistics_block(db, dsn, capsys):
+    copy_rows(db, sapien_story())
+    code, out, err = run(capsys, dsn, "compute", "--symbol", "SAPIEN-USD")
+    assert (code, err) == (0, "")
+    assert out.startswith("Computation SUCCESSFUL\n")
+    (batch,) = db.execute("SELECT batch_id::text FROM fifo_runs").fetchone()
+    block = stats(out)
+    # total P&L 0.87013 - 0.30893 = 0.5612 -> $0.56
+    assert {k: block[k] for k in ("Version", "Batch ID", "Symbols processed", "Buys processed",
+                                  "Sells processed", "Allocations created", "Total PnL")} == {
+        "Version": "1", "Batch ID": batch, "Symbols processed": "1", "Buys processed": "2",
+        "Sells processed": "2", "Allocations created": "2", "Total PnL": "$0.56"}
+    assert re.fullmatch(r"\d+\.\d\ds \([\d,]+ms\)", block["Duration"])
+    assert db.execute("SELECT buy_trade_id IS NOT NULL FROM fifo_allocations WHERE sell_trade_id = %s",
+                      (SAPIEN_SELL,)).fetchone()[0] is True
+
+
+def test_total_pnl_is_rounded_half_up_to_cents(db, dsn, capsys):
+    add_trades(db, [
+        {"order_id": "b1", "symbol": "UP", "side": "buy", "size": 1, "price": 0, "order_time": "2025-01-01"},
+        {"order_id": "s1", "symbol": "UP", "side": "sell", "size": 1, "price": "1234.565", "order_time": "2025-01-02"},
+        {"order_id": "b2", "symbol": "DOWN", "side": "buy", "size": 1, "price": "0.305", "order_time": "2025-01-01"},
+        {"order_id": "s2", "symbol": "DOWN", "side": "sell", "size": 1, "price": 0, "order_time": "2025-01-02"},
+    ])
+    # 1 * (1234.565 - 0) = 1234.565 -> $1,234.57 (half up, thousands separator)
+    assert stats(run(capsys, dsn, "compute", "--symbol", "UP")[1])["Total PnL"] == "$1,234.57"
+    # 1 * (0 - 0.305) = -0.305 -> -$0.31
+    assert stats(run(capsys, dsn, "compute", "--symbol", "DOWN")[1])["Total PnL"] == "-$0.31"
+    # all: 1234.565 - 0.305 = 1234.26, two symbols, two allocations
+    code, out, _ = run(capsys, dsn, "compute", "--all-symbols", "--force")
+    block = stats(out)
+    assert code == 0
+    assert (block["Total PnL"], block["Symbols processed"], block["Allocations created"]) == ("$1,234.26", "2", "2")
+
+
+def test_compute_into_another_version(db, dsn, capsys):
+    copy_rows(db, sapien_story())
+    code, out, _ = run(capsys, dsn, "compute", "--symbol", "SAPIEN-USD", "--version", "2")
+    assert (code, stats(out)["Version"]) == (0, "2")
+    assert db.execute("SELECT DISTINCT version FROM fifo_allocations").fetchall() == [(2,)]
+
+
+def test_unknown_symbol_is_one_line_and_exit_1(db, dsn, capsys):
+    copy_rows(db, sapien_story())
+    code, out, err = run(capsys, dsn, "compute", "--symbol", "NOPE-USD")
+    assert code == 1
+    assert out == ""
+    assert len(err.splitlines()) == 1
+    assert "NOPE-USD" in err and err.startswith("fifo-db: error: ")
+    assert "Traceback" not in err
+
+
+def test_missing_database_is_one_line(dsn, capsys):
+    code, out, err = run(capsys, dsn.replace("dbname=", "dbname=no_such_db_"), "verify")
+    assert code == 1
+    assert len(err.splitlines()) == 1
+    assert re.search(r'database "no_such_db_\w+" does not exist', err) and "Traceback" not in err
+
+
+def test_verify_clean_then_tampered(db, dsn, capsys):
+    copy_rows(db, sapien_story())
+    db.execute("SELECT compute_fifo('SAPIEN-USD')")
+    code, out, err = run(capsys, dsn, "verify")
+    assert (code, err) == (0, "")
+    assert out.startswith("verify: clean (1 computed pool(s)")
+
+    db.execute("UPDATE fifo_allocations SET pnl_amount = pnl_amount + 1 WHERE sell_trade_id = %s",
+               (SAPIEN_SELL,))
+    code, out, err = run(capsys, dsn, "verify")
+    assert code == 1
+    lines = out.splitlines()
+    assert any(line.startswith(f"money: SAPIEN-USD/default {SAPIEN_SELL}:") for line in lines)
+    # the reference FIFO sees the same row: stored -0.30893 + 1 = 0.69107
+    assert any(line.startswith(f"reference: SAPIEN-USD/default {SAPIEN_SELL}:") and "0.69107" in line
+               for line in lines)
+    assert lines[-1] == "verify: 2 finding(s) in 1 computed pool(s)"
+
+
+def test_install_twice(db, dsn, capsys):
+    for _ in range(2):
+        code, out, err = run(capsys, dsn, "install")
+        assert (code, err) == (0, "")
+        assert "migrations applied: none pending" in out   # the template already has every migration
+
+
+def test_python_dash_m_help():
+    proc = subprocess.run([sys.executable, "-m", "fifo_db", "--help"], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage: fifo-db")
+    for command in ("install", "compute", "verify", "db"):
+        assert command in proc.stdout
