@@ -68,7 +68,8 @@ AS $$
                       WHEN p_matched = 0 THEN 'all earlier buys consumed by earlier sells'
                       ELSE format('the sell was %s larger than what was left', trim_scale(p_unmatched))
                   END)
-           || coalesce(format('; next buy %s at %s', nb.order_id, fifo._report_clock(nb.order_time)), '')
+           || CASE WHEN nb.order_id IS NULL THEN ''
+                   ELSE format('; next buy %s at %s', nb.order_id, fifo._report_clock(nb.order_time)) END
     FROM (SELECT EXISTS (
               -- buys at the same time as the sell come before it (design.md rule 2)
               SELECT 1 FROM public.trade_records t
