@@ -18,6 +18,7 @@ reasons, to a reject file.
 from __future__ import annotations
 
 import csv
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -230,9 +231,10 @@ def import_csv(conn: psycopg.Connection, path: Path, fmt_name: str = "generic",
         raise InvalidRows(bad.result) from None
     except psycopg.errors.BadCopyFileFormat as exc:
         # a record with the wrong number of fields: PostgreSQL names its line in the context
-        context = (exc.diag.context or "").strip().splitlines()
-        where = context[0].split(",", 1)[-1].strip() if context else ""
-        raise FifoError(f"{path}: {where}: {exc.diag.message_primary}; nothing was imported") from None
+        where = re.search(r"line (\d+)", exc.diag.context or "")
+        line = f"line {where.group(1)}: " if where else ""
+        raise FifoError(f"{path}: {line}{exc.diag.message_primary} (the header has {len(header)} fields); "
+                        f"nothing was imported") from None
     except psycopg.Error as exc:
         raise from_db_error(exc) from None
     result.seconds = time.perf_counter() - started

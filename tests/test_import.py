@@ -1,0 +1,158 @@
+"""fifo-db import: every bad-row kind, all-or-nothing, --skip-invalid, re-import, Coinbase fills."""
+
+from __future__ import annotations
+
+import csv
+from decimal import Decimal as D
+from pathlib import Path
+
+import pytest
+
+from fifo_db.cli import main
+from fifo_db.errors import FifoError
+from fifo_db.importer import InvalidRows, import_csv
+from tests.helpers import allocations, ts
+
+DATA = Path(__file__).parent / "data"
+HEADER = "order_id,symbol,side,size,price,total_fees,order_time"
+GOOD = "g1,X-USD,buy,2,10,0.02,2025-01-01T10:00:00Z"
+
+
+def write(tmp_path: Path, *lines: str, name: str = "trades.csv") -> Path:
+    path = tmp_path / name
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def count(db) -> int:
+    return db.execute("SELECT count(*) FROM trade_records").fetchone()[0]
+
+
+@pytest.mark.parametrize("row, message", [
+    ("b1,X-USD,hold,1,10,0,2025-01-01T10:00:00Z", "side 'hold' is not buy or sell"),
+    ("b1,X-USD,buy,0,10,0,2025-01-01T10:00:00Z", "size '0' must be positive"),
+    ("b1,X-USD,buy,-2,10,0,2025-01-01T10:00:00Z", "size '-2' must be positive"),
+    ("b1,X-USD,buy,1,-10,0,2025-01-01T10:00:00Z", "price '-10' must not be negative"),
+    ("b1,X-USD,buy,1,10,-0.5,2025-01-01T10:00:00Z", "total_fees '-0.5' must not be negative"),
+    ("b1,X-USD,buy,1.2.3,10,0,2025-01-01T10:00:00Z", "size '1.2.3' is not a number"),
+    ("b1,X-USD,buy,1,NaN,0,2025-01-01T10:00:00Z", "price 'NaN' is not a number"),
+    ("b1,X-USD,buy,1,10,0,yesterday", "order_time 'yesterday' is not a time"),
+    ("b1,X-USD,buy,1,10,0,2025-02-29T10:00:00Z", "order_time '2025-02-29T10:00:00Z' is not a valid time"),
+    ("b1,X-USD,buy,1,10,0,2025-01-01 10:00:00", "order_time '2025-01-01 10:00:00' has no time zone"),
+    ("b1,,buy,1,10,0,2025-01-01T10:00:00Z", "symbol is missing"),
+    (",X-USD,buy,1,10,0,2025-01-01T10:00:00Z", "order_id is missing"),
+    ("b1,X-USD,buy,1,,0,2025-01-01T10:00:00Z", "price is missing"),
+    ("g1,X-USD,buy,2,10,0.02,2025-01-01T10:00:00Z", "order_id 'g1' is also on line 2"),
+])
+def test_each_bad_row_kind_is_named_and_nothing_loads(db, tmp_path, row, message):
+    path = write(tmp_path, HEADER, GOOD, row)
+    with pytest.raises(InvalidRows) as info:
+        import_csv(db, path)
+    [(line, text)] = info.value.result.rejected
+    assert line == 3
+    assert text.startswith(message), text
+    assert count(db) == 0
+
+
+def test_several_problems_on_one_row_share_one_line(db, tmp_path):
+    path = write(tmp_path, HEADER, "b1,X-USD,sell,-1,x,-1,2025-01-01 10:00")
+    with pytest.raises(InvalidRows) as info:
+        import_csv(db, path)
+    assert info.value.result.rejected == [(2, "size '-1' must be positive; price 'x' is not a number; "
+                                              "total_fees '-1' must not be negative; order_time '2025-01-01 10:00' "
+                                              "has no time zone (add Z or an offset such as +00:00)")]
+
+
+def test_cli_prints_one_line_per_bad_row_and_loads_nothing(db, dsn, tmp_path, capsys):
+    path = write(tmp_path, HEADER, GOOD, "b2,X-USD,buy,0,1,0,2025-01-02T00:00:00Z",
+                 "b3,X-USD,short,1,1,0,2025-01-02T00:00:00Z")
+    assert main(["--dsn", dsn, "import", str(path)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"{path}: line 3: size '0' must be positive",
+                   f"{path}: line 4: side 'short' is not buy or sell",
+                   f"fifo-db: error: {path}: 2 invalid rows; nothing was imported "
+                   f"(fix them, or use --skip-invalid to load the rest)"]
+    assert count(db) == 0
+
+
+def test_skip_invalid_loads_good_rows_and_writes_rejects(db, dsn, tmp_path, capsys):
+    path = write(tmp_path, HEADER, GOOD, "b2,X-USD,buy,0,1,0,2025-01-02T00:00:00Z",
+                 "s1,X-USD,sell,1,12,0.01,2025-01-03T00:00:00+01:00")
+    rejects = tmp_path / "bad.csv"
+    assert main(["--dsn", dsn, "import", str(path), "--skip-invalid", "--reject-file", str(rejects)]) == 0
+    out = capsys.readouterr().out
+    assert "imported 2 of 3 rows" in out and "1 rejected" in out
+    assert [r[0] for r in db.execute("SELECT order_id FROM trade_records ORDER BY order_id")] == ["g1", "s1"]
+    assert db.execute("SELECT order_time FROM trade_records WHERE order_id = 's1'").fetchone()[0] == ts("2025-01-02 23:00")
+    with open(rejects, newline="") as f:
+        got = list(csv.reader(f))
+    assert got == [HEADER.split(",") + ["line", "reason"],
+                   ["b2", "X-USD", "buy", "0", "1", "0", "2025-01-02T00:00:00Z", "3", "size '0' must be positive"]]
+
+
+def test_reimport_adds_nothing_and_conflicts_name_both_values(db, tmp_path):
+    path = write(tmp_path, HEADER, GOOD, "s1,X-USD,sell,1,12,0.01,2025-01-03T00:00:00Z")
+    first = import_csv(db, path)
+    assert (first.rows, first.inserted, first.present) == (2, 2, 0)
+    again = import_csv(db, path)
+    assert (again.rows, again.inserted, again.present) == (2, 0, 2)
+    assert count(db) == 2
+    # same ids, different data (1.5 = 1.50 is the same number, not a conflict)
+    changed = write(tmp_path, HEADER, "g1,X-USD,buy,2.00,10.5,0.02,2025-01-01T10:00:00Z",
+                    "s1,X-USD,sell,1,12,0.01,2025-01-03T01:00:00Z", name="changed.csv")
+    with pytest.raises(InvalidRows) as info:
+        import_csv(db, changed)
+    assert info.value.result.rejected == [
+        (2, "order_id 'g1' is already stored with different data: price 10 (this file: 10.5)"),
+        (3, "order_id 's1' is already stored with different data: "
+            "order_time 2025-01-03 00:00:00+00 (this file: 2025-01-03 01:00:00+00)"),
+    ]
+    assert db.execute("SELECT price FROM trade_records WHERE order_id = 'g1'").fetchone()[0] == D(10)
+
+
+def test_optional_columns_default_and_source_names_the_file(db, tmp_path):
+    path = write(tmp_path, "order_id,symbol,side,size,price,order_time", "o1,X-USD,buy,1,2,2025-01-01T00:00:00Z")
+    import_csv(db, path)
+    assert db.execute("SELECT account, total_fees, source FROM trade_records").fetchone() == \
+        ("default", D(0), "generic:trades.csv")
+
+
+def test_header_problems(db, tmp_path):
+    with pytest.raises(FifoError, match=r"line 1: missing column\(s\) price; unknown column\(s\) cost"):
+        import_csv(db, write(tmp_path, "order_id,symbol,side,size,cost,order_time", "a,X,buy,1,1,2025-01-01Z"))
+    with pytest.raises(FifoError, match="empty file"):
+        import_csv(db, write(tmp_path, ""))
+
+
+def test_record_with_wrong_field_count_names_its_line(db, tmp_path):
+    with pytest.raises(FifoError, match=r"line 3: extra data after last expected column \(the header has 7 fields\); nothing was imported"):
+        import_csv(db, write(tmp_path, HEADER, GOOD, "b2,X-USD,buy,1,1,0,2025-01-01T00:00:00Z,surplus"))
+    assert count(db) == 0
+
+
+def test_coinbase_fills_sample(db, dsn, tmp_path, capsys):
+    # Coinbase fills report: portfolio,trade id,product,side,created at,size,size unit,price,fee,total,...
+    assert main(["--dsn", dsn, "import", str(DATA / "coinbase_fills.csv"), "--format", "coinbase"]) == 0
+    assert "imported 5 of 5 rows" in capsys.readouterr().out
+    got = db.execute("SELECT order_id, account, symbol, side, size, price, total_fees, order_time, source "
+                     "FROM trade_records WHERE order_id = '1003'").fetchone()
+    assert got == ("1003", "default", "BTC-USD", "sell", D("0.025"), D("90000"), D("1.35"),
+                   ts("2025-03-05 09:15:42.5"), "coinbase:coinbase_fills.csv")
+    db.execute("SELECT compute_fifo_all(true)")
+    btc = allocations(db, "BTC-USD")
+    # 1003/1001: q 0.01, sell fee 1.35*0.01/0.025 = 0.54, cost 800 + 0.48, proceeds 900 - 0.54 -> 98.98
+    # 1003/1002: q 0.015, buy fee 0.984*0.015/0.02 = 0.738, sell fee 0.81,
+    #            cost 1230 + 0.738, proceeds 1350 - 0.81 -> 118.452
+    assert [(a["buy_trade_id"], a["allocated_size"], a["pnl_amount"]) for a in btc] == [
+        ("1001", D("0.01"), D("98.98")), ("1002", D("0.015"), D("118.452"))]
+    # ETH: 1050 - 0.63 - (1000 + 0.60)
+    assert allocations(db, "ETH-USD")[0]["pnl_amount"] == D("48.77")
+    assert import_csv(db, DATA / "coinbase_fills.csv", "coinbase").inserted == 0
+
+
+def test_coinbase_units_must_match_the_product(db, tmp_path):
+    path = write(tmp_path, "portfolio,trade id,product,side,created at,size,size unit,price,fee,total,price/fee/total unit",
+                 "default,1,BTC-USD,BUY,2025-03-01T10:00:00Z,10,USD,80000,0.1,-10,USD")
+    with pytest.raises(InvalidRows) as info:
+        import_csv(db, path, "coinbase")
+    assert info.value.result.rejected == [(2, "size unit 'USD' is not the base currency of BTC-USD")]
