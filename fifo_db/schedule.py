@@ -129,12 +129,14 @@ def list_schedule(conn: psycopg.Connection, runs: int = 5) -> list[dict]:
                         "SELECT runid, status, start_time, end_time, return_message "
                         "FROM cron.job_run_details WHERE jobid = %s "
                         "ORDER BY runid DESC LIMIT %s", (job["jobid"], runs)).fetchall()
-                extversion = cur.execute(
-                    "SELECT extversion FROM pg_extension WHERE extname = 'pg_cron'").fetchone()["extversion"]
+                about = cur.execute(
+                    "SELECT extversion, coalesce(nullif(current_setting('cron.timezone', true), ''), 'GMT') AS tz "
+                    "FROM pg_extension WHERE extname = 'pg_cron'").fetchone()
         except psycopg.Error as exc:
             raise from_db_error(exc) from None
     for job in jobs:
-        job["pg_cron_version"] = extversion
+        job["pg_cron_version"] = about["extversion"]
+        job["time_zone"] = about["tz"]
         job["cron_database"] = cron_db_name(conn)
     return jobs
 
@@ -148,7 +150,7 @@ def format_jobs(jobs: list[dict], database: str) -> str:
         return (f"no fifo-db jobs are scheduled for database {database!r}; "
                 f"run `fifo-db schedule install`")
     head = (f"pg_cron {jobs[0]['pg_cron_version']} in database {jobs[0]['cron_database']!r}, "
-            f"jobs for database {database!r} (times are GMT unless cron.timezone says otherwise):")
+            f"jobs for database {database!r} (schedules in {jobs[0]['time_zone']}):")
     lines = [head]
     for job in jobs:
         state = "active" if job["active"] else "inactive"
