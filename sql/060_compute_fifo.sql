@@ -15,7 +15,10 @@ BEGIN
     FROM (SELECT DISTINCT t.account FROM public.trade_records t WHERE t.symbol = p_symbol
           UNION
           SELECT ps.account FROM fifo.pool_state ps
-          WHERE ps.version = v_version AND ps.symbol = p_symbol) pools;
+          WHERE ps.version = v_version AND ps.symbol = p_symbol
+          UNION   -- a pool that lost its trades (and its state) still has rows to remove
+          SELECT DISTINCT a.account FROM public.fifo_allocations a
+          WHERE a.version = v_version AND a.symbol = p_symbol) pools;
     IF v_accounts IS NULL THEN
         RAISE EXCEPTION 'no trades for symbol "%"', p_symbol
             USING ERRCODE = 'P0002',
@@ -54,6 +57,8 @@ BEGIN
         SELECT ps.symbol, ps.account FROM fifo.pool_state ps WHERE ps.version = v_version
         UNION
         SELECT pc.symbol, pc.account FROM fifo.pool_changes pc WHERE pc.processed_at IS NULL
+        UNION   -- a pool that lost its trades (and its state) still has rows to remove
+        SELECT DISTINCT a.symbol, a.account FROM public.fifo_allocations a WHERE a.version = v_version
     )
     SELECT array_agg(p.symbol), array_agg(p.account),
            array_agg(CASE WHEN p_force THEN '-infinity'::timestamptz END)

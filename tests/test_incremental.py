@@ -268,10 +268,6 @@ def test_update_queues_from_the_earlier_of_old_and_new_time(db):
     assert_current(db)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine bug (sql/050_run.sql drops other versions' pool_state without their allocations; "
-    "sql/060 compute_fifo_all lists pools from trades, pool_state and pending changes only): "
-    "a forced recompute of version 2 leaves the allocations of a pool that lost all its trades"))
 def test_forced_recompute_of_another_version_drops_a_pool_that_lost_its_trades(db):
     add_trades(db, [buy("b1", 5, 10, "2025-01-01"), sell("s1", 2, 12, "2025-01-02")])
     db.execute("SELECT compute_fifo_all(true, 1)")
