@@ -127,6 +127,23 @@ def test_tie_order_ignores_the_column_collation(db):
     assert money(db) == [("s1", "B1", 1, 0, 0, 20, 25, 5)]
 
 
+def test_suffix_recompute_ignores_the_column_collation_too(db):
+    """The suffix recompute finds the last consumed lot and the lots after it bytewise as well."""
+    if not db.execute("SELECT 1 FROM pg_collation WHERE collname = 'und-x-icu'").fetchone():
+        pytest.skip("this server has no ICU collations")
+    db.execute('ALTER TABLE trade_records ALTER COLUMN order_id TYPE text COLLATE "und-x-icu"')
+    add_trades(db, TIED_BUYS + [buy("c1", 1, 30, "2025-01-01 10:00")])
+    db.execute("SELECT compute_fifo_all(false)")             # first time: full
+    add_trades(db, [sell("s2", 2, 40, "2025-01-03")])
+    db.execute("SELECT compute_fifo_all(false)")             # now: the suffix from Jan 3
+    assert db.execute("SELECT mode, pools FROM fifo_runs ORDER BY run_id DESC LIMIT 1").fetchone() == (
+        "incremental", 1)
+    # bytewise lot order B1 (20), a1 (10), c1 (30): s1 took B1; s2 takes a1 then c1
+    # pnl: s1 25 - 20 = 5; s2 (40 - 10) + (40 - 30) = 30 + 10
+    assert [m[:3] + m[-1:] for m in money(db)] == [
+        ("s1", "B1", 1, 5), ("s2", "a1", 1, 30), ("s2", "c1", 1, 10)]
+
+
 def test_tied_sells_take_lots_in_order_id_order(db):
     add_trades(db, [buy("b1", 1, 10, "2025-01-01"), buy("b2", 1, 20, "2025-01-02"),
                     sell("s-b", 1, 30, "2025-01-03"), sell("s-A", 1, 30, "2025-01-03")])

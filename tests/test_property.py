@@ -111,7 +111,7 @@ def _allocations_when_inserted_as(db, rows) -> list[tuple]:
     return _allocation_rows(db)
 
 
-@CI
+@settings(CI, max_examples=max(10, EXAMPLES // 2))   # three computations per example
 @given(trades=trade_lists(), data=st.data())
 def test_insertion_order_does_not_matter(db, trades, data):
     first = _allocations_when_inserted_as(db, trades)
