@@ -33,8 +33,7 @@ CREATE OR REPLACE FUNCTION fifo._match(
 LANGUAGE plpgsql
 SET search_path = pg_catalog, fifo, public
 SET work_mem = '256MB'
-SET enable_nestloop = on   -- restored on exit; toggled around the matching statement
-SET jit = off              -- the disable cost above would trigger JIT compilation (1.5 s) for nothing
+SET jit = off   -- a big chunk's cost estimate would trigger JIT compilation, which costs more than it saves
 AS $$
 BEGIN
     pools := coalesce(cardinality(p_symbols), 0);
@@ -46,11 +45,6 @@ BEGIN
       AND a.account = c.account
       AND a.sell_time >= c.from_time;
 
-    -- Per-pool reads below are LATERAL index scans (nested loops by
-    -- construction); the set-based rest must hash-join on ordinals, which the
-    -- planner would not pick from its (low, correlated) estimate of the pool
-    -- join. Measured: 3.6 s -> see docs/benchmarks.md for the seed workload.
-    PERFORM set_config('enable_nestloop', 'off', true);
     WITH cut AS (
         SELECT c.symbol, c.account, c.from_time
         FROM unnest(p_symbols, p_accounts, p_from) AS c(symbol, account, from_time)
@@ -136,50 +130,69 @@ BEGIN
                      ORDER BY r.order_time, r.side, r.order_id COLLATE "C"
                      ROWS UNBOUNDED PRECEDING)
     ),
-    ev AS MATERIALIZED (
+    -- each event is one point on the line: a lot's end or a sell's matched end
+    ev AS (
         SELECT m.*,
-               coalesce(lag(m.m_end) OVER w, 0) AS m_start
+               coalesce(lag(m.m_end) OVER w, 0) AS m_start,
+               CASE WHEN m.side = 'buy' THEN m.b_end ELSE m.m_end END AS coord,
+               CASE WHEN m.side = 'buy' THEN 1 ELSE 0 END AS kind,
+               CASE WHEN m.side = 'buy' THEN m.buy_ord ELSE m.sell_ord END AS ord
         FROM matched m
         WINDOW w AS (PARTITION BY m.symbol, m.account
                      ORDER BY m.order_time, m.side, m.order_id COLLATE "C")
     ),
-    -- every lot end and every sell's matched end on one line
-    points AS (
-        SELECT e.symbol, e.account, e.b_end AS coord, 1 AS kind, e.buy_ord AS ord
-        FROM ev e WHERE e.side = 'buy'
-        UNION ALL
-        SELECT e.symbol, e.account, e.m_end, 0, e.sell_ord
-        FROM ev e WHERE e.side = 'sell'
+    -- the points sorted once, walked backwards: a segment ends at its point
+    -- and starts at the point before it; its lot is the first lot point at or
+    -- after it (the latest buy row seen backwards), its sell likewise
+    line AS (
+        SELECT e.*, row_number() OVER d AS rn
+        FROM ev e
+        WINDOW d AS (PARTITION BY e.symbol, e.account
+                     ORDER BY e.coord DESC, e.kind DESC, e.ord DESC)
     ),
-    -- consecutive points bound a segment that lies in exactly one lot and one sell
-    segments AS (
-        SELECT p.symbol, p.account,
-               coalesce(lag(p.coord) OVER w, 0) AS seg_start,
-               p.coord AS seg_end,
-               CASE WHEN p.kind = 1 THEN p.ord
-                    ELSE count(*) FILTER (WHERE p.kind = 1) OVER w + 1 END AS buy_ord,
-               CASE WHEN p.kind = 0 THEN p.ord
-                    ELSE count(*) FILTER (WHERE p.kind = 0) OVER w + 1 END AS sell_ord
-        FROM points p
-        WINDOW w AS (PARTITION BY p.symbol, p.account ORDER BY p.coord, p.kind, p.ord
+    marks AS (
+        SELECT l.*,
+               coalesce(lead(l.coord) OVER d, 0) AS seg_start,
+               l.rn - max(l.rn) FILTER (WHERE l.kind = 1) OVER d AS to_buy,
+               l.rn - max(l.rn) FILTER (WHERE l.kind = 0) OVER d AS to_sell
+        FROM line l
+        WINDOW d AS (PARTITION BY l.symbol, l.account
+                     ORDER BY l.coord DESC, l.kind DESC, l.ord DESC
                      ROWS UNBOUNDED PRECEDING)
+    ),
+    -- the lot's and the sell's columns, fetched by their distance back (lag
+    -- with a per-row offset: no join back to the events)
+    seg AS MATERIALIZED (
+        SELECT k.symbol, k.account, k.side, k.carried,
+               k.seg_start, k.coord AS seg_end,
+               lag(k.order_id, k.to_buy::integer) OVER d AS buy_trade_id,
+               lag(k.price, k.to_buy::integer) OVER d AS buy_price,
+               lag(k.total_fees, k.to_buy::integer) OVER d AS b_fee,
+               lag(k.size, k.to_buy::integer) OVER d AS b_size,
+               lag(k.lot_offset - (k.b_end - k.qty), k.to_buy::integer) OVER d AS b_shift,
+               lag(k.order_time, k.to_buy::integer) OVER d AS buy_time,
+               lag(k.order_id, k.to_sell::integer) OVER d AS sell_trade_id,
+               lag(k.price, k.to_sell::integer) OVER d AS sell_price,
+               lag(k.total_fees, k.to_sell::integer) OVER d AS s_fee,
+               lag(k.size, k.to_sell::integer) OVER d AS s_size,
+               lag(k.m_start, k.to_sell::integer) OVER d AS s_start,
+               lag(k.order_time, k.to_sell::integer) OVER d AS sell_time,
+               k.order_id, k.price, k.total_fees, k.size, k.order_time, k.m_start, k.m_end
+        FROM marks k
+        WINDOW d AS (PARTITION BY k.symbol, k.account
+                     ORDER BY k.coord DESC, k.kind DESC, k.ord DESC)
     ),
     pieces AS (
         -- matched pieces, with offsets inside the buy and inside the sell
-        SELECT s.symbol, s.account, s.order_id AS sell_trade_id, b.order_id AS buy_trade_id,
+        SELECT g.symbol, g.account, g.sell_trade_id, g.buy_trade_id,
                g.seg_end - g.seg_start AS q,
-               b.price AS buy_price, s.price AS sell_price,
-               b.total_fees AS b_fee, b.size AS b_size,
-               b.lot_offset + g.seg_start - (b.b_end - b.qty) AS b_from,
-               s.total_fees AS s_fee, s.size AS s_size,
-               g.seg_start - s.m_start AS s_from,
-               b.order_time AS buy_time, s.order_time AS sell_time
-        FROM segments g
-        JOIN ev b ON b.symbol = g.symbol AND b.account = g.account
-                 AND b.side = 'buy' AND b.buy_ord = g.buy_ord
-        JOIN ev s ON s.symbol = g.symbol AND s.account = g.account
-                 AND s.side = 'sell' AND s.sell_ord = g.sell_ord
+               g.buy_price, g.sell_price,
+               g.b_fee, g.b_size, g.b_shift + g.seg_start AS b_from,
+               g.s_fee, g.s_size, g.seg_start - g.s_start AS s_from,
+               g.buy_time, g.sell_time
+        FROM seg g
         WHERE g.seg_end > g.seg_start
+          AND g.buy_trade_id IS NOT NULL AND g.sell_trade_id IS NOT NULL
         UNION ALL
         -- the part of a sell that found no inventory (rule 4)
         SELECT s.symbol, s.account, s.order_id, NULL,
@@ -187,15 +200,19 @@ BEGIN
                NULL, s.price, NULL, NULL, NULL,
                s.total_fees, s.size, s.m_end - s.m_start,
                NULL, s.order_time
-        FROM ev s
+        FROM seg s
         WHERE s.side = 'sell' AND s.m_end - s.m_start < s.size
     ),
+    -- OFFSET 0 keeps each subquery from being flattened into the INSERT, which
+    -- would evaluate a fee share once per reference (buy_fees, cost_basis and
+    -- pnl_amount: three times); measured 220 ms of a 50-pool chunk's 950 ms
     priced AS (
         SELECT p.*,
                CASE WHEN p.buy_trade_id IS NOT NULL
                     THEN fifo._fee_share(p.b_fee, p.b_size, p.b_from, p.b_from + p.q) END AS buy_fees,
                fifo._fee_share(p.s_fee, p.s_size, p.s_from, p.s_from + p.q) AS sell_fees
         FROM pieces p
+        OFFSET 0
     ),
     written AS (
         INSERT INTO public.fifo_allocations (
@@ -208,18 +225,17 @@ BEGIN
         FROM (SELECT pr.*,
                      pr.q * pr.buy_price + pr.buy_fees AS cost,
                      pr.q * pr.sell_price - pr.sell_fees AS proceeds
-              FROM priced pr) x
+              FROM priced pr
+              OFFSET 0) x
         RETURNING pnl_amount, buy_trade_id IS NULL AS is_unmatched
     )
-    SELECT (SELECT count(*) FILTER (WHERE NOT e.carried AND e.side = 'buy') FROM ev e),
-           (SELECT count(*) FILTER (WHERE e.side = 'sell') FROM ev e),
+    SELECT (SELECT count(*) FILTER (WHERE NOT e.carried AND e.side = 'buy') FROM seg e),
+           (SELECT count(*) FILTER (WHERE e.side = 'sell') FROM seg e),
            count(*),
            count(*) FILTER (WHERE w.is_unmatched),
            coalesce(sum(w.pnl_amount), 0)
     INTO buys, sells, allocations, unmatched, total_pnl
     FROM written w;
-
-    PERFORM set_config('enable_nestloop', 'on', true);
 
     INSERT INTO fifo.pool_state AS ps (version, symbol, account, batch_id, computed_at)
     SELECT p_version, c.symbol, c.account, p_batch_id, now()
