@@ -26,6 +26,7 @@ from fifo_db.errors import FifoError
 DBNAME = "fifo"
 SUPERUSER = "postgres"
 PORT = 5432
+PG_LIB_ROOT = Path("/usr/lib/postgresql")   # Debian/Ubuntu: <root>/<major>/bin, <root>/<major>/lib
 
 _INSTALL_HINT = (
     "PostgreSQL server binaries (initdb, pg_ctl, postgres) were not found: install them "
@@ -46,10 +47,16 @@ def default_home() -> Path:
 
 def find_bindir() -> Path:
     """Directory of initdb/pg_ctl/postgres: FIFO_DB_PG_BIN, Debian's newest, or PATH."""
-    candidates: list[Path] = []
+    tools = ("initdb", "pg_ctl", "postgres")
     if os.environ.get("FIFO_DB_PG_BIN"):
-        candidates.append(Path(os.environ["FIFO_DB_PG_BIN"]))
-    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin"),
+        explicit = Path(os.environ["FIFO_DB_PG_BIN"])
+        missing = [t for t in tools if not (explicit / t).exists()]
+        if missing:  # an explicit choice that does not work is an error, not a hint to look elsewhere
+            raise FifoError(f"FIFO_DB_PG_BIN={explicit} has no {', '.join(missing)}: point it at the "
+                            f"directory holding initdb, pg_ctl and postgres, or unset it")
+        return explicit
+    candidates: list[Path] = []
+    versions = sorted(PG_LIB_ROOT.glob("*/bin"),
                       key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
                       reverse=True)
     candidates.extend(versions)
@@ -57,7 +64,7 @@ def find_bindir() -> Path:
     if on_path:
         candidates.append(Path(on_path).resolve().parent)
     for d in candidates:
-        if all((d / tool).exists() for tool in ("initdb", "pg_ctl", "postgres")):
+        if all((d / tool).exists() for tool in tools):
             return d
     raise FifoError(_INSTALL_HINT)
 

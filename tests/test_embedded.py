@@ -20,6 +20,7 @@ import pytest
 import fifo_db
 from fifo_db.cli import main
 from fifo_db.embedded import EmbeddedServer, find_bindir
+from fifo_db.errors import FifoError
 from fifo_db.sample import copy_rows, sapien_story
 
 IS_ROOT = os.geteuid() == 0
@@ -120,6 +121,26 @@ def test_pg_bin_override_is_used(monkeypatch):
         assert find_bindir() == Path(tmp)
 
 
+def test_pg_bin_override_that_does_not_work_is_an_error(monkeypatch, tmp_path):
+    (tmp_path / "pg_ctl").touch()
+    monkeypatch.setenv("FIFO_DB_PG_BIN", str(tmp_path))
+    with pytest.raises(FifoError) as err:
+        find_bindir()
+    assert str(err.value) == (f"FIFO_DB_PG_BIN={tmp_path} has no initdb, postgres: point it at the "
+                              f"directory holding initdb, pg_ctl and postgres, or unset it")
+
+
+def test_no_binaries_anywhere_names_the_package(monkeypatch, tmp_path):
+    """find_bindir's search (Debian's directory, then PATH) with nothing to find."""
+    monkeypatch.delenv("FIFO_DB_PG_BIN", raising=False)
+    monkeypatch.setattr("fifo_db.embedded.PG_LIB_ROOT", tmp_path)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(FifoError) as err:
+        find_bindir()
+    assert str(err.value).startswith("PostgreSQL server binaries (initdb, pg_ctl, postgres) were not found")
+    assert "apt-get install postgresql" in str(err.value)
+
+
 def _can_hide_usr_lib_postgresql() -> bool:
     if not (IS_ROOT and shutil.which("unshare") and shutil.which("mount") and Path("/usr/lib/postgresql").is_dir()):
         return False
@@ -133,13 +154,13 @@ def _can_hide_usr_lib_postgresql() -> bool:
                            "find_bindir() always searches that fixed path")
 def test_missing_binaries_give_one_clear_line():
     """Run `python -m fifo_db db start` in a private mount namespace where /usr/lib/postgresql
-    is an empty tmpfs, with FIFO_DB_PG_BIN an empty directory and a PATH without pg_ctl."""
+    is an empty tmpfs, FIFO_DB_PG_BIN unset and a PATH without pg_ctl."""
     with tempfile.TemporaryDirectory(prefix="fdb-nobin-") as tmp:
         empty = Path(tmp) / "bin"
         empty.mkdir()
-        env = {**os.environ, "FIFO_DB_PG_BIN": str(empty), "PATH": str(empty),
-               "FIFO_DB_HOME": str(Path(tmp) / "home")}
+        env = {**os.environ, "PATH": str(empty), "FIFO_DB_HOME": str(Path(tmp) / "home")}
         env.pop("FIFO_DB_DSN", None)
+        env.pop("FIFO_DB_PG_BIN", None)
         # absolute paths: PATH is deliberately useless inside
         proc = subprocess.run(
             [shutil.which("unshare"), "--mount", "--propagation", "private", shutil.which("sh"), "-c",
