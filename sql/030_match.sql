@@ -88,6 +88,9 @@ BEGIN
               AND t.account = ll.account
               AND t.side = 'buy'
               AND t.order_time < ll.from_time
+              -- implied by the row comparison below, but an index bound: without
+              -- it every earlier buy of the pool is read and filtered
+              AND t.order_time >= coalesce(ll.buy_time, '-infinity')
               AND (ll.buy_trade_id IS NULL
                    OR (t.order_time, t.side, t.order_id COLLATE "C")
                       >= (ll.buy_time, 'buy', ll.buy_trade_id COLLATE "C"))
