@@ -49,14 +49,22 @@ BEGIN
         SELECT c.symbol, c.account, c.from_time
         FROM unnest(p_symbols, p_accounts, p_from) AS c(symbol, account, from_time)
     ),
-    -- the newest lot that a retained allocation consumed, per cut pool
-    last_lot AS (
-        SELECT c.symbol, c.account, c.from_time, l.buy_time, l.buy_trade_id
+    -- Per pool (LATERAL: the windows need no PARTITION BY, and the index
+    -- delivers the events already in matching order, so only the line is sorted):
+    seg AS (
+        SELECT c.symbol, c.account, g.*
         FROM cut c
+        -- the newest lot that a retained allocation consumed, and how much of it
         LEFT JOIN LATERAL (
-            SELECT a.buy_time, a.buy_trade_id
+            SELECT a.buy_time, a.buy_trade_id,
+                   (SELECT coalesce(sum(u.allocated_size), 0)
+                    FROM public.fifo_allocations u
+                    WHERE u.buy_trade_id = a.buy_trade_id
+                      AND u.version = p_version
+                      AND u.sell_time < c.from_time) AS used
             FROM public.fifo_allocations a
-            WHERE a.version = p_version
+            WHERE c.from_time > '-infinity'
+              AND a.version = p_version
               AND a.symbol = c.symbol
               AND a.account = c.account
               AND a.sell_time < c.from_time
@@ -64,147 +72,112 @@ BEGIN
             ORDER BY a.sell_time DESC, a.sell_trade_id COLLATE "C" DESC,
                      a.buy_time DESC, a.buy_trade_id COLLATE "C" DESC
             LIMIT 1
-        ) l ON true
-        WHERE c.from_time > '-infinity'
-    ),
-    -- lots open at the cut: that lot's remainder and every later buy before the cut
-    carried AS (
-        SELECT x.*
-        FROM last_lot ll
+        ) ll ON true
         CROSS JOIN LATERAL (
-            SELECT t.symbol, t.account, t.order_time, t.side, t.order_id,
-                   t.size, t.price, t.total_fees, used.qty AS lot_offset, true AS carried
-            FROM public.trade_records t
-            CROSS JOIN LATERAL (
-                SELECT CASE WHEN t.order_id = ll.buy_trade_id THEN
-                    (SELECT coalesce(sum(a.allocated_size), 0)
-                     FROM public.fifo_allocations a
-                     WHERE a.buy_trade_id = t.order_id
-                       AND a.version = p_version
-                       AND a.sell_time < ll.from_time)
-                    ELSE 0::numeric END AS qty
-            ) used
-            WHERE t.symbol = ll.symbol
-              AND t.account = ll.account
-              AND t.side = 'buy'
-              AND t.order_time < ll.from_time
-              -- implied by the row comparison below, but an index bound: without
-              -- it every earlier buy of the pool is read and filtered
-              AND t.order_time >= coalesce(ll.buy_time, '-infinity')
-              AND (ll.buy_trade_id IS NULL
-                   OR (t.order_time, t.side, t.order_id COLLATE "C")
-                      >= (ll.buy_time, 'buy', ll.buy_trade_id COLLATE "C"))
-              AND t.size > used.qty
-        ) x
-    ),
-    events AS (
-        SELECT * FROM carried
-        UNION ALL
-        SELECT x.*
-        FROM cut c
-        CROSS JOIN LATERAL (
-            SELECT t.symbol, t.account, t.order_time, t.side, t.order_id,
-                   t.size, t.price, t.total_fees, 0::numeric, false
-            FROM public.trade_records t
-            WHERE t.symbol = c.symbol
-              AND t.account = c.account
-              AND t.order_time >= c.from_time
-        ) x
-    ),
-    -- cumulative bought and sold quantities, and each side's ordinal
-    running AS (
-        SELECT e.*,
-               e.size - e.lot_offset AS qty,
-               sum(CASE WHEN e.side = 'buy' THEN e.size - e.lot_offset ELSE 0 END) OVER w AS b_end,
-               sum(CASE WHEN e.side = 'sell' THEN e.size ELSE 0 END) OVER w AS s_end,
-               count(*) FILTER (WHERE e.side = 'buy') OVER w AS buy_ord,
-               count(*) FILTER (WHERE e.side = 'sell') OVER w AS sell_ord
-        FROM events e
-        WINDOW w AS (PARTITION BY e.symbol, e.account
-                     ORDER BY e.order_time, e.side, e.order_id COLLATE "C"
-                     ROWS UNBOUNDED PRECEDING)
-    ),
-    -- matched quantity M = S + min(0, running min of B - S)
-    matched AS (
-        SELECT r.*,
-               r.s_end + least(0, min(r.b_end - r.s_end) OVER w) AS m_end
-        FROM running r
-        WINDOW w AS (PARTITION BY r.symbol, r.account
-                     ORDER BY r.order_time, r.side, r.order_id COLLATE "C"
-                     ROWS UNBOUNDED PRECEDING)
-    ),
-    -- each event is one point on the line: a lot's end or a sell's matched end
-    ev AS (
-        SELECT m.*,
-               coalesce(lag(m.m_end) OVER w, 0) AS m_start,
-               CASE WHEN m.side = 'buy' THEN m.b_end ELSE m.m_end END AS coord,
-               CASE WHEN m.side = 'buy' THEN 1 ELSE 0 END AS kind,
-               CASE WHEN m.side = 'buy' THEN m.buy_ord ELSE m.sell_ord END AS ord
-        FROM matched m
-        WINDOW w AS (PARTITION BY m.symbol, m.account
-                     ORDER BY m.order_time, m.side, m.order_id COLLATE "C")
-    ),
-    -- the points sorted once, walked backwards: a segment ends at its point
-    -- and starts at the point before it; its lot is the first lot point at or
-    -- after it (the latest buy row seen backwards), its sell likewise
-    line AS (
-        SELECT e.*, row_number() OVER d AS rn
-        FROM ev e
-        WINDOW d AS (PARTITION BY e.symbol, e.account
-                     ORDER BY e.coord DESC, e.kind DESC, e.ord DESC)
-    ),
-    marks AS (
-        SELECT l.*,
-               coalesce(lead(l.coord) OVER d, 0) AS seg_start,
-               l.rn - max(l.rn) FILTER (WHERE l.kind = 1) OVER d AS to_buy,
-               l.rn - max(l.rn) FILTER (WHERE l.kind = 0) OVER d AS to_sell
-        FROM line l
-        WINDOW d AS (PARTITION BY l.symbol, l.account
-                     ORDER BY l.coord DESC, l.kind DESC, l.ord DESC
-                     ROWS UNBOUNDED PRECEDING)
-    ),
-    -- the lot's and the sell's columns, fetched by their distance back (lag
-    -- with a per-row offset: no join back to the events)
-    seg AS MATERIALIZED (
-        SELECT k.symbol, k.account, k.side, k.carried,
-               k.seg_start, k.coord AS seg_end,
-               lag(k.order_id, k.to_buy::integer) OVER d AS buy_trade_id,
-               lag(k.price, k.to_buy::integer) OVER d AS buy_price,
-               lag(k.total_fees, k.to_buy::integer) OVER d AS b_fee,
-               lag(k.size, k.to_buy::integer) OVER d AS b_size,
-               lag(k.lot_offset - (k.b_end - k.qty), k.to_buy::integer) OVER d AS b_shift,
-               lag(k.order_time, k.to_buy::integer) OVER d AS buy_time,
-               lag(k.order_id, k.to_sell::integer) OVER d AS sell_trade_id,
-               lag(k.price, k.to_sell::integer) OVER d AS sell_price,
-               lag(k.total_fees, k.to_sell::integer) OVER d AS s_fee,
-               lag(k.size, k.to_sell::integer) OVER d AS s_size,
-               lag(k.m_start, k.to_sell::integer) OVER d AS s_start,
-               lag(k.order_time, k.to_sell::integer) OVER d AS sell_time,
-               k.order_id, k.price, k.total_fees, k.size, k.order_time, k.m_start, k.m_end
-        FROM marks k
-        WINDOW d AS (PARTITION BY k.symbol, k.account
-                     ORDER BY k.coord DESC, k.kind DESC, k.ord DESC)
+            -- the lot's and the sell's columns of each segment, fetched by their
+            -- distance back (lag with a per-row offset: no join back to the events)
+            SELECT k.kind, k.seg_start, k.coord AS seg_end,
+                   lag(k.order_id, k.to_buy::integer) OVER d AS buy_trade_id,
+                   lag(k.price, k.to_buy::integer) OVER d AS buy_price,
+                   lag(k.total_fees, k.to_buy::integer) OVER d AS b_fee,
+                   lag(k.size, k.to_buy::integer) OVER d AS b_size,
+                   lag(k.lot_offset - (k.b_end - k.qty), k.to_buy::integer) OVER d AS b_shift,
+                   lag(k.order_time, k.to_buy::integer) OVER d AS buy_time,
+                   lag(k.order_id, k.to_sell::integer) OVER d AS sell_trade_id,
+                   lag(k.price, k.to_sell::integer) OVER d AS sell_price,
+                   lag(k.total_fees, k.to_sell::integer) OVER d AS s_fee,
+                   lag(k.size, k.to_sell::integer) OVER d AS s_size,
+                   lag(k.m_start, k.to_sell::integer) OVER d AS s_start,
+                   lag(k.order_time, k.to_sell::integer) OVER d AS sell_time,
+                   k.size, k.m_start, k.m_end
+            FROM (
+                -- walking the sorted line backwards, a segment ends at its point
+                -- and starts at the next one; its lot is the latest buy point seen
+                -- (the first lot ending at or after it), its sell likewise
+                SELECT l.*,
+                       coalesce(lead(l.coord) OVER d, 0) AS seg_start,
+                       l.rn - max(l.rn) FILTER (WHERE l.kind = 1) OVER d AS to_buy,
+                       l.rn - max(l.rn) FILTER (WHERE l.kind = 0) OVER d AS to_sell
+                FROM (
+                    SELECT v.*, row_number() OVER d AS rn
+                    FROM (
+                        -- each event is one point on the line: a lot's end or a sell's matched end
+                        SELECT m.*,
+                               coalesce(lag(m.m_end) OVER w, 0) AS m_start,
+                               CASE WHEN m.side = 'buy' THEN m.b_end ELSE m.m_end END AS coord,
+                               CASE WHEN m.side = 'buy' THEN 1 ELSE 0 END AS kind,
+                               CASE WHEN m.side = 'buy' THEN m.buy_ord ELSE m.sell_ord END AS ord
+                        FROM (
+                            -- matched quantity M = S + min(0, running min of B - S)
+                            SELECT r.*, r.s_end + least(0, min(r.b_end - r.s_end) OVER w) AS m_end
+                            FROM (
+                                -- cumulative bought and sold quantities, and each side's ordinal
+                                SELECT e.*,
+                                       e.size - e.lot_offset AS qty,
+                                       sum(CASE WHEN e.side = 'buy' THEN e.size - e.lot_offset ELSE 0 END) OVER w AS b_end,
+                                       sum(CASE WHEN e.side = 'sell' THEN e.size ELSE 0 END) OVER w AS s_end,
+                                       count(*) FILTER (WHERE e.side = 'buy') OVER w AS buy_ord,
+                                       count(*) FILTER (WHERE e.side = 'sell') OVER w AS sell_ord
+                                FROM (
+                                    -- the events, in one index scan from the last consumed lot:
+                                    -- the lots open at the cut (that lot's remainder and every
+                                    -- later buy), then every trade from the cut
+                                    SELECT t.order_time, t.side, t.order_id, t.size, t.price, t.total_fees,
+                                           CASE WHEN t.order_id = ll.buy_trade_id THEN ll.used
+                                                ELSE 0::numeric END AS lot_offset
+                                    FROM public.trade_records t
+                                    WHERE t.symbol = c.symbol
+                                      AND t.account = c.account
+                                      AND t.order_time >= coalesce(ll.buy_time, '-infinity')
+                                      AND (t.order_time >= c.from_time
+                                           OR (t.side = 'buy'
+                                               AND (ll.buy_trade_id IS NULL
+                                                    OR (t.order_time, t.side, t.order_id COLLATE "C")
+                                                       >= (ll.buy_time, 'buy', ll.buy_trade_id COLLATE "C"))
+                                               AND t.size > CASE WHEN t.order_id = ll.buy_trade_id
+                                                                 THEN ll.used ELSE 0 END))
+                                ) e
+                                WINDOW w AS (ORDER BY e.order_time, e.side, e.order_id COLLATE "C"
+                                             ROWS UNBOUNDED PRECEDING)
+                            ) r
+                            WINDOW w AS (ORDER BY r.order_time, r.side, r.order_id COLLATE "C"
+                                         ROWS UNBOUNDED PRECEDING)
+                        ) m
+                        WINDOW w AS (ORDER BY m.order_time, m.side, m.order_id COLLATE "C")
+                    ) v
+                    WINDOW d AS (ORDER BY v.coord DESC, v.kind DESC, v.ord DESC)
+                ) l
+                WINDOW d AS (ORDER BY l.coord DESC, l.kind DESC, l.ord DESC ROWS UNBOUNDED PRECEDING)
+            ) k
+            WINDOW d AS (ORDER BY k.coord DESC, k.kind DESC, k.ord DESC)
+        ) g
     ),
     pieces AS (
-        -- matched pieces, with offsets inside the buy and inside the sell
-        SELECT g.symbol, g.account, g.sell_trade_id, g.buy_trade_id,
-               g.seg_end - g.seg_start AS q,
-               g.buy_price, g.sell_price,
-               g.b_fee, g.b_size, g.b_shift + g.seg_start AS b_from,
-               g.s_fee, g.s_size, g.seg_start - g.s_start AS s_from,
-               g.buy_time, g.sell_time
+        -- the segment's matched piece, with offsets inside the buy and inside the sell
+        SELECT g.symbol, g.account, g.sell_trade_id, g.sell_price, g.s_fee, g.s_size, g.sell_time,
+               g.buy_trade_id, g.seg_end - g.seg_start AS q, g.buy_price, g.b_fee, g.b_size,
+               g.b_shift + g.seg_start AS b_from, g.seg_start - g.s_start AS s_from, g.buy_time
         FROM seg g
         WHERE g.seg_end > g.seg_start
           AND g.buy_trade_id IS NOT NULL AND g.sell_trade_id IS NOT NULL
         UNION ALL
-        -- the part of a sell that found no inventory (rule 4)
-        SELECT s.symbol, s.account, s.order_id, NULL,
-               s.size - (s.m_end - s.m_start),
-               NULL, s.price, NULL, NULL, NULL,
-               s.total_fees, s.size, s.m_end - s.m_start,
-               NULL, s.order_time
-        FROM seg s
-        WHERE s.side = 'sell' AND s.m_end - s.m_start < s.size
+        -- at a sell's own point: its part that found no inventory (rule 4)
+        SELECT g.symbol, g.account, g.sell_trade_id, g.sell_price, g.s_fee, g.s_size, g.sell_time,
+               NULL, g.size - (g.m_end - g.m_start), NULL, NULL, NULL,
+               NULL, g.m_end - g.m_start, NULL
+        FROM seg g
+        WHERE g.kind = 0 AND g.m_end - g.m_start < g.size
+    ),
+    -- buys and sells processed: the trades at or after each cut
+    counted AS (
+        SELECT sum(n.buys)::bigint AS buys, sum(n.sells)::bigint AS sells
+        FROM cut c
+        CROSS JOIN LATERAL (
+            SELECT count(*) FILTER (WHERE t.side = 'buy') AS buys,
+                   count(*) FILTER (WHERE t.side = 'sell') AS sells
+            FROM public.trade_records t
+            WHERE t.symbol = c.symbol AND t.account = c.account AND t.order_time >= c.from_time
+        ) n
     ),
     -- OFFSET 0 keeps each subquery from being flattened into the INSERT, which
     -- would evaluate a fee share once per reference (buy_fees, cost_basis and
@@ -232,8 +205,8 @@ BEGIN
               OFFSET 0) x
         RETURNING pnl_amount, buy_trade_id IS NULL AS is_unmatched
     )
-    SELECT (SELECT count(*) FILTER (WHERE NOT e.carried AND e.side = 'buy') FROM seg e),
-           (SELECT count(*) FILTER (WHERE e.side = 'sell') FROM seg e),
+    SELECT coalesce((SELECT c.buys FROM counted c), 0),
+           coalesce((SELECT c.sells FROM counted c), 0),
            count(*),
            count(*) FILTER (WHERE w.is_unmatched),
            coalesce(sum(w.pnl_amount), 0)
