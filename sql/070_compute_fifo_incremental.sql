@@ -1,6 +1,6 @@
 -- compute_fifo_incremental([version]): the pg_cron entry point. Recomputes
 -- only pools with pending changes, each from its earliest changed
--- order_time. Returns quietly (NULL, no run row) when there is nothing to do
+-- order_time, and drops consumed changes older than 7 days. Returns quietly (NULL, no run row) when there is nothing to do
 -- or another incremental run holds the scheduler lock; pools held by an
 -- analyst's compute_fifo are skipped, counted in the run, and stay pending.
 CREATE OR REPLACE FUNCTION public.compute_fifo_incremental(p_version integer DEFAULT NULL)
@@ -16,6 +16,10 @@ BEGIN
         RAISE NOTICE 'fifo-db: another incremental run is in progress; nothing done';
         RETURN NULL;
     END IF;
+    -- consumed changes are kept 7 days for compute_fifo_since(), then dropped
+    -- (through the changed_at index: processed_at is never before changed_at)
+    DELETE FROM fifo.pool_changes pc
+    WHERE pc.changed_at < now() - interval '7 days' AND pc.processed_at IS NOT NULL;
     SELECT array_agg(symbol), array_agg(account) INTO v_syms, v_accs
     FROM (SELECT DISTINCT pc.symbol, pc.account FROM fifo.pool_changes pc
           WHERE pc.processed_at IS NULL) pending;

@@ -109,3 +109,15 @@ def test_unreadable_since_is_one_line(dsn, capsys):
 def test_since_must_be_finite(db):
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="since must be a finite time, got -infinity"):
         db.execute("SELECT compute_fifo_since('-infinity')")
+
+
+def test_consumed_changes_are_kept_seven_days_then_dropped(db):
+    # one consumed change 8 days old (dropped), one 6 days old and one pending (both kept)
+    db.execute("INSERT INTO fifo.pool_changes (symbol, account, from_time, changed_at, processed_at) VALUES "
+               "('OLD', 'default', '2025-01-01', now() - interval '8 days', now() - interval '8 days'), "
+               "('RECENT', 'default', '2025-01-01', now() - interval '6 days', now() - interval '6 days'), "
+               "('PENDING', 'default', '2025-01-01', now() - interval '8 days', NULL)")
+    db.execute("SELECT compute_fifo_incremental()")
+    kept = db.execute("SELECT symbol FROM fifo.pool_changes WHERE symbol IN ('OLD', 'RECENT', 'PENDING') "
+                      "ORDER BY symbol").fetchall()
+    assert kept == [("PENDING",), ("RECENT",)]
