@@ -16,6 +16,7 @@ import pytest
 from pytest_postgresql import factories
 
 from fifo_db.embedded import PORT, SUPERUSER, EmbeddedServer
+from fifo_db.importer import import_csv
 from fifo_db.install import install
 
 TEST_HOME = Path(os.environ.get("FIFO_DB_TEST_HOME")
@@ -73,3 +74,11 @@ def connect(dsn):
     yield _connect
     for conn in opened:
         conn.close()
+
+
+@pytest.fixture
+def worked(db) -> psycopg.Connection:
+    """`db` holding tests/data/views_trades.csv, computed: the hand-worked data of the view tests."""
+    import_csv(db, Path(__file__).parent / "data" / "views_trades.csv")
+    db.execute("SELECT compute_fifo_all(true)")
+    return db

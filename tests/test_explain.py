@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 from decimal import Decimal as D
-from pathlib import Path
 
 import psycopg
 import pytest
 from psycopg.rows import dict_row
 
 from fifo_db.cli import main
-from fifo_db.importer import import_csv
 from fifo_db.sample import SAPIEN_DEC3_BUY, SAPIEN_SELL, copy_rows, sapien_story
 
-DATA = Path(__file__).parent / "data"
 
-
-@pytest.fixture
-def worked(db):
-    import_csv(db, DATA / "views_trades.csv")
-    db.execute("SELECT compute_fifo_all(true)")
-    return db
 
 
 def explain(conn, order_id):

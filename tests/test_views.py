@@ -20,22 +20,13 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 from decimal import Decimal as D
-from pathlib import Path
 
 import pytest
 from psycopg.rows import dict_row
 
-from fifo_db.importer import import_csv
 from tests.helpers import ts
 
-DATA = Path(__file__).parent / "data"
 
-
-@pytest.fixture
-def worked(db):
-    import_csv(db, DATA / "views_trades.csv")
-    db.execute("SELECT compute_fifo_all(true)")
-    return db
 
 
 def rows(conn, query, params=()):
