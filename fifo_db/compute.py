@@ -145,10 +145,9 @@ def register(sub) -> None:
 
 
 def _cli_compute(args, conn) -> int:
-    if args.symbol and (args.force or args.since):
-        # compute --symbol is always a full recompute; --force is accepted as the seed wrote it
-        if args.since:
-            raise FifoError("--since goes with --all-symbols, not --symbol")
+    # compute --symbol is always a full recompute; --force is accepted there as the seed wrote it
+    if args.symbol and args.since:
+        raise FifoError("--since goes with --all-symbols, not --symbol")
     if args.since and args.force:
         raise FifoError("--since and --force contradict each other: --force recomputes everything")
     progress = Progress() if sys.stderr.isatty() else None
