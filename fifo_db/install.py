@@ -1,7 +1,13 @@
 """Install: yoyo migrations (tables, forward-only) then every sql/ file (functions, views).
 
 Migrations are applied once each; sql/ is CREATE OR REPLACE and re-applied on
-every install, so installing twice changes nothing.
+every install, so installing twice changes nothing. An install is one
+transaction: migrations, yoyo's bookkeeping and the sql/ files commit
+together or not at all (fifo_db.migrate runs yoyo inside it).
+
+A database that already holds a trade_records or fifo_allocations table that
+fifo-db did not create (a bot's own) is never touched by a plain install:
+`fifo-db install --adopt` takes it over in place (fifo_db.adopt).
 """
 
 from __future__ import annotations
@@ -11,9 +17,11 @@ from pathlib import Path
 
 import psycopg
 
-from fifo_db.errors import from_db_error
+from fifo_db import migrate
+from fifo_db.errors import FifoError, from_db_error
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
+INSTALL_LOCK = "SELECT pg_advisory_xact_lock(1718185569 + 3, 0)"   # one installer at a time
 
 
 def _resource_dir(name: str) -> Path:
@@ -38,54 +46,65 @@ class InstallResult:
     pools_queued: int
 
 
-def _yoyo_backend(conn: psycopg.Connection):
-    """A yoyo backend on the same server/database as `conn`, keeping its tables in schema fifo."""
-    from yoyo.backends import get_backend_class
-    from yoyo.connections import DatabaseURI
+def is_installed(conn: psycopg.Connection) -> bool:
+    """fifo-db's first migration is recorded in this database."""
+    return conn.execute(
+        "SELECT to_regclass('fifo._yoyo_migration') IS NOT NULL "
+        "AND EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = 'fifo')").fetchone()[0] and \
+        conn.execute("SELECT EXISTS (SELECT 1 FROM fifo._yoyo_migration "
+                     "WHERE migration_id = '0001.initial-schema')").fetchone()[0]
 
-    params = conn.info.get_parameters()
-    args = {"schema": "fifo"}
-    for key in ("host", "port", "sslmode"):
-        if params.get(key):
-            args[key] = params[key]
-    uri = DatabaseURI(scheme="postgresql+psycopg", username=params.get("user"),
-                      password=conn.info.password or None, hostname=None, port=None,
-                      database=params.get("dbname"), args=args)
-    backend = get_backend_class("postgresql+psycopg")(uri, "_yoyo_migration")
-    backend.init_database()
-    return backend
+
+def foreign_tables(conn: psycopg.Connection) -> list[str]:
+    """Tables fifo-db would create that already exist without fifo-db having created them."""
+    if is_installed(conn):
+        return []
+    return [r[0] for r in conn.execute(
+        "SELECT c.relname FROM pg_catalog.pg_class c "
+        "WHERE c.relnamespace = 'public'::regnamespace "
+        "AND c.relname IN ('trade_records', 'fifo_allocations', 'fifo_runs', 'fifo_computation_log') "
+        "ORDER BY c.relname")]
+
+
+def apply_schema(conn: psycopg.Connection) -> tuple[list[str], int]:
+    """Migrations then sql/, inside the caller's transaction. Returns (migrations applied, files)."""
+    conn.execute("CREATE SCHEMA IF NOT EXISTS fifo")
+    conn.execute("SET LOCAL search_path = fifo, pg_catalog")   # yoyo's tables live in fifo
+    applied = migrate.apply(conn, str(MIGRATIONS_DIR))
+    # sql/ qualifies every object; nothing a non-owner can write is on the path while
+    # views and functions are created (a view binds its operators at creation)
+    conn.execute("SET LOCAL search_path = pg_catalog, pg_temp")
+    files = sql_files()
+    for path in files:
+        conn.execute(path.read_text())
+    return applied, len(files)
 
 
 def install(conn: psycopg.Connection) -> InstallResult:
-    """Install or upgrade fifo-db in the database of `conn` (autocommit connection)."""
-    from yoyo import read_migrations
-
+    """Install or upgrade fifo-db in the database of `conn` (autocommit connection), atomically."""
     try:
-        conn.execute("CREATE SCHEMA IF NOT EXISTS fifo")
-        backend = _yoyo_backend(conn)
-        try:
-            migrations = read_migrations(str(MIGRATIONS_DIR))
-            with backend.lock():
-                pending = backend.to_apply(migrations)
-                backend.apply_migrations(pending)
-        finally:
-            backend.connection.close()
-        files = sql_files()
         with conn.transaction():
-            # one installer at a time: concurrent CREATE OR REPLACE of one function fails
-            conn.execute("SELECT pg_advisory_xact_lock(1718185569 + 3, 0)")
-            for path in files:
-                conn.execute(path.read_text())
+            conn.execute(INSTALL_LOCK)
+            found = foreign_tables(conn)
+            if found:
+                raise FifoError(
+                    f"database {conn.info.dbname!r} already has {', '.join('public.' + t for t in found)}, "
+                    f"which fifo-db did not create (a trading bot's own tables?); nothing was changed. "
+                    f"Run `fifo-db install --adopt --dry-run` to see how fifo-db would adopt them in place, "
+                    f"then `fifo-db install --adopt`")
+            applied, files = apply_schema(conn)
             queued = conn.execute("SELECT fifo._queue_uncomputed_pools()").fetchone()[0]
     except psycopg.Error as exc:
         raise from_db_error(exc) from None
-    return InstallResult([m.id for m in pending], len(files), queued)
+    return InstallResult(applied, files, queued)
 
 
 def register(sub) -> None:
     p = sub.add_parser("install", help="install or upgrade fifo-db in the database",
                        description="Apply migrations/ with yoyo, then (re)create every function "
-                                   "and view in sql/. Installing twice changes nothing.")
+                                   "and view in sql/, in one transaction. Installing twice changes "
+                                   "nothing. A database holding a bot's own trade_records is only "
+                                   "taken over with --adopt.")
     p.set_defaults(func=_cli_install)
 
 
