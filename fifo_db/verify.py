@@ -45,9 +45,9 @@ def reference_findings(conn, symbol: str | None = None, version: int | None = No
                  "AND (%(s)s::text IS NULL OR symbol = %(s)s)")
     trades = [Trade(*r) for r in conn.execute(
         f"SELECT t.order_id, t.account, t.symbol, t.side, t.size, t.price, t.total_fees, t.order_time "
-        f"FROM trade_records t JOIN ({pools_sql}) p USING (symbol, account)", {"v": v, "s": symbol})]
+        f"FROM fifo.trades t JOIN ({pools_sql}) p USING (symbol, account)", {"v": v, "s": symbol})]
     stored = [Allocation(*r) for r in conn.execute(
-        f"SELECT {_ALLOC_COLUMNS} FROM fifo_allocations a JOIN ({pools_sql}) p USING (symbol, account) "
+        f"SELECT {_ALLOC_COLUMNS} FROM fifo.allocations a JOIN ({pools_sql}) p USING (symbol, account) "
         f"WHERE a.version = %(v)s", {"v": v, "s": symbol})]
     want = {a.key(): a for a in match_all(trades)}
     have = {a.key(): a for a in stored}

@@ -31,14 +31,30 @@ CREATE OR REPLACE FUNCTION fifo._match(
     OUT unmatched bigint,
     OUT total_pnl numeric)
 LANGUAGE plpgsql
-SET search_path = pg_catalog, fifo, public
+SET search_path = pg_catalog, pg_temp
 SET work_mem = '256MB'
 SET jit = off   -- a big chunk's cost estimate would trigger JIT compilation, which costs more than it saves
 AS $$
+DECLARE
+    v_bad record;
 BEGIN
     pools := coalesce(cardinality(p_symbols), 0);
 
-    DELETE FROM public.fifo_allocations a
+    -- a trade the source cannot give as a valid fill (an adopted table has no
+    -- CHECK constraints) fails its pool, naming the row; never skipped silently
+    SELECT t.symbol, t.account, t.order_id, t.problem INTO v_bad
+    FROM unnest(p_symbols, p_accounts) AS c(symbol, account)
+    JOIN fifo.trades t ON t.symbol = c.symbol AND t.account = c.account
+    WHERE t.problem IS NOT NULL
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'trade % (%/%) cannot be matched: %', v_bad.order_id, v_bad.symbol, v_bad.account, v_bad.problem
+            USING ERRCODE = '22023',
+                  HINT = 'Correct the row in the trades table, or leave it out with the setting fill_statuses; '
+                         'the pool is retried by the next incremental run.';
+    END IF;
+
+    DELETE FROM fifo.allocations a
     USING unnest(p_symbols, p_accounts, p_from) AS c(symbol, account, from_time)
     WHERE a.version = p_version
       AND a.symbol = c.symbol
@@ -58,11 +74,11 @@ BEGIN
         LEFT JOIN LATERAL (
             SELECT a.buy_time, a.buy_trade_id,
                    (SELECT coalesce(sum(u.allocated_size), 0)
-                    FROM public.fifo_allocations u
+                    FROM fifo.allocations u
                     WHERE u.buy_trade_id = a.buy_trade_id
                       AND u.version = p_version
                       AND u.sell_time < c.from_time) AS used
-            FROM public.fifo_allocations a
+            FROM fifo.allocations a
             WHERE c.from_time > '-infinity'
               AND a.version = p_version
               AND a.symbol = c.symbol
@@ -125,7 +141,7 @@ BEGIN
                                     SELECT t.order_time, t.side, t.order_id, t.size, t.price, t.total_fees,
                                            CASE WHEN t.order_id = ll.buy_trade_id THEN ll.used
                                                 ELSE 0::numeric END AS lot_offset
-                                    FROM public.trade_records t
+                                    FROM fifo.trades t
                                     WHERE t.symbol = c.symbol
                                       AND t.account = c.account
                                       AND t.order_time >= coalesce(ll.buy_time, '-infinity')
@@ -175,7 +191,7 @@ BEGIN
         CROSS JOIN LATERAL (
             SELECT count(*) FILTER (WHERE t.side = 'buy') AS buys,
                    count(*) FILTER (WHERE t.side = 'sell') AS sells
-            FROM public.trade_records t
+            FROM fifo.trades t
             WHERE t.symbol = c.symbol AND t.account = c.account AND t.order_time >= c.from_time
         ) n
     ),
@@ -191,7 +207,7 @@ BEGIN
         OFFSET 0
     ),
     written AS (
-        INSERT INTO public.fifo_allocations (
+        INSERT INTO fifo.allocations (
             version, batch_id, account, symbol, sell_trade_id, buy_trade_id,
             allocated_size, buy_price, sell_price, buy_fees, sell_fees,
             cost_basis, sale_proceeds, pnl_amount, buy_time, sell_time)

@@ -69,10 +69,12 @@ BEGIN
         FROM unnest(v_locked) AS i
     ),
     taken AS (
+        -- a pending row a writer is merging into right now (fifo._note_changes)
+        -- is skipped, not waited for: it stays pending for the next run
         UPDATE fifo.pool_changes pc SET processed_at = clock_timestamp()
-        FROM locked l
-        WHERE v_current AND pc.processed_at IS NULL
-          AND pc.symbol = l.symbol AND pc.account = l.account
+        WHERE pc.id IN (SELECT p.id FROM fifo.pool_changes p JOIN locked l USING (symbol, account)
+                        WHERE v_current AND p.processed_at IS NULL
+                        FOR UPDATE OF p SKIP LOCKED)
         RETURNING pc.symbol, pc.account, pc.from_time
     ),
     pending AS (

@@ -12,12 +12,12 @@ DECLARE
     v_accounts text[];
 BEGIN
     SELECT array_agg(account ORDER BY account) INTO v_accounts
-    FROM (SELECT DISTINCT t.account FROM public.trade_records t WHERE t.symbol = p_symbol
+    FROM (SELECT DISTINCT t.account FROM fifo.trades t WHERE t.symbol = p_symbol
           UNION
           SELECT ps.account FROM fifo.pool_state ps
           WHERE ps.version = v_version AND ps.symbol = p_symbol
           UNION   -- a pool that lost its trades (and its state) still has rows to remove
-          SELECT DISTINCT a.account FROM public.fifo_allocations a
+          SELECT DISTINCT a.account FROM fifo.allocations a
           WHERE a.version = v_version AND a.symbol = p_symbol) pools;
     IF v_accounts IS NULL THEN
         RAISE EXCEPTION 'no trades for symbol "%"', p_symbol
@@ -52,13 +52,13 @@ BEGIN
         PERFORM fifo._lock_all();
     END IF;
     WITH pools AS (
-        SELECT DISTINCT t.symbol, t.account FROM public.trade_records t
+        SELECT DISTINCT t.symbol, t.account FROM fifo.trades t
         UNION
         SELECT ps.symbol, ps.account FROM fifo.pool_state ps WHERE ps.version = v_version
         UNION
         SELECT pc.symbol, pc.account FROM fifo.pool_changes pc WHERE pc.processed_at IS NULL
         UNION   -- a pool that lost its trades (and its state) still has rows to remove
-        SELECT DISTINCT a.symbol, a.account FROM public.fifo_allocations a WHERE a.version = v_version
+        SELECT DISTINCT a.symbol, a.account FROM fifo.allocations a WHERE a.version = v_version
     )
     SELECT array_agg(p.symbol), array_agg(p.account),
            array_agg(CASE WHEN p_force THEN '-infinity'::timestamptz END)

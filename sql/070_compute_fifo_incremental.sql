@@ -55,7 +55,7 @@ BEGIN
     INTO v_syms, v_accs, v_from
     FROM (SELECT c.symbol, c.account, min(c.from_time) AS from_time
           FROM (SELECT t.symbol, t.account, t.order_time AS from_time
-                FROM public.trade_records t WHERE t.recorded_at >= p_since
+                FROM fifo.trades t WHERE t.recorded_at >= p_since
                 UNION ALL
                 SELECT pc.symbol, pc.account, pc.from_time
                 FROM fifo.pool_changes pc WHERE pc.changed_at >= p_since) c

@@ -1,81 +1,120 @@
 -- Change capture: statement-level triggers with transition tables record,
 -- per statement, each pool touched and the earliest order_time affected
--- (old and new positions of updated rows). One row per pool per statement,
--- however many trades it wrote.
+-- (old and new positions of updated rows), into fifo.pool_changes.
+--
+-- The trigger functions are generated from the trades source's mapping
+-- (sql/015): the same templates serve fifo-db's trade_records and an
+-- adopted bot's table. They are SECURITY DEFINER so that a writer with
+-- nothing but INSERT/UPDATE/DELETE on the trades table (a bot) can record
+-- its changes without any right on fifo.pool_changes itself; they take no
+-- arguments and write only the pools the statement touched.
 
--- fifo._capture_insert(): AFTER INSERT ... REFERENCING NEW TABLE AS new_rows
-CREATE OR REPLACE FUNCTION fifo._capture_insert()
-RETURNS trigger
+-- fifo._note_changes(symbols[], accounts[], from_times[]): record that these
+-- pools changed from these times on. At most one pending row per pool: a
+-- pool's pending row is merged into (earliest time wins) unless a running
+-- computation holds it, in which case a new pending row is added (never
+-- wait for a computation). So the queue stays bounded by the number of
+-- pools, whatever the write rate.
+CREATE OR REPLACE FUNCTION fifo._note_changes(p_symbols text[], p_accounts text[], p_from timestamptz[])
+RETURNS void
 LANGUAGE plpgsql
-SET search_path = pg_catalog, fifo
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    WITH c AS (
+        SELECT x.symbol, x.account, x.from_time
+        FROM unnest(p_symbols, p_accounts, p_from) AS x(symbol, account, from_time)
+        WHERE x.symbol IS NOT NULL AND x.account IS NOT NULL
+    ),
+    merged AS (
+        UPDATE fifo.pool_changes pc
+        SET from_time = least(pc.from_time, c.from_time), changed_at = clock_timestamp()
+        FROM c
+        WHERE pc.id = (SELECT p.id FROM fifo.pool_changes p
+                       WHERE p.processed_at IS NULL AND p.symbol = c.symbol AND p.account = c.account
+                       ORDER BY p.id LIMIT 1
+                       FOR UPDATE SKIP LOCKED)
+        RETURNING pc.symbol, pc.account
+    )
     INSERT INTO fifo.pool_changes (symbol, account, from_time)
-    SELECT n.symbol, n.account, min(n.order_time) FROM new_rows n GROUP BY 1, 2;
-    RETURN NULL;
+    SELECT c.symbol, c.account, coalesce(c.from_time, '-infinity')
+    FROM c
+    WHERE NOT EXISTS (SELECT 1 FROM merged m WHERE m.symbol = c.symbol AND m.account = c.account);
 END;
 $$;
 
--- fifo._capture_update(): only rows whose matching inputs changed count; a
--- moved trade marks both its old and its new pool.
-CREATE OR REPLACE FUNCTION fifo._capture_update()
-RETURNS trigger
+-- fifo._create_capture(): (re)create the capture trigger functions and the
+-- triggers on the trades source table for the configured source.
+CREATE OR REPLACE FUNCTION fifo._create_capture()
+RETURNS void
 LANGUAGE plpgsql
-SET search_path = pg_catalog, fifo
-AS $$
+SET search_path = pg_catalog, pg_temp
+AS $body$
+DECLARE
+    m record := fifo._trades_mapping(fifo._setting('trades_source'));
+    -- the pools of a transition table `rows`, with their earliest time
+    c_pools constant text := $t$
+        SELECT array_agg(x.symbol), array_agg(x.account), array_agg(x.from_time)
+        FROM (SELECT (%1$s)::text AS symbol, (%2$s)::text AS account, min((%3$s)::timestamptz) AS from_time
+              FROM %4$s t GROUP BY 1, 2) x$t$;
+    c_function constant text := $t$
+        CREATE OR REPLACE FUNCTION fifo.%1$I()
+        RETURNS trigger
+        LANGUAGE plpgsql
+        SECURITY DEFINER   -- writers record their changes without rights on fifo.pool_changes
+        SET search_path = pg_catalog, pg_temp
+        AS $f$
+        DECLARE
+            v_symbols text[];
+            v_accounts text[];
+            v_from timestamptz[];
+        BEGIN
+            %2$s
+            INTO v_symbols, v_accounts, v_from;
+            PERFORM fifo._note_changes(v_symbols, v_accounts, v_from);
+            RETURN NULL;
+        END;
+        $f$
+        $t$;
 BEGIN
-    INSERT INTO fifo.pool_changes (symbol, account, from_time)
-    SELECT x.symbol, x.account, min(x.order_time)
-    FROM old_rows o
-    JOIN new_rows n ON n.id = o.id
-    CROSS JOIN LATERAL (VALUES (o.symbol, o.account, o.order_time),
-                               (n.symbol, n.account, n.order_time)) AS x(symbol, account, order_time)
-    WHERE (o.order_id, o.account, o.symbol, o.side, o.size, o.price, o.total_fees, o.order_time)
-          IS DISTINCT FROM
-          (n.order_id, n.account, n.symbol, n.side, n.size, n.price, n.total_fees, n.order_time)
-    GROUP BY 1, 2;
-    RETURN NULL;
-END;
-$$;
+    EXECUTE format(c_function, '_capture_insert',
+                   format(c_pools, m.symbol, m.account, m.order_time, 'new_rows'));
+    EXECUTE format(c_function, '_capture_delete',
+                   format(c_pools, m.symbol, m.account, m.order_time, 'old_rows'));
+    -- an update counts only when a matching input changed; it marks both the
+    -- old and the new position (a trade moved to another pool or time)
+    EXECUTE format(c_function, '_capture_update', format($t$
+        SELECT array_agg(x.symbol), array_agg(x.account), array_agg(x.from_time)
+        FROM (SELECT p.symbol, p.account, min(p.order_time) AS from_time
+              FROM (SELECT (%1$s)::text AS k, (%2$s)::text AS symbol, (%3$s)::text AS account,
+                           (%4$s)::timestamptz AS order_time, %5$s AS inputs FROM old_rows t) o
+              FULL JOIN (SELECT (%1$s)::text AS k, (%2$s)::text AS symbol, (%3$s)::text AS account,
+                                (%4$s)::timestamptz AS order_time, %5$s AS inputs FROM new_rows t) n
+                     ON n.k = o.k
+              CROSS JOIN LATERAL (VALUES (o.symbol, o.account, o.order_time),
+                                         (n.symbol, n.account, n.order_time)) AS p(symbol, account, order_time)
+              WHERE o.inputs IS DISTINCT FROM n.inputs AND p.symbol IS NOT NULL
+              GROUP BY 1, 2) x$t$,
+        m.order_id, m.symbol, m.account, m.order_time, m.inputs));
+    -- a TRUNCATE: every computed pool starts over
+    EXECUTE format(c_function, '_capture_truncate', $t$
+        SELECT array_agg(ps.symbol), array_agg(ps.account), array_agg('-infinity'::timestamptz)
+        FROM (SELECT DISTINCT s.symbol, s.account FROM fifo.pool_state s) ps$t$);
 
--- fifo._capture_delete(): AFTER DELETE ... REFERENCING OLD TABLE AS old_rows
-CREATE OR REPLACE FUNCTION fifo._capture_delete()
-RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, fifo
-AS $$
-BEGIN
-    INSERT INTO fifo.pool_changes (symbol, account, from_time)
-    SELECT o.symbol, o.account, min(o.order_time) FROM old_rows o GROUP BY 1, 2;
-    RETURN NULL;
+    EXECUTE format($t$
+        CREATE OR REPLACE TRIGGER fifo_capture_insert
+            AFTER INSERT ON %1$s REFERENCING NEW TABLE AS new_rows
+            FOR EACH STATEMENT EXECUTE FUNCTION fifo._capture_insert();
+        CREATE OR REPLACE TRIGGER fifo_capture_update
+            AFTER UPDATE ON %1$s REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+            FOR EACH STATEMENT EXECUTE FUNCTION fifo._capture_update();
+        CREATE OR REPLACE TRIGGER fifo_capture_delete
+            AFTER DELETE ON %1$s REFERENCING OLD TABLE AS old_rows
+            FOR EACH STATEMENT EXECUTE FUNCTION fifo._capture_delete();
+        CREATE OR REPLACE TRIGGER fifo_capture_truncate
+            AFTER TRUNCATE ON %1$s
+            FOR EACH STATEMENT EXECUTE FUNCTION fifo._capture_truncate();$t$, m.source_table);
 END;
-$$;
+$body$;
 
--- fifo._capture_truncate(): every computed pool starts over.
-CREATE OR REPLACE FUNCTION fifo._capture_truncate()
-RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, fifo
-AS $$
-BEGIN
-    INSERT INTO fifo.pool_changes (symbol, account, from_time)
-    SELECT DISTINCT ps.symbol, ps.account, '-infinity'::timestamptz FROM fifo.pool_state ps;
-    RETURN NULL;
-END;
-$$;
-
-CREATE OR REPLACE TRIGGER fifo_capture_insert
-    AFTER INSERT ON public.trade_records
-    REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION fifo._capture_insert();
-CREATE OR REPLACE TRIGGER fifo_capture_update
-    AFTER UPDATE ON public.trade_records
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION fifo._capture_update();
-CREATE OR REPLACE TRIGGER fifo_capture_delete
-    AFTER DELETE ON public.trade_records
-    REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION fifo._capture_delete();
-CREATE OR REPLACE TRIGGER fifo_capture_truncate
-    AFTER TRUNCATE ON public.trade_records
-    FOR EACH STATEMENT EXECUTE FUNCTION fifo._capture_truncate();
+SELECT fifo._create_capture();

@@ -12,7 +12,7 @@ DECLARE
 BEGIN
     INSERT INTO fifo.pool_changes (symbol, account, from_time)
     SELECT p.symbol, p.account, '-infinity'
-    FROM (SELECT DISTINCT t.symbol, t.account FROM public.trade_records t) p
+    FROM (SELECT DISTINCT t.symbol, t.account FROM fifo.trades t) p
     WHERE NOT EXISTS (SELECT 1 FROM fifo.pool_state ps
                       WHERE ps.version = fifo._current_version()
                         AND ps.symbol = p.symbol AND ps.account = p.account)

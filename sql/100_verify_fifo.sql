@@ -13,11 +13,11 @@ AS $$
         WHERE ps.version = v.version AND (p_symbol IS NULL OR ps.symbol = p_symbol)
     ),
     a AS (
-        SELECT fa.* FROM public.fifo_allocations fa JOIN pools USING (symbol, account), v
+        SELECT fa.* FROM fifo.allocations fa JOIN pools USING (symbol, account), v
         WHERE fa.version = v.version
     ),
     t AS (
-        SELECT tr.* FROM public.trade_records tr JOIN pools USING (symbol, account)
+        SELECT tr.* FROM fifo.trades tr JOIN pools USING (symbol, account)
     ),
     per_sell AS (
         SELECT a.sell_trade_id, sum(a.allocated_size) AS q, sum(a.sell_fees) AS fees
@@ -55,8 +55,8 @@ AS $$
            format('allocation %s: buy %s / sell %s missing, in another pool, or with other prices or times',
                   a.id, coalesce(a.buy_trade_id, '(unmatched)'), a.sell_trade_id)
     FROM a
-    LEFT JOIN public.trade_records s ON s.order_id = a.sell_trade_id
-    LEFT JOIN public.trade_records b ON b.order_id = a.buy_trade_id
+    LEFT JOIN fifo.trades s ON s.order_id = a.sell_trade_id
+    LEFT JOIN fifo.trades b ON b.order_id = a.buy_trade_id
     WHERE s.order_id IS NULL OR s.side <> 'sell' OR s.symbol <> a.symbol OR s.account <> a.account
        OR s.price <> a.sell_price OR s.order_time <> a.sell_time
        OR (a.buy_trade_id IS NOT NULL AND (
@@ -81,7 +81,7 @@ AS $$
     UNION ALL
     SELECT DISTINCT 'orphan_allocations', fa.symbol, fa.account, NULL::text,
            'allocations exist for a pool that is not marked computed'
-    FROM public.fifo_allocations fa, v
+    FROM fifo.allocations fa, v
     WHERE fa.version = v.version AND (p_symbol IS NULL OR fa.symbol = p_symbol)
       AND NOT EXISTS (SELECT 1 FROM pools WHERE pools.symbol = fa.symbol AND pools.account = fa.account)
     -- pools whose trades changed since they were computed

@@ -72,11 +72,11 @@ AS $$
                    ELSE format('; next buy %s at %s', nb.order_id, fifo._report_clock(nb.order_time)) END
     FROM (SELECT EXISTS (
               -- buys at the same time as the sell come before it (design.md rule 2)
-              SELECT 1 FROM public.trade_records t
+              SELECT 1 FROM fifo.trades t
               WHERE t.symbol = p_symbol AND t.account = p_account
                 AND t.side = 'buy' AND t.order_time <= p_sell_time) AS found) earlier
     LEFT JOIN LATERAL (
-        SELECT t.order_id, t.order_time FROM public.trade_records t
+        SELECT t.order_id, t.order_time FROM fifo.trades t
         WHERE t.symbol = p_symbol AND t.account = p_account
           AND t.side = 'buy' AND t.order_time > p_sell_time
         ORDER BY t.order_time, t.order_id COLLATE "C"

@@ -33,7 +33,7 @@ AS $$
                 WHEN a.unmatched_size = 0 THEN 'matched'
                 WHEN a.matched_size = 0 THEN 'unmatched'
                 ELSE 'partly unmatched' END
-    FROM public.trade_records t
+    FROM fifo.trades t
     LEFT JOIN (
         SELECT fa.symbol, fa.account, fa.sell_trade_id,
                coalesce(sum(fa.allocated_size) FILTER (WHERE NOT fa.unmatched), 0) AS matched_size,
@@ -47,7 +47,7 @@ AS $$
                sum(fa.sale_proceeds) FILTER (WHERE fa.unmatched) AS unmatched_proceeds,
                min(fa.buy_time) AS first_buy_time,
                max(fa.buy_time) AS last_buy_time
-        FROM public.fifo_allocations fa
+        FROM fifo.allocations fa
         WHERE fa.version = (SELECT fifo._current_version())
           AND (p_symbol IS NULL OR fa.symbol = p_symbol)
           AND (p_from IS NULL OR fa.sell_time >= p_from)

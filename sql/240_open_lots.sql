@@ -24,10 +24,10 @@ AS $$
            (t.size - l.consumed) * t.price + l.fee_left,
            t.order_time + (SELECT fifo._long_term()),
            ps.version IS NOT NULL
-    FROM public.trade_records t
+    FROM fifo.trades t
     LEFT JOIN (
         SELECT fa.symbol, fa.account, fa.buy_trade_id, sum(fa.allocated_size) AS consumed
-        FROM public.fifo_allocations fa
+        FROM fifo.allocations fa
         WHERE fa.version = (SELECT fifo._current_version())
           AND fa.buy_trade_id IS NOT NULL
           AND (p_symbol IS NULL OR fa.symbol = p_symbol)

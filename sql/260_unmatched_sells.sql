@@ -15,8 +15,8 @@ AS $$
            t.size - fa.allocated_size, fa.allocated_size, fa.sale_proceeds, fa.sell_fees,
            fifo._unmatched_reason(fa.account, fa.symbol, fa.sell_time,
                                   t.size - fa.allocated_size, fa.allocated_size)
-    FROM public.fifo_allocations fa
-    JOIN public.trade_records t ON t.order_id = fa.sell_trade_id
+    FROM fifo.allocations fa
+    JOIN fifo.trades t ON t.order_id = fa.sell_trade_id
     WHERE fa.version = (SELECT fifo._current_version())
       AND fa.unmatched
       AND (p_symbol IS NULL OR fa.symbol = p_symbol)

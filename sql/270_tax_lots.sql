@@ -23,7 +23,7 @@ AS $$
            CASE WHEN fa.sell_time - fa.buy_time > (SELECT fifo._long_term()) THEN 'long' ELSE 'short' END,
            fa.account, fa.symbol, fa.allocated_size, fa.sell_trade_id, fa.buy_trade_id,
            fa.buy_time, fa.sell_time, fa.sell_time - fa.buy_time
-    FROM public.fifo_allocations fa
+    FROM fifo.allocations fa
     WHERE fa.version = (SELECT fifo._current_version())
       AND NOT fa.unmatched
       AND (p_symbol IS NULL OR fa.symbol = p_symbol)

@@ -16,10 +16,10 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, fifo, public
 AS $$
 DECLARE
-    v_trade public.trade_records;
+    v_trade fifo.trades;
     v_version integer := fifo._current_version();
 BEGIN
-    SELECT * INTO v_trade FROM public.trade_records t WHERE t.order_id = p_order_id;
+    SELECT * INTO v_trade FROM fifo.trades t WHERE t.order_id = p_order_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no trade with order_id "%"', p_order_id
             USING ERRCODE = 'P0002',
@@ -42,16 +42,16 @@ BEGIN
             SELECT a.*, b.size AS lot_size,
                    row_number() OVER (ORDER BY a.buy_time, a.buy_trade_id COLLATE "C")::integer AS n,
                    (SELECT coalesce(sum(e.allocated_size), 0)
-                    FROM public.fifo_allocations e
+                    FROM fifo.allocations e
                     WHERE e.version = v_version AND e.buy_trade_id = a.buy_trade_id
                       AND (e.sell_time, e.sell_trade_id COLLATE "C")
                           < (v_trade.order_time, v_trade.order_id COLLATE "C")) AS taken_before
-            FROM public.fifo_allocations a
-            JOIN public.trade_records b ON b.order_id = a.buy_trade_id
+            FROM fifo.allocations a
+            JOIN fifo.trades b ON b.order_id = a.buy_trade_id
             WHERE a.version = v_version AND a.sell_trade_id = p_order_id AND NOT a.unmatched
         ),
         gap AS (
-            SELECT a.* FROM public.fifo_allocations a
+            SELECT a.* FROM fifo.allocations a
             WHERE a.version = v_version AND a.sell_trade_id = p_order_id AND a.unmatched
         ),
         parts AS (
@@ -84,7 +84,7 @@ BEGIN
                       trim_scale(v_trade.size),
                       count(*) FILTER (WHERE NOT a.unmatched),
                       trim_scale(coalesce(sum(a.allocated_size) FILTER (WHERE a.unmatched), 0)))
-        FROM public.fifo_allocations a
+        FROM fifo.allocations a
         WHERE a.version = v_version AND a.sell_trade_id = p_order_id
         )
         SELECT (row_number() OVER (ORDER BY p.phase, p.n) - 1)::integer,
@@ -97,7 +97,7 @@ BEGIN
         WITH used AS (
             SELECT a.*,
                    row_number() OVER (ORDER BY a.sell_time, a.sell_trade_id COLLATE "C")::integer AS n
-            FROM public.fifo_allocations a
+            FROM fifo.allocations a
             WHERE a.version = v_version AND a.buy_trade_id = p_order_id
         ),
         rest AS (

@@ -47,7 +47,7 @@ def allocations(conn: psycopg.Connection, symbol: str | None = None, version: in
 def reset(conn: psycopg.Connection) -> None:
     """Empty every table fifo-db reads or writes, so a test (or a hypothesis example) starts clean."""
     conn.execute("TRUNCATE trade_records")
-    conn.execute("DELETE FROM fifo_allocations")
+    conn.execute("DELETE FROM fifo.allocations")
     conn.execute("DELETE FROM fifo_runs")
     conn.execute("DELETE FROM fifo.pool_state")
     conn.execute("DELETE FROM fifo.pool_changes")

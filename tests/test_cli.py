@@ -89,7 +89,7 @@ def test_verify_clean_then_tampered(db, dsn, capsys):
     assert (code, err) == (0, "")
     assert out.startswith("verify: clean (1 computed pool(s)")
 
-    db.execute("UPDATE fifo_allocations SET pnl_amount = pnl_amount + 1 WHERE sell_trade_id = %s",
+    db.execute("UPDATE fifo.allocations SET pnl_amount = pnl_amount + 1 WHERE sell_trade_id = %s",
                (SAPIEN_SELL,))
     code, out, err = run(capsys, dsn, "verify")
     assert code == 1

@@ -116,11 +116,19 @@ def test_tied_buys_ordered_by_order_id_bytewise(db):
     assert_consistent(db)
 
 
+def icu_order_ids(db) -> None:
+    """Give trade_records.order_id an ICU collation. fifo.trades reads the column, so the view
+    is dropped for the ALTER and re-created the way install does."""
+    db.execute("DROP VIEW fifo.trades")
+    db.execute('ALTER TABLE trade_records ALTER COLUMN order_id TYPE text COLLATE "und-x-icu"')
+    db.execute("SELECT fifo._create_trades_view()")
+
+
 def test_tie_order_ignores_the_column_collation(db):
     """Under ICU ordering 'a1' < 'B1'; the engine must still compare order_id bytewise."""
     if not db.execute("SELECT 1 FROM pg_collation WHERE collname = 'und-x-icu'").fetchone():
         pytest.skip("this server has no ICU collations")
-    db.execute('ALTER TABLE trade_records ALTER COLUMN order_id TYPE text COLLATE "und-x-icu"')
+    icu_order_ids(db)
     assert db.execute("SELECT 'a1' < 'B1' COLLATE \"und-x-icu\"").fetchone()[0] is True
     add_trades(db, TIED_BUYS)
     compute(db)
@@ -131,7 +139,7 @@ def test_suffix_recompute_ignores_the_column_collation_too(db):
     """The suffix recompute finds the last consumed lot and the lots after it bytewise as well."""
     if not db.execute("SELECT 1 FROM pg_collation WHERE collname = 'und-x-icu'").fetchone():
         pytest.skip("this server has no ICU collations")
-    db.execute('ALTER TABLE trade_records ALTER COLUMN order_id TYPE text COLLATE "und-x-icu"')
+    icu_order_ids(db)
     add_trades(db, TIED_BUYS + [buy("c1", 1, 30, "2025-01-01 10:00")])
     db.execute("SELECT compute_fifo_all(false)")             # first time: full
     add_trades(db, [sell("s2", 2, 40, "2025-01-03")])
@@ -297,7 +305,7 @@ def test_failing_compute_keeps_previous_allocations_and_raises(db):
     runs_before = db.execute("SELECT count(*) FROM fifo_runs").fetchone()[0]
     add_trades(db, [sell("s2", 1, 15, "2025-01-03")])
     # existing rows stay valid (NOT VALID); any new row of symbol X is rejected
-    db.execute("ALTER TABLE fifo_allocations ADD CONSTRAINT test_rejects_x CHECK (symbol <> 'X') NOT VALID")
+    db.execute("ALTER TABLE fifo.allocations ADD CONSTRAINT test_rejects_x CHECK (symbol <> 'X') NOT VALID")
 
     with pytest.raises(psycopg.errors.CheckViolation, match="test_rejects_x"):
         compute(db, "X")
@@ -310,7 +318,7 @@ def test_failing_pool_in_compute_all_is_isolated(db):
                     buy("y1", 1, 1, "2025-01-01", symbol="Y"), sell("y2", 1, 2, "2025-01-02", symbol="Y")])
     compute(db, "X")
     x_before = db.execute("SELECT * FROM fifo_allocations WHERE symbol = 'X' ORDER BY id").fetchall()
-    db.execute("ALTER TABLE fifo_allocations ADD CONSTRAINT test_rejects_x CHECK (symbol <> 'X') NOT VALID")
+    db.execute("ALTER TABLE fifo.allocations ADD CONSTRAINT test_rejects_x CHECK (symbol <> 'X') NOT VALID")
 
     with db.cursor(row_factory=namedtuple_row) as cur:
         run = cur.execute("SELECT * FROM compute_fifo_all(true)").fetchone()

@@ -40,7 +40,7 @@ def assert_current(db) -> None:
     """Version 1 (incremental) == reference == a fresh full recompute into version 2; verify clean."""
     want = expected(db)
     assert stored(db) == want
-    db.execute("DELETE FROM fifo_allocations WHERE version = 2")
+    db.execute("DELETE FROM fifo.allocations WHERE version = 2")
     db.execute("DELETE FROM fifo.pool_state WHERE version = 2")
     db.execute("SELECT compute_fifo_all(true, 2)")
     assert stored(db, 2) == want

@@ -28,8 +28,9 @@ PUBLIC_FUNCTIONS = {
       for name in ("fifo_open_lots", "fifo_pnl_by_day", "fifo_pnl_by_symbol", "fifo_pnl_summary",
                    "fifo_tax_lots", "fifo_trade_pnl", "fifo_unmatched_sells")),
 }
-PUBLIC_TABLES = {"trade_records", "fifo_allocations", "fifo_runs"}
-PUBLIC_VIEWS = {"fifo_open_lots", "fifo_pnl_by_day", "fifo_pnl_by_symbol", "fifo_positions",
+PUBLIC_TABLES = {"trade_records", "fifo_runs"}
+PUBLIC_VIEWS = {"fifo_allocations", "fifo_computation_log", "fifo_open_lots", "fifo_pnl_by_day",
+                "fifo_pnl_by_symbol", "fifo_positions",
                 "fifo_tax_lots", "fifo_trade_pnl", "fifo_unmatched_sells"}
 
 SCHEMAS = ("public", "fifo")

@@ -76,7 +76,7 @@ def bad_pool(db):
                     for n, side, price in ((1, "buy", 10), (2, "sell", 12))])
     db.execute("SELECT compute_fifo_all()")
     db.bad_before = pool_rows(db, "BAD-USD")
-    db.execute("ALTER TABLE fifo_allocations ADD CONSTRAINT test_reject CHECK (symbol <> 'BAD-USD') NOT VALID")
+    db.execute("ALTER TABLE fifo.allocations ADD CONSTRAINT test_reject CHECK (symbol <> 'BAD-USD') NOT VALID")
     add_trades(db, [trade(f"{s}-3", s, "sell", 1, 15, "2025-01-03")
                     for s in ("AAA-USD", "BAD-USD", "ZZZ-USD", "MMM-USD")])
     return db
@@ -88,7 +88,7 @@ def test_failing_pool_does_not_abort_the_others_and_the_cli_says_so(bad_pool, ds
     out = capsys.readouterr().out
     assert out.startswith("Computation PARTIAL\n")
     assert "  - Pools failed (previous allocations kept): 1\n" in out
-    assert ('      pool BAD-USD/default: new row for relation "fifo_allocations" violates check constraint '
+    assert ('      pool BAD-USD/default: new row for relation "allocations" violates check constraint '
             '"test_reject"') in out
 
     run = db.execute("SELECT mode, status, pools, failed_pools, error FROM fifo_runs "
@@ -104,7 +104,7 @@ def test_failing_pool_does_not_abort_the_others_and_the_cli_says_so(bad_pool, ds
     assert sorted(f[0] for f in findings(db)) == ["sell_size", "stale"]   # BAD's new sell, pending
 
     # fixed: the next scheduled run brings it current
-    db.execute("ALTER TABLE fifo_allocations DROP CONSTRAINT test_reject")
+    db.execute("ALTER TABLE fifo.allocations DROP CONSTRAINT test_reject")
     run = run_of(db, "compute_fifo_incremental()")
     assert (run["symbols"], run["status"]) == (["BAD-USD"], "ok")
     assert stored(db) == expected(db) and findings(db) == []
@@ -125,7 +125,7 @@ def test_incremental_run_isolates_the_failing_pool_too(bad_pool):
 def test_forced_run_where_every_pool_fails_is_failed(db, dsn, capsys):
     add_trades(db, [trade("b1", "BAD-USD", "buy", 1, 1, "2025-01-01"),
                     trade("b2", "BAD-USD", "sell", 1, 2, "2025-01-02")])
-    db.execute("ALTER TABLE fifo_allocations ADD CONSTRAINT test_reject CHECK (symbol <> 'BAD-USD')")
+    db.execute("ALTER TABLE fifo.allocations ADD CONSTRAINT test_reject CHECK (symbol <> 'BAD-USD')")
     assert main(["--dsn", dsn, "compute", "--all-symbols", "--force"]) == 1
     out = capsys.readouterr().out
     assert out.startswith("Computation FAILED\n") and "pool BAD-USD/default:" in out
@@ -135,9 +135,9 @@ def test_forced_run_where_every_pool_fails_is_failed(db, dsn, capsys):
 def test_single_symbol_run_is_all_or_nothing(db, dsn, capsys):
     add_trades(db, [trade("b1", "BAD-USD", "buy", 1, 1, "2025-01-01"),
                     trade("b2", "BAD-USD", "sell", 1, 2, "2025-01-02")])
-    db.execute("ALTER TABLE fifo_allocations ADD CONSTRAINT test_reject CHECK (symbol <> 'BAD-USD')")
+    db.execute("ALTER TABLE fifo.allocations ADD CONSTRAINT test_reject CHECK (symbol <> 'BAD-USD')")
     assert main(["--dsn", dsn, "compute", "--symbol", "BAD-USD"]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("fifo-db: error: new row for relation \"fifo_allocations\" violates check constraint "
+    assert err.startswith("fifo-db: error: new row for relation \"allocations\" violates check constraint "
                           "\"test_reject\"") and err.count("\n") == 1
     assert db.execute("SELECT count(*) FROM fifo_runs").fetchone()[0] == 0

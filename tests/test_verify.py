@@ -43,33 +43,33 @@ def test_clean_on_a_synthetic_history(db):
 
 
 def test_missing_row_breaks_sell_size(computed):
-    computed.execute("DELETE FROM fifo_allocations WHERE sell_trade_id = 's2' AND unmatched")
+    computed.execute("DELETE FROM fifo.allocations WHERE sell_trade_id = 's2' AND unmatched")
     assert checks(computed) == {("sell_size", "s2")}
 
 
 def test_sell_fee_share_off(computed):
     # moved 0.1 of fee into s1's first row, proceeds and pnl kept consistent with it
-    computed.execute("UPDATE fifo_allocations SET sell_fees = sell_fees + 0.1, sale_proceeds = sale_proceeds - 0.1, "
+    computed.execute("UPDATE fifo.allocations SET sell_fees = sell_fees + 0.1, sale_proceeds = sale_proceeds - 0.1, "
                      "pnl_amount = pnl_amount - 0.1 WHERE sell_trade_id = 's1' AND buy_trade_id = 'b1'")
     assert checks(computed) == {("sell_fees", "s1")}
 
 
 def test_buy_over_allocated(computed):
     # s2's unmatched unit charged to b2 instead (consistent money; b2 now gives 3 of its 2)
-    computed.execute("UPDATE fifo_allocations SET buy_trade_id = 'b2', buy_price = 11, buy_fees = 0, "
+    computed.execute("UPDATE fifo.allocations SET buy_trade_id = 'b2', buy_price = 11, buy_fees = 0, "
                      "buy_time = '2025-01-02', cost_basis = 11, pnl_amount = sale_proceeds - 11 "
                      "WHERE sell_trade_id = 's2' AND unmatched")
     assert checks(computed) == {("buy_over_allocated", "b2")}
 
 
 def test_buy_fee_share_off(computed):
-    computed.execute("UPDATE fifo_allocations SET buy_fees = buy_fees + 0.1, cost_basis = cost_basis + 0.1, "
+    computed.execute("UPDATE fifo.allocations SET buy_fees = buy_fees + 0.1, cost_basis = cost_basis + 0.1, "
                      "pnl_amount = pnl_amount - 0.1 WHERE sell_trade_id = 's1' AND buy_trade_id = 'b1'")
     assert checks(computed) == {("buy_fees", "b1")}
 
 
 def test_price_not_copied_from_the_trade(computed):
-    computed.execute("UPDATE fifo_allocations SET sell_price = sell_price + 1, "
+    computed.execute("UPDATE fifo.allocations SET sell_price = sell_price + 1, "
                      "sale_proceeds = sale_proceeds + allocated_size, pnl_amount = pnl_amount + allocated_size "
                      "WHERE sell_trade_id = 's2' AND buy_trade_id = 'b2'")
     assert checks(computed) == {("allocation_trades", "s2")}
@@ -77,15 +77,15 @@ def test_price_not_copied_from_the_trade(computed):
 
 def test_later_buy(computed):
     # the table's own CHECK forbids this; drop it to show verify catches it independently
-    computed.execute("ALTER TABLE fifo_allocations DROP CONSTRAINT lot_is_not_later_than_sale")
-    computed.execute("UPDATE fifo_allocations SET buy_time = '2025-02-01' "
+    computed.execute("ALTER TABLE fifo.allocations DROP CONSTRAINT lot_is_not_later_than_sale")
+    computed.execute("UPDATE fifo.allocations SET buy_time = '2025-02-01' "
                      "WHERE sell_trade_id = 's1' AND buy_trade_id = 'b1'")
     # the buy time no longer matches b1 either
     assert checks(computed) == {("later_buy", "s1"), ("allocation_trades", "s1")}
 
 
 def test_pnl_not_proceeds_minus_cost(computed):
-    computed.execute("UPDATE fifo_allocations SET pnl_amount = pnl_amount + 1 WHERE sell_trade_id = 's1' "
+    computed.execute("UPDATE fifo.allocations SET pnl_amount = pnl_amount + 1 WHERE sell_trade_id = 's1' "
                      "AND buy_trade_id = 'b2'")
     assert checks(computed) == {("money", "s1")}
     assert [f.check for f in verify(computed)] == ["money", "reference"]
@@ -111,7 +111,7 @@ def test_reference_catches_a_wrong_lot_the_invariants_cannot(db):
         {"order_id": "c3", "symbol": "Z", "side": "sell", "size": 1, "price": 6, "order_time": "2025-01-03"},
     ])
     db.execute("SELECT compute_fifo('Z')")
-    db.execute("UPDATE fifo_allocations SET buy_trade_id = 'c2', buy_time = '2025-01-02' WHERE sell_trade_id = 'c3'")
+    db.execute("UPDATE fifo.allocations SET buy_trade_id = 'c2', buy_time = '2025-01-02' WHERE sell_trade_id = 'c3'")
     assert findings(db) == []
     found = verify(db)
     assert [(f.check, f.trade_id) for f in found] == [("reference", "c3"), ("reference", "c3")]
@@ -120,7 +120,7 @@ def test_reference_catches_a_wrong_lot_the_invariants_cannot(db):
 
 
 def test_symbol_and_version_filters(computed):
-    computed.execute("UPDATE fifo_allocations SET pnl_amount = pnl_amount + 1 WHERE sell_trade_id = 's1' "
+    computed.execute("UPDATE fifo.allocations SET pnl_amount = pnl_amount + 1 WHERE sell_trade_id = 's1' "
                      "AND buy_trade_id = 'b2'")
     assert findings(computed, "OTHER") == []
     assert findings(computed, "X", 2) == []          # nothing computed for version 2

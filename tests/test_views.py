@@ -186,7 +186,7 @@ def test_tax_lots_form_8949(worked):
 
 def test_views_read_the_current_version(worked):
     worked.execute("SELECT compute_fifo_all(true, 2)")
-    worked.execute("DELETE FROM fifo_allocations WHERE version = 2 AND sell_trade_id = 's1'")
+    worked.execute("DELETE FROM fifo.allocations WHERE version = 2 AND sell_trade_id = 's1'")
     assert rows(worked, "SELECT pnl_amount FROM fifo_pnl_summary()")[0]["pnl_amount"] == D("-6.78")
     worked.execute("SELECT fifo_set_setting('current_version', '2')")
     assert rows(worked, "SELECT pnl_amount FROM fifo_pnl_summary()")[0]["pnl_amount"] == D("-29.93")  # -6.78 - 23.15

@@ -1,0 +1,109 @@
+-- The trades source. Every function reads trades through the view
+-- fifo.trades, which maps the table the trades live in onto fifo-db's
+-- canonical columns:
+--   order_id, account, symbol, side, size, price, total_fees, order_time,
+--   recorded_at, problem (NULL, or why the row cannot be matched)
+-- 'fifo-db' maps public.trade_records as migration 0001 creates it (a plain
+-- projection: the planner sees straight through it, indexes included).
+-- 'bottrader' maps the BotTrader bot's own trade_records in place (`fifo-db
+-- install --adopt`): double precision columns read as their shortest
+-- decimal, NULL fees as 0, no account column as account 'default', only
+-- the statuses named by the setting fill_statuses. A further mapping is one
+-- more branch in fifo._trades_mapping(); the view and the change-capture
+-- triggers (sql/080) are generated from it.
+
+-- fifo._decimal(float8): the shortest decimal that reads back as the same
+-- double (188.9, never 188.900000000000005684...). NULL for NaN and
+-- +-Infinity: fifo.trades' problem column names such rows.
+-- extra_float_digits = 1 pins PostgreSQL's shortest-exact float output
+-- whatever the session says.
+CREATE OR REPLACE FUNCTION fifo._decimal(p_value double precision)
+RETURNS numeric
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+SET extra_float_digits = 1
+AS $$
+    SELECT CASE WHEN p_value = ANY ('{NaN,Infinity,-Infinity}'::float8[]) THEN NULL::numeric
+                ELSE p_value::text::numeric END
+$$;
+
+-- fifo._trades_mapping(source): the SQL expressions (over the source row
+-- `t`) that give fifo.trades' columns, the source table, and `inputs`: the
+-- row of matching inputs whose change marks a pool changed. Code, not data:
+-- nobody but the owner can change what install executes.
+CREATE OR REPLACE FUNCTION fifo._trades_mapping(
+    p_source text,
+    OUT source_table text,
+    OUT order_id text, OUT account text, OUT symbol text, OUT side text,
+    OUT size text, OUT price text, OUT total_fees text, OUT order_time text,
+    OUT recorded_at text, OUT counts text, OUT problem text, OUT inputs text)
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    CASE p_source
+    WHEN 'fifo-db' THEN
+        source_table := 'public.trade_records';
+        order_id := 't.order_id'; account := 't.account'; symbol := 't.symbol'; side := 't.side';
+        size := 't.size'; price := 't.price'; total_fees := 't.total_fees';
+        order_time := 't.order_time'; recorded_at := 't.recorded_at';
+        counts := 'true';
+        problem := 'NULL';   -- trade_records' CHECK constraints refuse what cannot be matched
+        inputs := 'ROW(t.account, t.symbol, t.side, t.size, t.price, t.total_fees, t.order_time)';
+    WHEN 'bottrader' THEN
+        source_table := 'public.trade_records';
+        order_id := 't.order_id'; account := '''default'''; symbol := 't.symbol'; side := 't.side';
+        size := 'fifo._decimal(t.size)'; price := 'fifo._decimal(t.price)';
+        total_fees := 'coalesce(fifo._decimal(t.total_fees_usd), 0)';
+        order_time := 't.order_time'; recorded_at := 'NULL';
+        -- fill_statuses: '*' counts every row (what the bot's engine did), else a comma list
+        counts := $e$(SELECT s.value = '*' OR t.status = ANY (pg_catalog.string_to_array(s.value, ','))
+                      FROM fifo.settings s WHERE s.name = 'fill_statuses')$e$;
+        problem := $e$CASE
+            WHEN t.symbol IS NULL OR t.symbol = '' THEN 'symbol is missing'
+            WHEN t.side IS NULL OR t.side NOT IN ('buy', 'sell') THEN pg_catalog.format('side %L is not buy or sell', t.side)
+            WHEN t.order_time IS NULL THEN 'order_time is missing'
+            WHEN t.order_time < '1970-01-01 00:00+00' OR t.order_time >= '2200-01-01 00:00+00'
+                THEN pg_catalog.format('order_time %s is outside 1970..2200', t.order_time)
+            WHEN t.size IS NULL THEN 'size is missing'
+            WHEN fifo._decimal(t.size) IS NULL OR t.size <= 0
+                THEN pg_catalog.format('size %s is not a positive number', t.size)
+            WHEN t.price IS NULL THEN 'price is missing'
+            WHEN fifo._decimal(t.price) IS NULL OR t.price < 0
+                THEN pg_catalog.format('price %s is not a finite number >= 0', t.price)
+            WHEN t.total_fees_usd IS NOT NULL AND (fifo._decimal(t.total_fees_usd) IS NULL OR t.total_fees_usd < 0)
+                THEN pg_catalog.format('total_fees_usd %s is not a finite number >= 0', t.total_fees_usd)
+            END$e$;
+        inputs := 'ROW(t.symbol, t.side, t.size, t.price, t.total_fees_usd, t.order_time, t.status)';
+    ELSE
+        RAISE EXCEPTION 'unknown trades source "%"', p_source
+            USING ERRCODE = '22023', HINT = 'Known sources: fifo-db, bottrader.';
+    END CASE;
+END;
+$$;
+
+-- fifo._create_trades_view(): (re)create fifo.trades for the configured
+-- source (setting trades_source). Called by every install.
+CREATE OR REPLACE FUNCTION fifo._create_trades_view()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m record := fifo._trades_mapping(fifo._setting('trades_source'));
+BEGIN
+    EXECUTE format($v$
+        CREATE OR REPLACE VIEW fifo.trades AS
+        SELECT (%s)::text AS order_id, (%s)::text AS account, (%s)::text AS symbol, (%s)::text AS side,
+               (%s)::numeric AS size, (%s)::numeric AS price, (%s)::numeric AS total_fees,
+               (%s)::timestamptz AS order_time, (%s)::timestamptz AS recorded_at, (%s)::text AS problem
+        FROM %s t
+        WHERE %s$v$,
+        m.order_id, m.account, m.symbol, m.side, m.size, m.price, m.total_fees, m.order_time,
+        m.recorded_at, m.problem, m.source_table, m.counts);
+    COMMENT ON VIEW fifo.trades IS
+        'The trades as the engine sees them (canonical columns), mapped from the trades source; see sql/005.';
+END;
+$$;
+
+SELECT fifo._create_trades_view();
