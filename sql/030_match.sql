@@ -233,6 +233,6 @@ BEGIN
     SELECT p_version, c.symbol, c.account, p_batch_id, now()
     FROM unnest(p_symbols, p_accounts) AS c(symbol, account)
     ON CONFLICT (version, symbol, account)
-    DO UPDATE SET batch_id = excluded.batch_id, computed_at = excluded.computed_at;
+    DO UPDATE SET batch_id = excluded.batch_id, computed_at = excluded.computed_at, stale_from = NULL;
 END;
 $$;

@@ -2,16 +2,22 @@
 -- computation (batch) over a set of pools, recorded in fifo_runs.
 --   from_times[i] '-infinity': full recompute of the pool;
 --   a time: recompute the suffix from that time (or more, see below);
---   NULL: only what the pool's pending changes ask for.
+--   NULL: only what the pool's pending changes or stale mark ask for.
 -- Pending changes (fifo.pool_changes) of the locked pools are folded in: for
--- the current version they are consumed, and other versions' state for those
--- pools is dropped (their next run recomputes them in full); for another
--- version they are read, not consumed. A pool never computed for `version`
--- is always recomputed in full.
+-- the current version they are consumed, and every other version computed
+-- for those pools is marked stale from the earliest change
+-- (fifo.pool_state.stale_from), so a later switch of current_version never
+-- shows its old rows as current: reports say 'stale' and the next
+-- incremental run recomputes the suffix. For another version pending changes
+-- are read, not consumed. A pool never computed for `version` is always
+-- recomputed in full.
 -- mode 'all' holds the global lock exclusively; other modes lock per pool,
--- waiting (wait = true) or skipping pools held by another run. Multi-pool
--- modes isolate failures: a failing pool keeps its previous allocations, is
--- recorded in the run, and gets a pending change so the next run retries it.
+-- waiting (wait = true) or skipping pools held by another run.
+-- Failures never vanish: multi-pool modes isolate them (a failing pool keeps
+-- its previous allocations, is recorded in the run and queued again); in
+-- mode 'symbol' the whole call is rolled back to its previous allocations.
+-- Either way the run is returned and recorded in fifo_runs with status
+-- 'partial' or 'failed' and the error, and a WARNING says so.
 CREATE OR REPLACE FUNCTION fifo._run(
     p_mode text,
     p_version integer,
@@ -21,7 +27,7 @@ CREATE OR REPLACE FUNCTION fifo._run(
     p_wait boolean)
 RETURNS public.fifo_runs
 LANGUAGE plpgsql
-SET search_path = pg_catalog, fifo, public
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_run public.fifo_runs;
@@ -85,15 +91,16 @@ BEGIN
         WHERE NOT v_current AND pc.processed_at IS NULL
         GROUP BY 1, 2
     ),
-    dropped AS (
-        DELETE FROM fifo.pool_state ps
-        USING taken t
+    staled AS (
+        UPDATE fifo.pool_state ps
+        SET stale_from = least(ps.stale_from, t.from_time)
+        FROM (SELECT t.symbol, t.account, min(t.from_time) AS from_time FROM taken t GROUP BY 1, 2) t
         WHERE ps.version <> p_version AND ps.symbol = t.symbol AND ps.account = t.account
     ),
     plan AS (
         SELECT l.symbol, l.account,
                CASE WHEN ps.version IS NULL THEN '-infinity'::timestamptz
-                    ELSE least(l.from_time, pe.from_time) END AS from_time
+                    ELSE least(l.from_time, pe.from_time, ps.stale_from) END AS from_time
         FROM locked l
         LEFT JOIN pending pe USING (symbol, account)
         LEFT JOIN fifo.pool_state ps
@@ -108,6 +115,7 @@ BEGIN
 
     v_run.pools := cardinality(v_syms);
     v_run.symbols := ARRAY(SELECT DISTINCT s FROM unnest(v_syms) s ORDER BY 1);
+    PERFORM fifo._fold_consumed_changes(v_syms, v_accs);
 
     -- 3. compute, in chunks so long runs report progress (RAISE NOTICE).
     --    A failing chunk is rolled back as a whole and queued again pool by
@@ -134,7 +142,14 @@ BEGIN
             END IF;
         EXCEPTION WHEN OTHERS THEN
             IF NOT v_isolate THEN
-                RAISE;
+                -- one atomic call: every pool keeps its previous allocations
+                GET STACKED DIAGNOSTICS v_err = MESSAGE_TEXT;
+                v_run.failed_pools := v_run.pools;
+                v_run.buys := 0; v_run.sells := 0; v_run.allocations := 0;
+                v_run.unmatched := 0; v_run.total_pnl := 0;
+                v_run.error := v_err;
+                PERFORM fifo._note_changes(v_syms, v_accs, v_from);   -- what it consumed stays pending
+                EXIT;
             ELSIF v_hi > v_lo THEN
                 v_todo_lo := v_todo_lo || ARRAY(SELECT generate_series(v_lo, v_hi));
                 v_todo_hi := v_todo_hi || ARRAY(SELECT generate_series(v_lo, v_hi));
@@ -143,14 +158,16 @@ BEGIN
                 v_run.failed_pools := v_run.failed_pools + 1;
                 v_run.error := coalesce(v_run.error || E'\n', '')
                     || format('pool %s/%s: %s', v_syms[v_lo], v_accs[v_lo], v_err);
-                INSERT INTO fifo.pool_changes (symbol, account, from_time)
-                VALUES (v_syms[v_lo], v_accs[v_lo], v_from[v_lo]);
+                PERFORM fifo._note_changes(ARRAY[v_syms[v_lo]], ARRAY[v_accs[v_lo]], ARRAY[v_from[v_lo]]);
             END IF;
         END;
         v_i := v_i + 1;
     END LOOP;
 
-    -- 4. the run record
+    -- 4. the run record (mode 'all' also prunes the change log: it consumed everything)
+    IF p_mode = 'all' THEN
+        PERFORM fifo._prune_changes();
+    END IF;
     v_run.finished_at := clock_timestamp();
     v_run.duration_ms := round(extract(epoch FROM v_run.finished_at - v_run.started_at) * 1000, 3);
     v_run.status := CASE
@@ -171,7 +188,9 @@ BEGIN
         RAISE WARNING 'fifo-db run % (%): % of % pools failed and kept their previous allocations',
             v_run.run_id, v_run.mode, v_run.failed_pools, v_run.pools
             USING DETAIL = v_run.error,
-                  HINT = 'They are queued again; fix the cause and run compute_fifo_incremental().';
+                  HINT = CASE WHEN v_isolate
+                              THEN 'They are queued again; fix the cause and run compute_fifo_incremental().'
+                              ELSE 'Fix the cause and run it again.' END;
     END IF;
     RETURN v_run;
 END;

@@ -5,7 +5,7 @@
 CREATE OR REPLACE FUNCTION public.compute_fifo(p_symbol text, p_version integer DEFAULT NULL)
 RETURNS public.fifo_runs
 LANGUAGE plpgsql
-SET search_path = pg_catalog, fifo, public
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_version integer := coalesce(p_version, fifo._current_version());
@@ -39,7 +39,7 @@ COMMENT ON FUNCTION public.compute_fifo(text, integer) IS
 CREATE OR REPLACE FUNCTION public.compute_fifo_all(p_force boolean DEFAULT false, p_version integer DEFAULT NULL)
 RETURNS public.fifo_runs
 LANGUAGE plpgsql
-SET search_path = pg_catalog, fifo, public
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_version integer := coalesce(p_version, fifo._current_version());
@@ -68,6 +68,7 @@ BEGIN
            ON ps.version = v_version AND ps.symbol = p.symbol AND ps.account = p.account
     WHERE p_force
        OR ps.version IS NULL
+       OR ps.stale_from IS NOT NULL
        OR EXISTS (SELECT 1 FROM fifo.pool_changes pc
                   WHERE pc.processed_at IS NULL AND pc.symbol = p.symbol AND pc.account = p.account);
     RETURN fifo._run(CASE WHEN p_force THEN 'all' ELSE 'incremental' END, v_version,

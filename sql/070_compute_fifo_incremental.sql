@@ -1,14 +1,17 @@
 -- compute_fifo_incremental([version]): the pg_cron entry point. Recomputes
--- only pools with pending changes, each from its earliest changed
--- order_time, and drops consumed changes older than 7 days. Returns quietly (NULL, no run row) when there is nothing to do
--- or another incremental run holds the scheduler lock; pools held by an
+-- only pools with pending changes or a stale mark (fifo.pool_state.stale_from,
+-- left when another version consumed their changes), each from its earliest
+-- changed order_time, and prunes the consumed changes beyond
+-- change_retention. Returns quietly (NULL, no run row) when there is nothing
+-- to do or another incremental run holds the scheduler lock; pools held by an
 -- analyst's compute_fifo are skipped, counted in the run, and stay pending.
 CREATE OR REPLACE FUNCTION public.compute_fifo_incremental(p_version integer DEFAULT NULL)
 RETURNS public.fifo_runs
 LANGUAGE plpgsql
-SET search_path = pg_catalog, fifo, public
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    v_version integer := coalesce(p_version, fifo._current_version());
     v_syms text[];
     v_accs text[];
 BEGIN
@@ -16,17 +19,16 @@ BEGIN
         RAISE NOTICE 'fifo-db: another incremental run is in progress; nothing done';
         RETURN NULL;
     END IF;
-    -- consumed changes are kept 7 days for compute_fifo_since(), then dropped
-    -- (through the changed_at index: processed_at is never before changed_at)
-    DELETE FROM fifo.pool_changes pc
-    WHERE pc.changed_at < now() - interval '7 days' AND pc.processed_at IS NOT NULL;
+    PERFORM fifo._prune_changes();
     SELECT array_agg(symbol), array_agg(account) INTO v_syms, v_accs
-    FROM (SELECT DISTINCT pc.symbol, pc.account FROM fifo.pool_changes pc
-          WHERE pc.processed_at IS NULL) pending;
+    FROM (SELECT pc.symbol, pc.account FROM fifo.pool_changes pc WHERE pc.processed_at IS NULL
+          UNION
+          SELECT ps.symbol, ps.account FROM fifo.pool_state ps
+          WHERE ps.version = v_version AND ps.stale_from IS NOT NULL) todo;
     IF v_syms IS NULL THEN
         RETURN NULL;
     END IF;
-    RETURN fifo._run('incremental', coalesce(p_version, fifo._current_version()), v_syms, v_accs,
+    RETURN fifo._run('incremental', v_version, v_syms, v_accs,
                      array_fill(NULL::timestamptz, ARRAY[cardinality(v_syms)]), false);
 END;
 $$;
@@ -40,7 +42,7 @@ COMMENT ON FUNCTION public.compute_fifo_incremental(integer) IS
 CREATE OR REPLACE FUNCTION public.compute_fifo_since(p_since timestamptz, p_version integer DEFAULT NULL)
 RETURNS public.fifo_runs
 LANGUAGE plpgsql
-SET search_path = pg_catalog, fifo, public
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_syms text[];
@@ -51,6 +53,14 @@ BEGIN
         RAISE EXCEPTION 'since must be a finite time, got %', coalesce(p_since::text, 'NULL')
             USING ERRCODE = '22023', HINT = 'Example: compute_fifo_since(now() - interval ''10 minutes'')';
     END IF;
+    IF p_since < now() - fifo._change_retention() THEN
+        RAISE EXCEPTION 'since % is further back than the change log keeps (change_retention %)',
+                p_since, fifo._change_retention()
+            USING ERRCODE = '22023',
+                  HINT = 'Use a later time, raise the setting change_retention, or recompute in full: '
+                         'compute_fifo_all(true).';
+    END IF;
+    -- pending changes count whatever their time: they are changes not yet computed
     SELECT array_agg(symbol), array_agg(account), array_agg(from_time)
     INTO v_syms, v_accs, v_from
     FROM (SELECT c.symbol, c.account, min(c.from_time) AS from_time
@@ -58,7 +68,7 @@ BEGIN
                 FROM fifo.trades t WHERE t.recorded_at >= p_since
                 UNION ALL
                 SELECT pc.symbol, pc.account, pc.from_time
-                FROM fifo.pool_changes pc WHERE pc.changed_at >= p_since) c
+                FROM fifo.pool_changes pc WHERE pc.changed_at >= p_since OR pc.processed_at IS NULL) c
           GROUP BY c.symbol, c.account) changed;
     RETURN fifo._run('since', coalesce(p_version, fifo._current_version()),
                      coalesce(v_syms, '{}'), coalesce(v_accs, '{}'), coalesce(v_from, '{}'), true);

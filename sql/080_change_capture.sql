@@ -43,6 +43,69 @@ BEGIN
 END;
 $$;
 
+-- fifo._fold_consumed_changes(symbols[], accounts[]): keep at most one
+-- consumed change row per pool, for compute_fifo_since(): the newest one,
+-- widened to the earliest from_time and latest changed_at of the rows it
+-- replaces (a --since run may then recompute a little more, never less).
+CREATE OR REPLACE FUNCTION fifo._fold_consumed_changes(p_symbols text[], p_accounts text[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    WITH pools AS (
+        SELECT DISTINCT x.symbol, x.account FROM unnest(p_symbols, p_accounts) AS x(symbol, account)
+    ),
+    ranked AS (
+        SELECT pc.id, pc.symbol, pc.account,
+               first_value(pc.id) OVER w AS keep_id,
+               min(pc.from_time) OVER w AS from_time,
+               max(pc.changed_at) OVER w AS changed_at
+        FROM fifo.pool_changes pc JOIN pools USING (symbol, account)
+        WHERE pc.processed_at IS NOT NULL
+        WINDOW w AS (PARTITION BY pc.symbol, pc.account ORDER BY pc.processed_at DESC, pc.id DESC
+                     ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+    ),
+    gone AS (
+        DELETE FROM fifo.pool_changes pc USING ranked r WHERE pc.id = r.id AND r.id <> r.keep_id
+        RETURNING pc.id
+    )
+    UPDATE fifo.pool_changes pc
+    SET from_time = r.from_time, changed_at = r.changed_at
+    FROM ranked r
+    WHERE pc.id = r.keep_id AND r.id = r.keep_id
+      AND (pc.from_time, pc.changed_at) IS DISTINCT FROM (r.from_time, r.changed_at)
+      AND EXISTS (SELECT 1 FROM gone);
+END;
+$$;
+
+-- fifo._change_retention(): how far back compute_fifo_since() can look
+-- (setting change_retention, default 7 days).
+CREATE OR REPLACE FUNCTION fifo._change_retention()
+RETURNS interval
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT fifo._setting('change_retention')::interval $$;
+
+-- fifo._prune_changes(): drop consumed change rows older than the
+-- retention that compute_fifo_since() can look back (setting
+-- change_retention, default 7 days). Called by incremental and full runs.
+CREATE OR REPLACE FUNCTION fifo._prune_changes()
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_count bigint;
+BEGIN
+    -- through the changed_at index: processed_at is never before changed_at
+    DELETE FROM fifo.pool_changes pc
+    WHERE pc.changed_at < now() - fifo._change_retention() AND pc.processed_at IS NOT NULL;
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    RETURN v_count;
+END;
+$$;
+
 -- fifo._create_capture(): (re)create the capture trigger functions and the
 -- triggers on the trades source table for the configured source.
 CREATE OR REPLACE FUNCTION fifo._create_capture()

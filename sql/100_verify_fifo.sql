@@ -5,7 +5,7 @@
 CREATE OR REPLACE FUNCTION public.verify_fifo(p_symbol text DEFAULT NULL, p_version integer DEFAULT NULL)
 RETURNS TABLE (check_name text, symbol text, account text, trade_id text, detail text)
 LANGUAGE sql STABLE
-SET search_path = pg_catalog, fifo, public
+SET search_path = pg_catalog, pg_temp
 AS $$
     WITH v AS (SELECT coalesce(p_version, fifo._current_version()) AS version),
     pools AS (
@@ -90,6 +90,12 @@ AS $$
            'trades changed since the last computation; run compute_fifo_incremental()'
     FROM fifo.pool_changes pc
     WHERE pc.processed_at IS NULL AND (p_symbol IS NULL OR pc.symbol = p_symbol)
+    UNION ALL
+    SELECT 'stale', ps.symbol, ps.account, NULL::text,
+           format('another version consumed changes from %s on; run compute_fifo_incremental(%s)',
+                  ps.stale_from, v.version)
+    FROM fifo.pool_state ps, v
+    WHERE ps.version = v.version AND ps.stale_from IS NOT NULL AND (p_symbol IS NULL OR ps.symbol = p_symbol)
 $$;
 COMMENT ON FUNCTION public.verify_fifo(text, integer) IS
     'Check the FIFO invariants in SQL; one row per finding, none when clean.';

@@ -30,6 +30,8 @@ AS $$
            a.first_buy_time, a.last_buy_time,
            t.order_time - a.last_buy_time, t.order_time - a.first_buy_time,
            CASE WHEN a.sell_trade_id IS NULL THEN 'not computed'
+                -- another version consumed changes of this pool at or before this sell
+                WHEN ps.stale_from <= t.order_time THEN 'stale'
                 WHEN a.unmatched_size = 0 THEN 'matched'
                 WHEN a.matched_size = 0 THEN 'unmatched'
                 ELSE 'partly unmatched' END
@@ -54,6 +56,8 @@ AS $$
           AND (p_to IS NULL OR fa.sell_time < p_to)
         GROUP BY fa.symbol, fa.account, fa.sell_trade_id
     ) a ON a.symbol = t.symbol AND a.account = t.account AND a.sell_trade_id = t.order_id
+    LEFT JOIN fifo.pool_state ps
+           ON ps.version = (SELECT fifo._current_version()) AND ps.symbol = t.symbol AND ps.account = t.account
     WHERE t.side = 'sell'
       AND (p_symbol IS NULL OR t.symbol = p_symbol)
       AND (p_from IS NULL OR t.order_time >= p_from)
@@ -66,4 +70,5 @@ CREATE OR REPLACE VIEW public.fifo_trade_pnl AS
     SELECT * FROM public.fifo_trade_pnl();
 COMMENT ON VIEW public.fifo_trade_pnl IS
     'One row per SELL: matched/unmatched size, cost basis, proceeds, fee shares, P&L, holding period '
-    '(current version; status ''not computed'' until compute_fifo has run). Exact numerics.';
+    '(current version; status ''not computed'' until compute_fifo has run, ''stale'' from where another '
+    'version consumed the pool''s changes until it is recomputed). Exact numerics.';

@@ -296,7 +296,7 @@ def test_computing_version_2_leaves_version_1_untouched(db):
     assert v2 == [("s1", "b1", 2), ("s2", "b1", 5)]   # 12 - 10, 15 - 10
 
 
-def test_failing_compute_keeps_previous_allocations_and_raises(db):
+def test_failing_compute_keeps_previous_allocations_and_records_the_failure(db):
     add_trades(db, [buy("b1", 2, 10, "2025-01-01"), sell("s1", 1, 12, "2025-01-02"),
                     buy("y1", 1, 1, "2025-01-01", symbol="Y"), sell("y2", 1, 2, "2025-01-02", symbol="Y")])
     compute(db, "X")
@@ -307,10 +307,15 @@ def test_failing_compute_keeps_previous_allocations_and_raises(db):
     # existing rows stay valid (NOT VALID); any new row of symbol X is rejected
     db.execute("ALTER TABLE fifo.allocations ADD CONSTRAINT test_rejects_x CHECK (symbol <> 'X') NOT VALID")
 
-    with pytest.raises(psycopg.errors.CheckViolation, match="test_rejects_x"):
-        compute(db, "X")
+    with db.cursor(row_factory=namedtuple_row) as cur:
+        run = cur.execute("SELECT * FROM compute_fifo('X')").fetchone()
+    assert (run.mode, run.status, run.pools, run.failed_pools, run.allocations) == ("symbol", "failed", 1, 1, 0)
+    assert "test_rejects_x" in run.error
     assert db.execute("SELECT * FROM fifo_allocations ORDER BY id").fetchall() == before
-    assert db.execute("SELECT count(*) FROM fifo_runs").fetchone()[0] == runs_before
+    assert db.execute("SELECT count(*) FROM fifo_runs").fetchone()[0] == runs_before + 1
+    # what the run consumed stays pending, so the next incremental run retries it
+    assert db.execute("SELECT count(*) FROM fifo.pool_changes WHERE symbol = 'X' AND processed_at IS NULL"
+                      ).fetchone()[0] == 1
 
 
 def test_failing_pool_in_compute_all_is_isolated(db):

@@ -132,12 +132,14 @@ def test_forced_run_where_every_pool_fails_is_failed(db, dsn, capsys):
     assert db.execute("SELECT mode, status, failed_pools FROM fifo_runs").fetchall() == [("all", "failed", 1)]
 
 
-def test_single_symbol_run_is_all_or_nothing(db, dsn, capsys):
+def test_single_symbol_run_is_all_or_nothing_and_recorded(db, dsn, capsys):
     add_trades(db, [trade("b1", "BAD-USD", "buy", 1, 1, "2025-01-01"),
                     trade("b2", "BAD-USD", "sell", 1, 2, "2025-01-02")])
     db.execute("ALTER TABLE fifo.allocations ADD CONSTRAINT test_reject CHECK (symbol <> 'BAD-USD')")
     assert main(["--dsn", dsn, "compute", "--symbol", "BAD-USD"]) == 1
-    err = capsys.readouterr().err
-    assert err.startswith("fifo-db: error: new row for relation \"allocations\" violates check constraint "
-                          "\"test_reject\"") and err.count("\n") == 1
-    assert db.execute("SELECT count(*) FROM fifo_runs").fetchone()[0] == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Computation FAILED\n")
+    assert 'new row for relation "allocations" violates check constraint "test_reject"' in out
+    assert db.execute("SELECT mode, status, pools, failed_pools, allocations FROM fifo_runs").fetchall() == [
+        ("symbol", "failed", 1, 1, 0)]
+    assert db.execute("SELECT count(*) FROM fifo.allocations").fetchone()[0] == 0

@@ -79,15 +79,31 @@ def test_updates_and_deletes_are_picked_up_with_an_absolute_time(yesterday, dsn)
 def test_pools_changed_before_the_window_are_left_alone(yesterday):
     db = yesterday
     add_trades(db, [trade("a3", "A-USD", "sell", 1, 13, "2025-04-01")])
+    db.execute("SELECT compute_fifo_incremental()")          # consumed: no longer pending
+    db.execute("UPDATE fifo.pool_changes SET changed_at = changed_at - interval '1 hour'")
+    db.execute("UPDATE trade_records SET recorded_at = recorded_at - interval '1 hour' WHERE order_id = 'a3'")
+    db.execute("SELECT compute_fifo_since(now() - interval '10 minutes')")
+    assert last_run(db) == ("since", [], 0, "ok")
+    assert stored(db) == expected(db) and findings(db) == []
+
+
+def test_pending_changes_older_than_the_window_are_brought_current(yesterday):
+    """A change no run has computed yet (a skipped or failed pool) is not lost because it is older
+    than the window: the seed's --since would never have looked at it again."""
+    db = yesterday
+    add_trades(db, [trade("a3", "A-USD", "sell", 1, 13, "2025-04-01")])
     db.execute("UPDATE fifo.pool_changes SET changed_at = changed_at - interval '1 hour' "
                "WHERE processed_at IS NULL")
     db.execute("UPDATE trade_records SET recorded_at = recorded_at - interval '1 hour' WHERE order_id = 'a3'")
     db.execute("SELECT compute_fifo_since(now() - interval '10 minutes')")
-    assert last_run(db) == ("since", [], 0, "ok")
-    # still pending: the incremental run (or a wider --since) brings it current
-    assert sorted((r[0], r[3]) for r in findings(db)) == [("sell_size", "a3"), ("stale", None)]
-    db.execute("SELECT compute_fifo_incremental()")
+    assert last_run(db) == ("since", ["A-USD"], 1, "ok")
     assert stored(db) == expected(db) and findings(db) == []
+
+
+def test_since_further_back_than_the_change_log_keeps_is_refused(yesterday):
+    db = yesterday
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="change_retention"):
+        db.execute("SELECT compute_fifo_since(now() - interval '8 days')")
 
 
 def test_since_consumes_the_pending_changes_it_covers(yesterday):
