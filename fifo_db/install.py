@@ -66,8 +66,20 @@ def foreign_tables(conn: psycopg.Connection) -> list[str]:
         "ORDER BY c.relname")]
 
 
+def check_schema_owner(conn: psycopg.Connection) -> None:
+    """A schema fifo that another role owns is refused: whoever owns it could plant objects there."""
+    owner = conn.execute("SELECT nspowner::regrole::text, pg_has_role(nspowner, 'USAGE') "
+                         "FROM pg_catalog.pg_namespace WHERE nspname = 'fifo'").fetchone()
+    if owner and not owner[1]:
+        raise FifoError(f"schema fifo already exists and belongs to role {owner[0]}, not to "
+                        f"{conn.info.user!r} who installs: fifo-db keeps its internals there, so it refuses "
+                        f"to install into a schema another role controls; drop or rename that schema, "
+                        f"or install as {owner[0]}")
+
+
 def apply_schema(conn: psycopg.Connection) -> tuple[list[str], int]:
     """Migrations then sql/, inside the caller's transaction. Returns (migrations applied, files)."""
+    check_schema_owner(conn)
     conn.execute("CREATE SCHEMA IF NOT EXISTS fifo")
     conn.execute("SET LOCAL search_path = fifo, pg_catalog")   # yoyo's tables live in fifo
     applied = migrate.apply(conn, str(MIGRATIONS_DIR))

@@ -6,26 +6,34 @@
 --
 -- Deliberately no SET search_path: a SET clause stops the planner from
 -- inlining this SQL function, and it is evaluated twice per allocation row.
--- The body uses only pg_catalog built-ins, which are always resolved first.
+-- An inlined body is parsed in the CALLER's search_path, so every operator,
+-- function and type in it is written schema-qualified (OPERATOR(pg_catalog.x),
+-- pg_catalog.fn): a look-alike planted in a schema the caller searches
+-- first can never be picked (tests/test_hostile.py).
 CREATE OR REPLACE FUNCTION fifo._fee_point(p_fee numeric, p_size numeric, p_x numeric)
 RETURNS numeric
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
     SELECT CASE
-        WHEN p_x <= 0 OR p_fee = 0 THEN 0::numeric
-        WHEN p_x >= p_size THEN p_fee
-        ELSE pg_catalog.div(p_fee * p_x * 2e40 + p_size, 2 * p_size) * 1e-40
+        WHEN p_x OPERATOR(pg_catalog.<=) 0::pg_catalog.numeric
+          OR p_fee OPERATOR(pg_catalog.=) 0::pg_catalog.numeric THEN 0::pg_catalog.numeric
+        WHEN p_x OPERATOR(pg_catalog.>=) p_size THEN p_fee
+        ELSE pg_catalog.div(((p_fee OPERATOR(pg_catalog.*) p_x) OPERATOR(pg_catalog.*) 2e40::pg_catalog.numeric)
+                                OPERATOR(pg_catalog.+) p_size,
+                            2::pg_catalog.numeric OPERATOR(pg_catalog.*) p_size)
+             OPERATOR(pg_catalog.*) 1e-40::pg_catalog.numeric
     END
 $$;
 
 -- fifo._fee_share(fee, size, from, to): the fee share of the part [from, to)
--- of a trade, trailing zeros trimmed. Inlined like _fee_point.
+-- of a trade, trailing zeros trimmed. Inlined and qualified like _fee_point.
 CREATE OR REPLACE FUNCTION fifo._fee_share(p_fee numeric, p_size numeric, p_from numeric, p_to numeric)
 RETURNS numeric
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
     SELECT CASE
-        WHEN p_fee = 0 THEN 0::numeric
-        ELSE pg_catalog.trim_scale(fifo._fee_point(p_fee, p_size, p_to) - fifo._fee_point(p_fee, p_size, p_from))
+        WHEN p_fee OPERATOR(pg_catalog.=) 0::pg_catalog.numeric THEN 0::pg_catalog.numeric
+        ELSE pg_catalog.trim_scale(fifo._fee_point(p_fee, p_size, p_to)
+                                   OPERATOR(pg_catalog.-) fifo._fee_point(p_fee, p_size, p_from))
     END
 $$;

@@ -8,7 +8,7 @@
 CREATE OR REPLACE FUNCTION fifo._pool_key(p_symbol text, p_account text)
 RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog
+SET search_path = pg_catalog, pg_temp
 AS $$ SELECT hashtext(p_symbol || E'\x1f' || p_account) $$;
 
 -- fifo._lock_pools(symbols[], accounts[], wait): lock the pools in key
@@ -17,7 +17,7 @@ AS $$ SELECT hashtext(p_symbol || E'\x1f' || p_account) $$;
 CREATE OR REPLACE FUNCTION fifo._lock_pools(p_symbols text[], p_accounts text[], p_wait boolean)
 RETURNS SETOF integer
 LANGUAGE plpgsql
-SET search_path = pg_catalog, fifo
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     c_ns constant integer := 1718185569;   -- 'fifo'
@@ -50,5 +50,5 @@ $$;
 CREATE OR REPLACE FUNCTION fifo._lock_all()
 RETURNS void
 LANGUAGE sql
-SET search_path = pg_catalog
+SET search_path = pg_catalog, pg_temp
 AS $$ SELECT pg_advisory_xact_lock(1718185569 + 1, 0) $$;

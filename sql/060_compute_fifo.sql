@@ -5,12 +5,14 @@
 CREATE OR REPLACE FUNCTION public.compute_fifo(p_symbol text, p_version integer DEFAULT NULL)
 RETURNS public.fifo_runs
 LANGUAGE plpgsql
+SECURITY DEFINER   -- a reader recomputes P&L without any right to write it (sql/045, sql/120)
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_version integer := coalesce(p_version, fifo._current_version());
+    v_version integer := fifo._entry_version(p_version);
     v_accounts text[];
 BEGIN
+    PERFORM fifo._require_text('symbol', p_symbol);
     SELECT array_agg(account ORDER BY account) INTO v_accounts
     FROM (SELECT DISTINCT t.account FROM fifo.trades t WHERE t.symbol = p_symbol
           UNION
@@ -39,14 +41,19 @@ COMMENT ON FUNCTION public.compute_fifo(text, integer) IS
 CREATE OR REPLACE FUNCTION public.compute_fifo_all(p_force boolean DEFAULT false, p_version integer DEFAULT NULL)
 RETURNS public.fifo_runs
 LANGUAGE plpgsql
+SECURITY DEFINER   -- the operator's full recompute writes allocations it may not write itself
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_version integer := coalesce(p_version, fifo._current_version());
+    v_version integer := fifo._entry_version(p_version);
     v_syms text[];
     v_accs text[];
     v_from timestamptz[];
 BEGIN
+    IF p_force IS NULL THEN
+        RAISE EXCEPTION 'force must be true or false, got NULL' USING ERRCODE = '22004',
+            HINT = 'compute_fifo_all(true) recomputes every pool; compute_fifo_all(false) brings them current.';
+    END IF;
     IF p_force THEN
         -- the exclusive lock first, so the pool list cannot go stale
         PERFORM fifo._lock_all();

@@ -8,10 +8,11 @@
 CREATE OR REPLACE FUNCTION public.compute_fifo_incremental(p_version integer DEFAULT NULL)
 RETURNS public.fifo_runs
 LANGUAGE plpgsql
+SECURITY DEFINER   -- pg_cron and readers bring P&L current without any right to write it
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_version integer := coalesce(p_version, fifo._current_version());
+    v_version integer := fifo._entry_version(p_version);
     v_syms text[];
     v_accs text[];
 BEGIN
@@ -42,9 +43,11 @@ COMMENT ON FUNCTION public.compute_fifo_incremental(integer) IS
 CREATE OR REPLACE FUNCTION public.compute_fifo_since(p_since timestamptz, p_version integer DEFAULT NULL)
 RETURNS public.fifo_runs
 LANGUAGE plpgsql
+SECURITY DEFINER   -- a reader brings changed pools current without any right to write P&L
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    v_version integer := fifo._entry_version(p_version);
     v_syms text[];
     v_accs text[];
     v_from timestamptz[];
@@ -70,7 +73,7 @@ BEGIN
                 SELECT pc.symbol, pc.account, pc.from_time
                 FROM fifo.pool_changes pc WHERE pc.changed_at >= p_since OR pc.processed_at IS NULL) c
           GROUP BY c.symbol, c.account) changed;
-    RETURN fifo._run('since', coalesce(p_version, fifo._current_version()),
+    RETURN fifo._run('since', v_version,
                      coalesce(v_syms, '{}'), coalesce(v_accs, '{}'), coalesce(v_from, '{}'), true);
 END;
 $$;

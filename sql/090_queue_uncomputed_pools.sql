@@ -5,7 +5,7 @@
 CREATE OR REPLACE FUNCTION fifo._queue_uncomputed_pools()
 RETURNS integer
 LANGUAGE plpgsql
-SET search_path = pg_catalog, fifo, public
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_count integer;

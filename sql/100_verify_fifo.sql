@@ -5,6 +5,7 @@
 CREATE OR REPLACE FUNCTION public.verify_fifo(p_symbol text DEFAULT NULL, p_version integer DEFAULT NULL)
 RETURNS TABLE (check_name text, symbol text, account text, trade_id text, detail text)
 LANGUAGE sql STABLE
+SECURITY DEFINER   -- readers check P&L without any right on fifo-db's internal tables
 SET search_path = pg_catalog, pg_temp
 AS $$
     WITH v AS (SELECT coalesce(p_version, fifo._current_version()) AS version),

@@ -18,7 +18,7 @@ CREATE OR REPLACE FUNCTION fifo._cron_status(
     OUT cron_database text,
     OUT extversion text)
 LANGUAGE sql STABLE
-SET search_path = pg_catalog
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pg_cron'),
            EXISTS (SELECT 1
@@ -37,7 +37,7 @@ CREATE OR REPLACE FUNCTION fifo._cron_require(
     p_in_cron_database boolean DEFAULT true)
 RETURNS void
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, fifo
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_status record := fifo._cron_status();
@@ -88,11 +88,12 @@ CREATE OR REPLACE FUNCTION fifo._cron_jobs(
     p_full text DEFAULT '50 1 * * *')
 RETURNS TABLE (job_name text, schedule text, command text, database text)
 LANGUAGE sql STABLE
-SET search_path = pg_catalog
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT format('fifo-db %s (%s)', j.kind, current_database()), j.schedule, j.command, current_database()
-    FROM (VALUES (1, 'incremental', p_every, 'SELECT compute_fifo_incremental()'),
-                 (2, 'full', p_full, 'SELECT compute_fifo_all(true)')) AS j(ord, kind, schedule, command)
+    -- schema-qualified: the job runs with the database's default search_path
+    FROM (VALUES (1, 'incremental', p_every, 'SELECT public.compute_fifo_incremental()'),
+                 (2, 'full', p_full, 'SELECT public.compute_fifo_all(true)')) AS j(ord, kind, schedule, command)
     ORDER BY j.ord
 $$;
 
@@ -101,7 +102,7 @@ $$;
 CREATE OR REPLACE FUNCTION public.fifo_unschedule()
 RETURNS integer
 LANGUAGE plpgsql
-SET search_path = pg_catalog, fifo, public
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_removed integer;
@@ -126,7 +127,7 @@ CREATE OR REPLACE FUNCTION public.fifo_schedule(
     p_full text DEFAULT '50 1 * * *')
 RETURNS TABLE (jobid bigint, job_name text, schedule text, command text)
 LANGUAGE plpgsql
-SET search_path = pg_catalog, fifo, public
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF p_every IS NULL THEN
@@ -137,7 +138,7 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron') THEN
         CREATE EXTENSION pg_cron;
     END IF;
-    PERFORM fifo_unschedule();
+    PERFORM public.fifo_unschedule();
     RETURN QUERY
     SELECT cron.schedule_in_database(j.job_name, j.schedule, j.command, j.database), j.job_name,
            j.schedule, j.command

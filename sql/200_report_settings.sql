@@ -7,7 +7,7 @@
 CREATE OR REPLACE FUNCTION fifo._report_tz()
 RETURNS text
 LANGUAGE sql STABLE
-SET search_path = pg_catalog, fifo
+SET search_path = pg_catalog, pg_temp
 AS $$ SELECT fifo._setting('report_timezone') $$;
 
 -- fifo._long_term(): the holding period a lot must exceed to be long-term
@@ -15,14 +15,14 @@ AS $$ SELECT fifo._setting('report_timezone') $$;
 CREATE OR REPLACE FUNCTION fifo._long_term()
 RETURNS interval
 LANGUAGE sql STABLE
-SET search_path = pg_catalog, fifo
+SET search_path = pg_catalog, pg_temp
 AS $$ SELECT make_interval(days => fifo._setting('long_term_days')::integer) $$;
 
 -- fifo._report_clock(t): t as 'YYYY-MM-DD HH24:MI' in the report time zone.
 CREATE OR REPLACE FUNCTION fifo._report_clock(p_time timestamptz)
 RETURNS text
 LANGUAGE sql STABLE
-SET search_path = pg_catalog, fifo
+SET search_path = pg_catalog, pg_temp
 AS $$ SELECT to_char(p_time AT TIME ZONE fifo._report_tz(), 'YYYY-MM-DD HH24:MI') $$;
 
 -- fifo_report_time(text): a report bound (--from/--to) from user text. A date
@@ -31,7 +31,7 @@ AS $$ SELECT to_char(p_time AT TIME ZONE fifo._report_tz(), 'YYYY-MM-DD HH24:MI'
 CREATE OR REPLACE FUNCTION public.fifo_report_time(p_text text)
 RETURNS timestamptz
 LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, fifo
+SET search_path = pg_catalog, pg_temp
 SET TimeZone = 'UTC'
 AS $$
 BEGIN
@@ -58,7 +58,7 @@ CREATE OR REPLACE FUNCTION fifo._unmatched_reason(
     p_account text, p_symbol text, p_sell_time timestamptz, p_matched numeric, p_unmatched numeric)
 RETURNS text
 LANGUAGE sql STABLE
-SET search_path = pg_catalog, fifo, public
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT format('inventory at %s was %s: %s',
                   fifo._report_clock(p_sell_time),

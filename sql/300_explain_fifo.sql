@@ -13,12 +13,14 @@ RETURNS TABLE (
     quantity numeric, price numeric, buy_fees numeric, sell_fees numeric,
     cost_basis numeric, proceeds numeric, pnl_amount numeric, note text)
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, fifo, public
+SECURITY DEFINER   -- readers explain a trade without any right on fifo-db's internal tables
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_trade fifo.trades;
     v_version integer := fifo._current_version();
 BEGIN
+    PERFORM fifo._require_text('order_id', p_order_id);
     SELECT * INTO v_trade FROM fifo.trades t WHERE t.order_id = p_order_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no trade with order_id "%"', p_order_id

@@ -50,18 +50,18 @@ def test_install_is_idempotent_and_targets_this_database(db, dsn, unschedule, ca
     dbname = db.info.dbname
     assert main(["--dsn", dsn, "schedule", "install"]) == 0
     out = capsys.readouterr().out
-    assert f"scheduled fifo-db incremental ({dbname}): '* * * * *' SELECT compute_fifo_incremental()" in out
+    assert f"scheduled fifo-db incremental ({dbname}): '* * * * *' SELECT public.compute_fifo_incremental()" in out
     assert f"in cron database '{CRON_DB}'" in out
 
     assert main(["--dsn", dsn, "schedule", "install", "--every", "*/2 * * * *", "--full", "30 2 * * *"]) == 0
     assert cron_jobs(dbname) == [
-        (f"fifo-db full ({dbname})", "30 2 * * *", "SELECT compute_fifo_all(true)"),
-        (f"fifo-db incremental ({dbname})", "*/2 * * * *", "SELECT compute_fifo_incremental()"),
+        (f"fifo-db full ({dbname})", "30 2 * * *", "SELECT public.compute_fifo_all(true)"),
+        (f"fifo-db incremental ({dbname})", "*/2 * * * *", "SELECT public.compute_fifo_incremental()"),
     ]
     # --full none: only the incremental job remains
     assert main(["--dsn", dsn, "schedule", "install", "--full", "none"]) == 0
     assert cron_jobs(dbname) == [
-        (f"fifo-db incremental ({dbname})", "* * * * *", "SELECT compute_fifo_incremental()")]
+        (f"fifo-db incremental ({dbname})", "* * * * *", "SELECT public.compute_fifo_incremental()")]
 
 
 def test_list_shows_jobs_then_remove_removes_them(db, dsn, unschedule, capsys):
@@ -74,8 +74,8 @@ def test_list_shows_jobs_then_remove_removes_them(db, dsn, unschedule, capsys):
     assert main(["--dsn", dsn, "schedule", "list"]) == 0
     out = capsys.readouterr().out
     assert f"in database '{CRON_DB}', jobs for database '{dbname}'" in out
-    assert f"fifo-db incremental ({dbname}): '* * * * *' SELECT compute_fifo_incremental()" in out
-    assert f"fifo-db full ({dbname}): '50 1 * * *' SELECT compute_fifo_all(true)" in out
+    assert f"fifo-db incremental ({dbname}): '* * * * *' SELECT public.compute_fifo_incremental()" in out
+    assert f"fifo-db full ({dbname}): '50 1 * * *' SELECT public.compute_fifo_all(true)" in out
     assert "no runs yet" in out
 
     assert main(["--dsn", dsn, "schedule", "remove"]) == 0
@@ -101,12 +101,12 @@ def test_sql_functions_in_the_cron_database(unschedule):
     with cron_conn() as conn:
         install(conn)
         rows = conn.execute("SELECT job_name, schedule, command FROM fifo_schedule('*/5 * * * *', NULL)").fetchall()
-        assert rows == [("fifo-db incremental (fifo)", "*/5 * * * *", "SELECT compute_fifo_incremental()")]
+        assert rows == [("fifo-db incremental (fifo)", "*/5 * * * *", "SELECT public.compute_fifo_incremental()")]
         conn.execute("SELECT * FROM fifo_schedule()")
         conn.execute("SELECT * FROM fifo_schedule()")
         assert cron_jobs(CRON_DB) == [
-            ("fifo-db full (fifo)", "50 1 * * *", "SELECT compute_fifo_all(true)"),
-            ("fifo-db incremental (fifo)", "* * * * *", "SELECT compute_fifo_incremental()"),
+            ("fifo-db full (fifo)", "50 1 * * *", "SELECT public.compute_fifo_all(true)"),
+            ("fifo-db incremental (fifo)", "* * * * *", "SELECT public.compute_fifo_incremental()"),
         ]
         assert conn.execute("SELECT fifo_unschedule()").fetchone()[0] == 2
         assert conn.execute("SELECT fifo_unschedule()").fetchone()[0] == 0
@@ -121,7 +121,7 @@ def test_sql_function_in_another_database_says_what_to_do(db):
                                     f'not in "{db.info.dbname}"')
     assert "fifo-db schedule install" in diag.message_hint
     assert (f"SELECT cron.schedule_in_database('fifo-db incremental ({db.info.dbname})', '* * * * *', "
-            f"'SELECT compute_fifo_incremental()', '{db.info.dbname}');") in diag.message_hint
+            f"'SELECT public.compute_fifo_incremental()', '{db.info.dbname}');") in diag.message_hint
 
 
 def test_bad_cron_expression_is_one_line(dsn, unschedule, capsys):
