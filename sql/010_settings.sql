@@ -15,7 +15,7 @@ AS $$
 BEGIN
     IF p_name = 'current_version' THEN
         -- any version may be made current, computed or not: reports mark uncomputed pools
-        example := '2';
+        example := '1';
         IF p_value !~ '^[0-9]{1,10}$' THEN
             problem := 'must be a whole number from 1 to 2147483647';
         ELSIF p_value::bigint NOT BETWEEN 1 AND 2147483647 THEN

@@ -59,7 +59,7 @@ def test_invalid_values_are_refused_and_nothing_changes(db, name, value, rule):
     assert err.sqlstate == "22023"
     assert err.diag.message_primary == f'fifo-db setting "{name}" cannot be "{value}": it must be {rule}' + (
         " (e.g. UTC, Europe/London)" if name == "report_timezone" else "")
-    example = {"current_version": "2", "long_term_days": "365", "report_timezone": "America/New_York"}[name]
+    example = {"current_version": "1", "long_term_days": "365", "report_timezone": "America/New_York"}[name]
     assert err.diag.message_hint == f"Example: SELECT fifo_set_setting('{name}', '{example}');"
     assert stored(db) == DEFAULTS
 
