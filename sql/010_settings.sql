@@ -3,15 +3,19 @@
 -- value that would break computations or reports (one written by hand).
 
 -- fifo._setting_rule(name, value, full): what is wrong with value for setting
--- name (problem, NULL when it is valid) and a valid example value. One branch
--- per setting: a new setting is a new ELSIF here plus its row in fifo.settings.
--- p_full adds the checks too slow for every read (pg_timezone_names reads the
--- zone files, ~30 ms): fifo_set_setting runs them, fifo._setting does not.
+-- name (problem, NULL when it is valid), a valid example value (NULL: no such
+-- setting), and set_by: NULL when fifo_set_setting may change it, else what
+-- does. One branch per setting: a new setting is a new ELSIF here plus its
+-- row in fifo.settings. p_full adds the checks too slow for every read
+-- (pg_timezone_names reads the zone files, ~30 ms): fifo_set_setting runs
+-- them, fifo._setting does not.
 CREATE OR REPLACE FUNCTION fifo._setting_rule(
-    p_name text, p_value text, p_full boolean, OUT problem text, OUT example text)
+    p_name text, p_value text, p_full boolean, OUT problem text, OUT example text, OUT set_by text)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    v_hint text;
 BEGIN
     IF p_name = 'current_version' THEN
         -- any version may be made current, computed or not: reports mark uncomputed pools
@@ -45,6 +49,18 @@ BEGIN
                 problem := 'must be a time zone name from pg_timezone_names (e.g. UTC, Europe/London)';
             END;
         END IF;
+    ELSIF p_name = 'trades_source' THEN
+        -- install generates fifo.trades and the change-capture triggers from it
+        example := 'fifo-db';
+        set_by := '`fifo-db install` (`--adopt` for a BotTrader database), which regenerates '
+                  'fifo.trades and the change-capture triggers';
+        BEGIN
+            PERFORM fifo._trades_mapping(p_value);
+        EXCEPTION WHEN invalid_parameter_value THEN
+            GET STACKED DIAGNOSTICS v_hint = PG_EXCEPTION_HINT;
+            problem := format('must be a trades source fifo-db knows (%s)',
+                              rtrim(regexp_replace(v_hint, '^Known sources: ', ''), '.'));
+        END;
     ELSE
         problem := 'is not a fifo-db setting';
         example := NULL;
@@ -73,7 +89,11 @@ BEGIN
     IF v_rule.problem IS NOT NULL THEN
         RAISE EXCEPTION 'fifo-db setting "%" holds "%", which is not valid: it %', p_name, v_value, v_rule.problem
             USING ERRCODE = 'F0001',
-                  HINT = format('Set a valid value, e.g. SELECT fifo_set_setting(%L, %L);', p_name, v_rule.example);
+                  HINT = CASE WHEN v_rule.set_by IS NULL
+                              THEN format('Set a valid value, e.g. SELECT fifo_set_setting(%L, %L);', p_name, v_rule.example)
+                              ELSE format('It is set by %s; repair it by hand (e.g. UPDATE fifo.settings SET value = %L '
+                                          'WHERE name = %L), then re-run `fifo-db install`.',
+                                          v_rule.set_by, v_rule.example, p_name) END;
     END IF;
     RETURN v_value;
 END;
@@ -95,7 +115,8 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_known text := (SELECT string_agg(s.name, ', ' ORDER BY s.name) FROM fifo.settings s);
+    v_known text := (SELECT string_agg(s.name, ', ' ORDER BY s.name) FROM fifo.settings s
+                     WHERE (fifo._setting_rule(s.name, s.value, false)).set_by IS NULL);
     v_rule  record;
 BEGIN
     IF p_name IS NULL THEN
@@ -106,6 +127,10 @@ BEGIN
     IF v_rule.example IS NULL THEN
         RAISE EXCEPTION 'unknown fifo-db setting "%"', p_name
             USING ERRCODE = '42704', HINT = format('Settings are: %s.', v_known);
+    END IF;
+    IF v_rule.set_by IS NOT NULL THEN
+        RAISE EXCEPTION 'fifo-db setting "%" is not changed with fifo_set_setting', p_name
+            USING ERRCODE = '55000', HINT = format('It is set by %s.', v_rule.set_by);
     END IF;
     IF p_value IS NULL THEN
         RAISE EXCEPTION 'fifo-db setting "%" cannot be set to NULL', p_name

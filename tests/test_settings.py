@@ -21,7 +21,7 @@ def refused(db, name, value) -> psycopg.Error:
     return info.value
 
 
-DEFAULTS = {"current_version": "1", "long_term_days": "365", "report_timezone": "UTC"}
+DEFAULTS = {"current_version": "1", "long_term_days": "365", "report_timezone": "UTC", "trades_source": "fifo-db"}
 
 
 @pytest.mark.parametrize("name, value", [
@@ -85,6 +85,23 @@ def _trades(db):
         {"order_id": "b1", "symbol": "AAA-USD", "side": "buy", "size": 2, "price": 10, "order_time": "2025-01-01"},
         {"order_id": "s1", "symbol": "AAA-USD", "side": "sell", "size": 1, "price": 12, "order_time": "2025-02-01"},
     ])
+
+
+def test_trades_source_is_left_to_install_and_checked_when_read(db):
+    err = refused(db, "trades_source", "bottrader")
+    assert (err.sqlstate, err.diag.message_primary) == \
+        ("55000", 'fifo-db setting "trades_source" is not changed with fifo_set_setting')
+    assert err.diag.message_hint == ("It is set by `fifo-db install` (`--adopt` for a BotTrader database), which "
+                                     "regenerates fifo.trades and the change-capture triggers.")
+    assert stored(db) == DEFAULTS
+    db.execute("UPDATE fifo.settings SET value = 'csv' WHERE name = 'trades_source'")
+    with pytest.raises(psycopg.Error) as info:
+        db.execute("SELECT fifo._setting('trades_source')")
+    assert (info.value.sqlstate, info.value.diag.message_primary) == (
+        "F0001", 'fifo-db setting "trades_source" holds "csv", which is not valid: it must be a trades source '
+                 'fifo-db knows (fifo-db, bottrader)')
+    assert info.value.diag.message_hint.startswith("It is set by `fifo-db install`")
+    assert "UPDATE fifo.settings SET value = 'fifo-db' WHERE name = 'trades_source'" in info.value.diag.message_hint
 
 
 def test_a_missing_row_is_written_back_by_fifo_set_setting(db):
