@@ -1,18 +1,99 @@
--- fifo._setting(name): a value from fifo.settings, or an error naming the
--- missing setting.
+-- Settings: fifo.settings holds one text value per name; fifo_set_setting
+-- writes it after validation, fifo._setting reads it and refuses a stored
+-- value that would break computations or reports (one written by hand).
+
+-- fifo._setting_rule(name, value, full): what is wrong with value for setting
+-- name (problem, NULL when it is valid), a valid example value (NULL: no such
+-- setting), and set_by: NULL when fifo_set_setting may change it, else what
+-- does. One branch per setting: a new setting is a new ELSIF here plus its
+-- row in fifo.settings. p_full adds the checks too slow for every read
+-- (pg_timezone_names reads the zone files, ~30 ms): fifo_set_setting runs
+-- them, fifo._setting does not.
+CREATE OR REPLACE FUNCTION fifo._setting_rule(
+    p_name text, p_value text, p_full boolean, OUT problem text, OUT example text, OUT set_by text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_hint text;
+BEGIN
+    IF p_name = 'current_version' THEN
+        -- any version may be made current, computed or not: reports mark uncomputed pools
+        example := '1';
+        IF p_value !~ '^[0-9]{1,10}$' THEN
+            problem := 'must be a whole number from 1 to 2147483647';
+        ELSIF p_value::bigint NOT BETWEEN 1 AND 2147483647 THEN
+            problem := 'must be a whole number from 1 to 2147483647';
+        END IF;
+    ELSIF p_name = 'long_term_days' THEN
+        -- 36600 days = 100 years: room for any tax rule, far from integer overflow
+        example := '365';
+        IF p_value !~ '^[0-9]{1,5}$' THEN
+            problem := 'must be a whole number of days from 1 to 36600';
+        ELSIF p_value::integer NOT BETWEEN 1 AND 36600 THEN
+            problem := 'must be a whole number of days from 1 to 36600';
+        END IF;
+    ELSIF p_name = 'report_timezone' THEN
+        example := 'America/New_York';
+        IF p_full THEN
+            -- only full zone names: an abbreviation such as EST is a fixed offset
+            -- that ignores daylight saving time and would shift report days
+            IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_timezone_names z
+                           WHERE z.name = p_value) THEN
+                problem := 'must be a time zone name from pg_timezone_names (e.g. UTC, Europe/London)';
+            END IF;
+        ELSE
+            BEGIN
+                PERFORM pg_catalog.timezone(p_value, pg_catalog.now());
+            EXCEPTION WHEN invalid_parameter_value OR feature_not_supported THEN
+                problem := 'must be a time zone name from pg_timezone_names (e.g. UTC, Europe/London)';
+            END;
+        END IF;
+    ELSIF p_name = 'trades_source' THEN
+        -- install generates fifo.trades and the change-capture triggers from it
+        example := 'fifo-db';
+        set_by := '`fifo-db install` (`--adopt` for a BotTrader database), which regenerates '
+                  'fifo.trades and the change-capture triggers';
+        BEGIN
+            PERFORM fifo._trades_mapping(p_value);
+        EXCEPTION WHEN invalid_parameter_value THEN
+            GET STACKED DIAGNOSTICS v_hint = PG_EXCEPTION_HINT;
+            problem := format('must be a trades source fifo-db knows (%s)',
+                              rtrim(regexp_replace(v_hint, '^Known sources: ', ''), '.'));
+        END;
+    ELSE
+        problem := 'is not a fifo-db setting';
+        example := NULL;
+    END IF;
+END;
+$$;
+
+-- fifo._setting(name): the value of a setting, or one error naming the
+-- setting and the fix when it is missing or holds a value that is not valid.
 CREATE OR REPLACE FUNCTION fifo._setting(p_name text)
 RETURNS text
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, fifo
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_value text;
+    v_rule  record;
 BEGIN
     SELECT s.value INTO v_value FROM fifo.settings s WHERE s.name = p_name;
     IF v_value IS NULL THEN
         RAISE EXCEPTION 'fifo-db setting "%" is not set', p_name
             USING ERRCODE = 'F0001',
                   HINT = 'Re-run `fifo-db install`, or INSERT INTO fifo.settings (name, value) VALUES (...).';
+    END IF;
+    v_rule := fifo._setting_rule(p_name, v_value, false);
+    IF v_rule.problem IS NOT NULL THEN
+        RAISE EXCEPTION 'fifo-db setting "%" holds "%", which is not valid: it %', p_name, v_value, v_rule.problem
+            USING ERRCODE = 'F0001',
+                  HINT = CASE WHEN v_rule.set_by IS NULL
+                              THEN format('Set a valid value, e.g. SELECT fifo_set_setting(%L, %L);', p_name, v_rule.example)
+                              ELSE format('It is set by %s; repair it by hand (e.g. UPDATE fifo.settings SET value = %L '
+                                          'WHERE name = %L), then re-run `fifo-db install`.',
+                                          v_rule.set_by, v_rule.example, p_name) END;
     END IF;
     RETURN v_value;
 END;
@@ -23,30 +104,45 @@ $$;
 CREATE OR REPLACE FUNCTION fifo._current_version()
 RETURNS integer
 LANGUAGE sql STABLE
-SET search_path = pg_catalog, fifo
+SET search_path = pg_catalog, pg_temp
 AS $$ SELECT fifo._setting('current_version')::integer $$;
 
 -- fifo_set_setting(name, value): change a setting (current_version,
--- long_term_days, report_timezone), validating the value first.
+-- long_term_days, report_timezone), validating the name and value first.
 CREATE OR REPLACE FUNCTION public.fifo_set_setting(p_name text, p_value text)
 RETURNS void
 LANGUAGE plpgsql
-SET search_path = pg_catalog, fifo
+SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    v_known text := (SELECT string_agg(s.name, ', ' ORDER BY s.name) FROM fifo.settings s
+                     WHERE (fifo._setting_rule(s.name, s.value, false)).set_by IS NULL);
+    v_rule  record;
 BEGIN
-    IF p_name = 'current_version' AND (p_value !~ '^[0-9]+$' OR p_value::numeric < 1) THEN
-        RAISE EXCEPTION 'current_version must be a positive integer, got "%"', p_value
-            USING ERRCODE = '22023', HINT = 'Example: SELECT fifo_set_setting(''current_version'', ''2'');';
-    ELSIF p_name = 'long_term_days' AND (p_value !~ '^[0-9]+$') THEN
-        RAISE EXCEPTION 'long_term_days must be a whole number of days, got "%"', p_value
-            USING ERRCODE = '22023', HINT = 'Example: SELECT fifo_set_setting(''long_term_days'', ''365'');';
-    ELSIF p_name = 'report_timezone' AND NOT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = p_value) THEN
-        RAISE EXCEPTION 'report_timezone "%" is not a time zone PostgreSQL knows', p_value
-            USING ERRCODE = '22023', HINT = 'Use a name from pg_timezone_names, e.g. UTC or America/Los_Angeles.';
-    ELSIF p_name NOT IN ('current_version', 'long_term_days', 'report_timezone') THEN
-        RAISE EXCEPTION 'unknown fifo-db setting "%"', p_name
-            USING ERRCODE = '22023', HINT = 'Settings are current_version, long_term_days and report_timezone.';
+    IF p_name IS NULL THEN
+        RAISE EXCEPTION 'fifo_set_setting: the setting name is NULL'
+            USING ERRCODE = '22004', HINT = format('Name one of: %s.', v_known);
     END IF;
-    UPDATE fifo.settings SET value = p_value WHERE name = p_name;
+    v_rule := fifo._setting_rule(p_name, p_value, true);
+    IF v_rule.example IS NULL THEN
+        RAISE EXCEPTION 'unknown fifo-db setting "%"', p_name
+            USING ERRCODE = '42704', HINT = format('Settings are: %s.', v_known);
+    END IF;
+    IF v_rule.set_by IS NOT NULL THEN
+        RAISE EXCEPTION 'fifo-db setting "%" is not changed with fifo_set_setting', p_name
+            USING ERRCODE = '55000', HINT = format('It is set by %s.', v_rule.set_by);
+    END IF;
+    IF p_value IS NULL THEN
+        RAISE EXCEPTION 'fifo-db setting "%" cannot be set to NULL', p_name
+            USING ERRCODE = '22004',
+                  HINT = format('Give a value, e.g. SELECT fifo_set_setting(%L, %L);', p_name, v_rule.example);
+    END IF;
+    IF v_rule.problem IS NOT NULL THEN
+        RAISE EXCEPTION 'fifo-db setting "%" cannot be "%": it %', p_name, p_value, v_rule.problem
+            USING ERRCODE = '22023',
+                  HINT = format('Example: SELECT fifo_set_setting(%L, %L);', p_name, v_rule.example);
+    END IF;
+    INSERT INTO fifo.settings AS s (name, value) VALUES (p_name, p_value)
+    ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value;
 END;
 $$;
