@@ -49,6 +49,22 @@ BEGIN
                 problem := 'must be a time zone name from pg_timezone_names (e.g. UTC, Europe/London)';
             END;
         END IF;
+    ELSIF p_name = 'change_retention' THEN
+        -- how long consumed changes are kept for compute_fifo_since(); one row per pool
+        example := '7 days';
+        BEGIN
+            IF p_value::interval < interval '1 hour' OR p_value::interval > interval '400 days' THEN
+                problem := 'must be an interval from 1 hour to 400 days';
+            END IF;
+        EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow THEN
+            problem := 'must be an interval such as ''7 days'' or ''36 hours''';
+        END;
+    ELSIF p_name = 'fill_statuses' THEN
+        -- an adopted bot's table: which status values are fills ('*': every row counts)
+        example := 'filled,done';
+        IF p_value !~ '^(\*|[^,[:space:]]([^,]*[^,[:space:]])?(,[^,[:space:]]([^,]*[^,[:space:]])?)*)$' THEN
+            problem := 'must be * (every row counts) or a comma-separated list of status values, e.g. filled,done';
+        END IF;
     ELSIF p_name = 'trades_source' THEN
         -- install generates fifo.trades and the change-capture triggers from it
         example := 'fifo-db';
@@ -108,10 +124,12 @@ SET search_path = pg_catalog, pg_temp
 AS $$ SELECT fifo._setting('current_version')::integer $$;
 
 -- fifo_set_setting(name, value): change a setting (current_version,
--- long_term_days, report_timezone), validating the name and value first.
+-- long_term_days, report_timezone, change_retention, fill_statuses),
+-- validating the name and value first.
 CREATE OR REPLACE FUNCTION public.fifo_set_setting(p_name text, p_value text)
 RETURNS void
 LANGUAGE plpgsql
+SECURITY DEFINER   -- the operator changes settings without any right on fifo.settings itself
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -142,7 +160,20 @@ BEGIN
             USING ERRCODE = '22023',
                   HINT = format('Example: SELECT fifo_set_setting(%L, %L);', p_name, v_rule.example);
     END IF;
+    IF NOT fifo._caller_may_operate() THEN
+        RAISE EXCEPTION 'changing fifo-db settings needs the operator''s rights'
+            USING ERRCODE = '42501', HINT = 'Ask the owner for `fifo-db grant operator ROLE`.';
+    END IF;
     INSERT INTO fifo.settings AS s (name, value) VALUES (p_name, p_value)
     ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value;
+    IF p_name = 'current_version' THEN
+        -- the next incremental run computes the pools this version has never seen
+        PERFORM fifo._queue_uncomputed_pools();
+    ELSIF p_name = 'fill_statuses' THEN
+        -- which rows count changed: every pool starts over
+        PERFORM fifo._note_changes(array_agg(ps.symbol), array_agg(ps.account),
+                                   array_agg('-infinity'::timestamptz))
+        FROM (SELECT DISTINCT s.symbol, s.account FROM fifo.pool_state s) ps;
+    END IF;
 END;
 $$;

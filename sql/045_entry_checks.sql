@@ -2,7 +2,7 @@
 -- explain_fifo, verify_fifo, fifo_set_setting, fifo_schedule). Those run
 -- with the owner's rights so that a reader can recompute P&L without any
 -- right to write it; these checks keep what such a caller can ask for to
--- what the privilege model (sql/120_privileges.sql) gives them.
+-- what the privilege model (sql/900_privileges.sql) gives them.
 
 -- fifo._caller_may_operate(): the role that called the entry point (the
 -- session's role) holds the operator's rights: EXECUTE on compute_fifo_all.

@@ -21,6 +21,8 @@ PUBLIC_FUNCTIONS = {
     "fifo_set_setting(p_name text, p_value text)",
     "fifo_schedule(p_every text, p_full text)",
     "fifo_unschedule()",
+    "fifo_grant(p_kind text, p_role text)",
+    "fifo_revoke(p_kind text, p_role text)",
     "explain_fifo(p_order_id text)",
     "fifo_report_time(p_text text)",
     "fifo_positions(p_symbol text, p_as_of timestamp with time zone)",

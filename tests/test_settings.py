@@ -21,7 +21,8 @@ def refused(db, name, value) -> psycopg.Error:
     return info.value
 
 
-DEFAULTS = {"current_version": "1", "long_term_days": "365", "report_timezone": "UTC", "trades_source": "fifo-db"}
+DEFAULTS = {"change_retention": "7 days", "current_version": "1", "long_term_days": "365", "report_timezone": "UTC",
+            "trades_source": "fifo-db"}
 
 
 @pytest.mark.parametrize("name, value", [
@@ -31,6 +32,12 @@ DEFAULTS = {"current_version": "1", "long_term_days": "365", "report_timezone": 
     ("long_term_days", "36600"),
     ("report_timezone", "Asia/Tokyo"),
     ("report_timezone", "Etc/GMT+5"),
+    ("change_retention", "1 hour"),
+    ("change_retention", "400 days"),
+    ("change_retention", "36 hours"),
+    ("fill_statuses", "*"),
+    ("fill_statuses", "filled,done"),
+    ("fill_statuses", "filled"),
 ])
 def test_valid_values_are_stored(db, name, value):
     db.execute("SELECT fifo_set_setting(%s, %s)", (name, value))
@@ -53,13 +60,20 @@ def test_valid_values_are_stored(db, name, value):
     ("report_timezone", "Mars/Olympus_Mons", "a time zone name from pg_timezone_names"),
     ("report_timezone", "PDT", "a time zone name from pg_timezone_names"),   # an abbreviation: no DST
     ("report_timezone", "", "a time zone name from pg_timezone_names"),
+    ("change_retention", "59 minutes", "an interval from 1 hour to 400 days"),
+    ("change_retention", "2 years", "an interval from 1 hour to 400 days"),
+    ("change_retention", "a week", "an interval such as '7 days' or '36 hours'"),
+    ("fill_statuses", "", "* (every row counts) or a comma-separated list of status values, e.g. filled,done"),
+    ("fill_statuses", "filled,", "* (every row counts) or a comma-separated list of status values, e.g. filled,done"),
+    ("fill_statuses", "filled, done", "* (every row counts) or a comma-separated list of status values, e.g. filled,done"),
 ])
 def test_invalid_values_are_refused_and_nothing_changes(db, name, value, rule):
     err = refused(db, name, value)
     assert err.sqlstate == "22023"
     assert err.diag.message_primary == f'fifo-db setting "{name}" cannot be "{value}": it must be {rule}' + (
         " (e.g. UTC, Europe/London)" if name == "report_timezone" else "")
-    example = {"current_version": "1", "long_term_days": "365", "report_timezone": "America/New_York"}[name]
+    example = {"current_version": "1", "long_term_days": "365", "report_timezone": "America/New_York",
+               "change_retention": "7 days", "fill_statuses": "filled,done"}[name]
     assert err.diag.message_hint == f"Example: SELECT fifo_set_setting('{name}', '{example}');"
     assert stored(db) == DEFAULTS
 
@@ -67,11 +81,11 @@ def test_invalid_values_are_refused_and_nothing_changes(db, name, value, rule):
 def test_null_and_unknown_names_and_null_values_are_refused(db):
     err = refused(db, None, "5")
     assert (err.sqlstate, err.diag.message_primary) == ("22004", "fifo_set_setting: the setting name is NULL")
-    assert err.diag.message_hint == "Name one of: current_version, long_term_days, report_timezone."
+    assert err.diag.message_hint == "Name one of: change_retention, current_version, long_term_days, report_timezone."
 
     err = refused(db, "long_term_dayz", "5")
     assert (err.sqlstate, err.diag.message_primary) == ("42704", 'unknown fifo-db setting "long_term_dayz"')
-    assert err.diag.message_hint == "Settings are: current_version, long_term_days, report_timezone."
+    assert err.diag.message_hint == "Settings are: change_retention, current_version, long_term_days, report_timezone."
 
     err = refused(db, "long_term_days", None)
     assert (err.sqlstate, err.diag.message_primary) == \
