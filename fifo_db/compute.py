@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import sys
-from datetime import datetime
+from datetime import datetime, timezone
 from decimal import ROUND_HALF_UP, Decimal
 
 import psycopg
@@ -42,13 +42,20 @@ class Progress:
             self.stream.flush()
 
 
-def _call(conn: psycopg.Connection, sql: str, params: tuple, progress: Progress | None = None) -> dict | None:
+def _call(conn: psycopg.Connection, sql: str, params: tuple, progress: Progress | None = None,
+          mode: str = "symbol", version: int | None = None) -> dict | None:
     if progress:
         conn.add_notice_handler(progress)
+    started = datetime.now(timezone.utc)
     try:
         with conn.cursor(row_factory=dict_row) as cur:
             cur.execute(sql, params)
             row = cur.fetchone()
+    except psycopg.OperationalError as exc:
+        raise _interrupted(conn, exc, mode, version, started) from None
+    except KeyboardInterrupt:   # psycopg cancelled the statement on the server: it rolled back
+        print(f"fifo-db: {_interrupted(conn, None, mode, version, started)}", file=sys.stderr)
+        raise
     except psycopg.Error as exc:
         raise from_db_error(exc) from None
     finally:
@@ -58,18 +65,36 @@ def _call(conn: psycopg.Connection, sql: str, params: tuple, progress: Progress 
     return row if row and row.get("batch_id") is not None else None
 
 
+def _interrupted(conn: psycopg.Connection, exc: psycopg.Error | None, mode: str, version: int | None,
+                 started: datetime) -> FifoError:
+    """The session running a computation was cut off: everything it did rolled back, its own
+    fifo_runs row included. Record it as a failed run from a new session, so the history says so."""
+    reason = from_db_error(exc) if exc is not None else "cancelled from the keyboard"
+    try:
+        with psycopg.connect(conn.info.dsn, password=conn.info.password or None, autocommit=True) as again:
+            run_id = again.execute("SELECT fifo._record_interrupted_run(%s, %s, %s, %s)",
+                                   (mode, version, started, str(reason))).fetchone()[0]
+        recorded = f"recorded as failed run {run_id}"
+    except psycopg.Error as exc2:
+        recorded = f"not recorded ({from_db_error(exc2)})"
+    return FifoError(f"the {mode} run was interrupted before it finished and changed nothing "
+                     f"({reason}); {recorded}; pending changes stay queued for the next run")
+
+
 def compute_symbol(conn, symbol: str, version: int | None = None) -> dict:
-    return _call(conn, "SELECT * FROM compute_fifo(%s, %s)", (symbol, version))
+    return _call(conn, "SELECT * FROM compute_fifo(%s, %s)", (symbol, version), mode="symbol", version=version)
 
 
 def compute_all(conn, force: bool = False, version: int | None = None,
                 progress: Progress | None = None) -> dict:
-    return _call(conn, "SELECT * FROM compute_fifo_all(%s, %s)", (force, version), progress)
+    return _call(conn, "SELECT * FROM compute_fifo_all(%s, %s)", (force, version), progress,
+                 mode="all" if force else "incremental", version=version)
 
 
 def compute_incremental(conn, version: int | None = None) -> dict | None:
     """None when nothing was pending (or another incremental run was busy)."""
-    return _call(conn, "SELECT * FROM compute_fifo_incremental(%s)", (version,))
+    return _call(conn, "SELECT * FROM compute_fifo_incremental(%s)", (version,), mode="incremental",
+                 version=version)
 
 
 def parse_since(conn, text: str) -> datetime:
@@ -89,7 +114,8 @@ def parse_since(conn, text: str) -> datetime:
 
 def compute_since(conn, since: datetime, version: int | None = None,
                   progress: Progress | None = None) -> dict:
-    return _call(conn, "SELECT * FROM compute_fifo_since(%s, %s)", (since, version), progress)
+    return _call(conn, "SELECT * FROM compute_fifo_since(%s, %s)", (since, version), progress,
+                 mode="since", version=version)
 
 
 def money(value: Decimal) -> str:

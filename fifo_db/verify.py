@@ -84,6 +84,37 @@ def register(sub) -> None:
     p.set_defaults(func=_cli_verify)
 
 
+def unfinished_runs(conn, limit: int = 5) -> list[str]:
+    """Runs that failed or were cut off since the last forced full recompute that succeeded:
+    fifo_runs rows (failed, partial, or recorded by the client as interrupted) and, when pg_cron
+    runs in this database, this database's fifo-db jobs whose run failed or was killed."""
+    since = conn.execute("SELECT max(started_at) FROM fifo_runs WHERE mode = 'all' AND status = 'ok'"
+                         ).fetchone()[0]
+    notes = [f"run {run_id} ({mode}, version {version}) at {started:%Y-%m-%d %H:%M:%S%z} {status}: "
+             f"{(error or '').splitlines()[0] if error else ''}".rstrip(": ")
+             for run_id, mode, version, started, status, error in conn.execute(
+                 "SELECT run_id, mode, version, started_at, status, error FROM fifo_runs "
+                 "WHERE status IN ('failed', 'partial') AND started_at > coalesce(%s::timestamptz, '-infinity') "
+                 "ORDER BY run_id DESC LIMIT %s",
+                 (since, limit))]
+    try:
+        with conn.transaction():
+            rows = conn.execute(
+                "SELECT d.runid, j.jobname, d.start_time, d.status, d.return_message "
+                "FROM cron.job_run_details d JOIN cron.job j USING (jobid) "
+                "WHERE j.database = current_database() AND j.jobname LIKE 'fifo-db %%' "
+                "AND d.status IN ('failed', 'running') AND d.start_time > coalesce(%s::timestamptz, '-infinity') "
+                "AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = d.job_pid "
+                "                AND a.state <> 'idle' AND d.status = 'running') "
+                "ORDER BY d.runid DESC LIMIT %s", (since, limit)).fetchall()
+    except psycopg.Error:
+        rows = []   # pg_cron not in this database, or not visible to this role
+    notes += [f"pg_cron run {runid} of {name!r} at {start:%Y-%m-%d %H:%M:%S%z} {status}: "
+              f"{(message or '').strip().splitlines()[0] if message else 'no message'}"
+              for runid, name, start, status, message in rows]
+    return notes
+
+
 def _cli_verify(args, conn) -> int:
     findings = verify(conn, args.symbol, args.version)
     pools = conn.execute(
@@ -91,6 +122,8 @@ def _cli_verify(args, conn) -> int:
         "AND (%s::text IS NULL OR symbol = %s)", (args.version, args.symbol, args.symbol)).fetchone()[0]
     for f in findings:
         print(f)
+    for note in unfinished_runs(conn):
+        print(f"note: {note}")
     if findings:
         print(f"verify: {len(findings)} finding(s) in {pools} computed pool(s)")
         return 1

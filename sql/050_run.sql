@@ -195,3 +195,21 @@ BEGIN
     RETURN v_run;
 END;
 $$;
+
+-- fifo._record_interrupted_run(mode, version, started_at, reason): a run
+-- whose session was cut off (terminated, server restart, lost connection)
+-- rolled back everything, its own fifo_runs row included, and left its
+-- changes pending. The client that started it records it here, from a new
+-- session, as a failed run, so the history shows it; returns the run_id.
+CREATE OR REPLACE FUNCTION fifo._record_interrupted_run(
+    p_mode text, p_version integer, p_started timestamptz, p_reason text)
+RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO public.fifo_runs (batch_id, version, mode, started_at, finished_at, duration_ms, status, error)
+    VALUES (gen_random_uuid(), coalesce(p_version, fifo._current_version()), p_mode, p_started, clock_timestamp(),
+            round(extract(epoch FROM clock_timestamp() - p_started) * 1000, 3), 'failed',
+            'interrupted before it finished: ' || coalesce(p_reason, 'the session ended'))
+    RETURNING run_id
+$$;
