@@ -13,9 +13,9 @@ import psycopg
 from fifo_db.errors import from_db_error
 from fifo_db.reference import Allocation, Trade, match_all
 
-_ALLOC_COLUMNS = ("account, symbol, sell_trade_id, buy_trade_id, allocated_size, buy_price, "
-                  "sell_price, buy_fees, sell_fees, cost_basis, sale_proceeds, pnl_amount, "
-                  "buy_time, sell_time")
+_ALLOC_COLUMNS = ("a.account, a.symbol, a.sell_trade_id, a.buy_trade_id, a.allocated_size, a.buy_price, "
+                  "a.sell_price, a.buy_fees, a.sell_fees, a.cost_basis, a.sale_proceeds, a.pnl_amount, "
+                  "a.buy_time, a.sell_time")
 
 
 @dataclass(frozen=True)
@@ -40,15 +40,13 @@ def sql_findings(conn, symbol: str | None = None, version: int | None = None) ->
 
 def reference_findings(conn, symbol: str | None = None, version: int | None = None) -> list[Finding]:
     """Differences between stored allocations and the Python reference, per computed pool."""
-    v = version or conn.execute("SELECT fifo._current_version()").fetchone()[0]
-    pools_sql = ("SELECT symbol, account FROM fifo.pool_state WHERE version = %(v)s "
-                 "AND (%(s)s::text IS NULL OR symbol = %(s)s)")
+    params = {"s": symbol, "v": version}
     trades = [Trade(*r) for r in conn.execute(
-        f"SELECT t.order_id, t.account, t.symbol, t.side, t.size, t.price, t.total_fees, t.order_time "
-        f"FROM fifo.trades t JOIN ({pools_sql}) p USING (symbol, account)", {"v": v, "s": symbol})]
+        "SELECT order_id, account, symbol, side, size, price, total_fees, order_time "
+        "FROM fifo_computed_trades(%(s)s, %(v)s)", params)]
     stored = [Allocation(*r) for r in conn.execute(
-        f"SELECT {_ALLOC_COLUMNS} FROM fifo.allocations a JOIN ({pools_sql}) p USING (symbol, account) "
-        f"WHERE a.version = %(v)s", {"v": v, "s": symbol})]
+        f"SELECT {_ALLOC_COLUMNS} FROM fifo_allocations a "
+        f"JOIN fifo_computed_pools(%(s)s, %(v)s) p USING (version, symbol, account)", params)]
     want = {a.key(): a for a in match_all(trades)}
     have = {a.key(): a for a in stored}
     findings = []
@@ -117,9 +115,8 @@ def unfinished_runs(conn, limit: int = 5) -> list[str]:
 
 def _cli_verify(args, conn) -> int:
     findings = verify(conn, args.symbol, args.version)
-    pools = conn.execute(
-        "SELECT count(*) FROM fifo.pool_state WHERE version = coalesce(%s, fifo._current_version()) "
-        "AND (%s::text IS NULL OR symbol = %s)", (args.version, args.symbol, args.symbol)).fetchone()[0]
+    pools = conn.execute("SELECT count(*) FROM fifo_computed_pools(%s, %s)",
+                         (args.symbol, args.version)).fetchone()[0]
     for f in findings:
         print(f)
     for note in unfinished_runs(conn):

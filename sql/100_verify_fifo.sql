@@ -100,3 +100,37 @@ AS $$
 $$;
 COMMENT ON FUNCTION public.verify_fifo(text, integer) IS
     'Check the FIFO invariants in SQL; one row per finding, none when clean.';
+
+-- fifo_computed_pools([symbol [, version]]): the pools computed for a
+-- version (default the current one), with that version: what `fifo-db
+-- verify` recomputes with its reference FIFO. fifo_computed_trades(...):
+-- their trades, as the engine sees them. Both run with the owner's rights
+-- (SECURITY DEFINER) so that a reader can verify without any right in
+-- schema fifo; they only read.
+CREATE OR REPLACE FUNCTION public.fifo_computed_pools(p_symbol text DEFAULT NULL, p_version integer DEFAULT NULL)
+RETURNS TABLE (version integer, symbol text, account text)
+LANGUAGE sql STABLE
+SECURITY DEFINER   -- readers list computed pools without any right on fifo.pool_state
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ps.version, ps.symbol, ps.account
+    FROM fifo.pool_state ps
+    WHERE ps.version = coalesce(p_version, fifo._current_version())
+      AND (p_symbol IS NULL OR ps.symbol = p_symbol)
+$$;
+COMMENT ON FUNCTION public.fifo_computed_pools(text, integer) IS
+    'The pools computed for a version (default: the current one), optionally of one symbol.';
+
+CREATE OR REPLACE FUNCTION public.fifo_computed_trades(p_symbol text DEFAULT NULL, p_version integer DEFAULT NULL)
+RETURNS TABLE (order_id text, account text, symbol text, side text, size numeric, price numeric,
+               total_fees numeric, order_time timestamptz)
+LANGUAGE sql STABLE
+SECURITY DEFINER   -- readers read the trades as the engine sees them (fifo.trades) without rights in fifo
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT t.order_id, t.account, t.symbol, t.side, t.size, t.price, t.total_fees, t.order_time
+    FROM fifo.trades t
+    JOIN public.fifo_computed_pools(p_symbol, p_version) p ON p.symbol = t.symbol AND p.account = t.account
+$$;
+COMMENT ON FUNCTION public.fifo_computed_trades(text, integer) IS
+    'The trades (as the engine reads them) of the pools computed for a version, optionally of one symbol.';

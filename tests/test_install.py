@@ -22,6 +22,8 @@ PUBLIC_FUNCTIONS = {
     "fifo_schedule(p_every text, p_full text)",
     "fifo_unschedule()",
     "fifo_grant(p_kind text, p_role text)",
+    "fifo_computed_pools(p_symbol text, p_version integer)",
+    "fifo_computed_trades(p_symbol text, p_version integer)",
     "fifo_revoke(p_kind text, p_role text)",
     "explain_fifo(p_order_id text)",
     "fifo_report_time(p_text text)",

@@ -97,6 +97,8 @@ def test_a_reader_computes_reads_and_explains_but_never_writes_pnl(db, roles):
     assert reader.execute("SELECT sell_order_id, pnl_usd, pnl_amount FROM fifo_allocations").fetchall() == [
         ("s1", D(3), D(3))]
     assert reader.execute("SELECT count(*) FROM verify_fifo()").fetchone()[0] == 0
+    assert reader.execute("SELECT symbol, account FROM fifo_computed_pools()").fetchall() == [("X", "default")]
+    assert reader.execute("SELECT count(*) FROM fifo_computed_trades()").fetchone()[0] == 2
     assert reader.execute("SELECT count(*) FROM explain_fifo('s1')").fetchone()[0] == 3
     assert reader.execute("SELECT count(*) FROM fifo_runs").fetchone()[0] == 1
     assert reader.execute("SELECT compute_fifo_incremental() IS NULL").fetchone()[0] is True
