@@ -61,6 +61,14 @@ BEGIN
             problem := format('must be a trades source fifo-db knows (%s)',
                               rtrim(regexp_replace(v_hint, '^Known sources: ', ''), '.'));
         END;
+    ELSIF p_name = 'fill_statuses' THEN
+        -- which rows of an adopted trades table are fills (its mapping's filter)
+        example := 'filled,done';
+        IF p_value = '' OR p_value <> '*' AND EXISTS (
+                SELECT 1 FROM pg_catalog.unnest(pg_catalog.string_to_array(p_value, ',')) AS x(s)
+                WHERE x.s = '' OR x.s <> pg_catalog.btrim(x.s)) THEN
+            problem := 'must be * (every row is a fill) or statuses separated by commas, without spaces';
+        END IF;
     ELSE
         problem := 'is not a fifo-db setting';
         example := NULL;
@@ -141,6 +149,13 @@ BEGIN
         RAISE EXCEPTION 'fifo-db setting "%" cannot be "%": it %', p_name, p_value, v_rule.problem
             USING ERRCODE = '22023',
                   HINT = format('Example: SELECT fifo_set_setting(%L, %L);', p_name, v_rule.example);
+    END IF;
+    -- which rows are fills changed: every pool is recomputed by the next run
+    IF p_name = 'fill_statuses' AND p_value IS DISTINCT FROM fifo._setting('fill_statuses') THEN
+        PERFORM fifo._note_changes(pg_catalog.array_agg(p.symbol), pg_catalog.array_agg(p.account),
+                                   pg_catalog.array_fill('-infinity'::timestamptz, ARRAY[pg_catalog.count(*)::integer]))
+        FROM (SELECT t.symbol, t.account FROM fifo.trades t
+              UNION SELECT ps.symbol, ps.account FROM fifo.pool_state ps) p;
     END IF;
     INSERT INTO fifo.settings AS s (name, value) VALUES (p_name, p_value)
     ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value;
