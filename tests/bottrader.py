@@ -26,12 +26,15 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_EVEN, Decimal
 
 import psycopg
+import pytest
+from psycopg import sql
 from sqlalchemy import Column, DateTime, Float, ForeignKey, Index, Integer, String, create_engine, func
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -315,6 +318,8 @@ def story(base: datetime | None = None) -> list[list[dict]]:
          trade("doge-s1", "DOGE-USD", "sell", 100.0, 0.11, 0.066, h(2)),
          trade("doge-b2", "DOGE-USD", "buy", 50.0, 0.12, 0.036, h(3)),
          trade("doge-s2", "DOGE-USD", "sell", 50.000000004, 0.13, 0.039, h(4))],
+        [trade("xrp-b1", "XRP-USD", "buy", 20.0, 0.5, 0.01, h(1)),
+         trade("xrp-s1", "XRP-USD", "sell", 20.000000003, 0.6, 0.012, h(2))],
         # TIE-USD: a buy and a sell at the same instant; two buys at one instant
         [trade("tie-b0", "TIE-USD", "buy", 10.0, 1.0, 0.01, h(20)),
          trade("tie-s0", "TIE-USD", "sell", 10.0, 1.1, 0.011, h(20)),
@@ -539,3 +544,63 @@ def legacy_rows(conn: psycopg.Connection, version: int = 2) -> list[tuple]:
     return conn.execute(
         "SELECT sell_order_id, buy_order_id, allocated_size, pnl_usd FROM fifo_legacy.fifo_allocations "
         "WHERE allocation_version = %s ORDER BY 1, 2 NULLS LAST", (version,)).fetchall()
+
+
+# --- test fixtures: a BotTrader database per test, cloned from one built per session -----------
+
+def dump(conn: psycopg.Connection) -> str:
+    """pg_dump of the database of `conn`, schema and data, as text (fixed \\restrict key)."""
+    import subprocess
+
+    from fifo_db.embedded import find_bindir
+
+    info = conn.info
+    return subprocess.run(
+        [str(find_bindir() / "pg_dump"), "--restrict-key=fifodbtest", "-h", info.host, "-p", str(info.port),
+         "-U", info.user, info.dbname], check=True, capture_output=True, text=True).stdout
+
+
+@dataclass
+class BotDb:
+    conn: psycopg.Connection   # autocommit
+    dsn: str
+    trades: list[dict]         # the rows as the table holds them after the story
+    base: datetime             # recent_base() of the story
+
+
+def _admin():
+    from tests.conftest import SERVER
+
+    return SERVER, psycopg.connect(**SERVER.conninfo("postgres"), autocommit=True)
+
+
+@pytest.fixture(scope="session")
+def bot_template():
+    """A BotTrader database built once per session (template of `bot`)."""
+    server, admin = _admin()
+    name = f"bottrader_tmpl_{os.getpid()}"
+    base = recent_base()
+    with admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
+        with psycopg.connect(**server.conninfo(name), autocommit=True) as c:
+            trades = build(c, base)
+        yield name, trades, base
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def bot(bot_template) -> BotDb:
+    """This test's own BotTrader database (a clone of the session's), fifo-db not installed."""
+    template, trades, base = bot_template
+    server, admin = _admin()
+    name = f"bot_{uuid.uuid4().hex[:12]}"
+    with admin:
+        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template)))
+        info = server.conninfo(name)
+        conn = psycopg.connect(**info, autocommit=True)
+        try:
+            yield BotDb(conn, " ".join(f"{k}={v}" for k, v in info.items()), [dict(t) for t in trades], base)
+        finally:
+            conn.close()
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
