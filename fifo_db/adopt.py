@@ -78,7 +78,27 @@ BOTTRADER = Source(
     fill_statuses=("filled", "done"),
     version_column="allocation_version",
 )
-SOURCES = {BOTTRADER.name: BOTTRADER}
+# fifo-db's own trade_records, left behind by `fifo-db uninstall` (it keeps the trades): a later
+# `fifo-db install --adopt` takes it back in place.
+FIFO_DB = Source(
+    name="fifo-db",
+    columns={
+        "order_id": (_TEXT, _TEXT_WANT),
+        "account": (_TEXT, _TEXT_WANT),
+        "symbol": (_TEXT, _TEXT_WANT),
+        "side": (_TEXT, _TEXT_WANT),
+        "size": (("numeric",), "numeric"),
+        "price": (("numeric",), "numeric"),
+        "total_fees": (("numeric",), "numeric"),
+        "order_time": (("timestamp with time zone",), "timestamptz"),
+        "recorded_at": (("timestamp with time zone",), "timestamptz"),
+    },
+    legacy_tables=(),
+    fill_statuses=(),
+    version_column="version",
+)
+# tried in this order; the first whose columns all fit is adopted (errors name the first's)
+SOURCES = {BOTTRADER.name: BOTTRADER, FIFO_DB.name: FIFO_DB}
 
 # What the replacement view of each legacy table reads (for the plan).
 REPLACEMENTS = {
@@ -147,6 +167,18 @@ def _one(conn: psycopg.Connection, query, params=None):
     return conn.execute(query, params).fetchone()[0]
 
 
+def detect(conn: psycopg.Connection) -> Source:
+    """The first source whose columns public.trade_records has; else the error of the first."""
+    for source in SOURCES.values():
+        try:
+            check_columns(conn, source)
+            return source
+        except FifoError:
+            continue
+    check_columns(conn, next(iter(SOURCES.values())))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def check_columns(conn: psycopg.Connection, source: Source = BOTTRADER) -> None:
     """Raise one line naming every column the mapping needs that is missing or of an unusable type."""
     found = dict(conn.execute(
@@ -206,7 +238,10 @@ def _dependent_views(conn: psycopg.Connection, oids: list[int]) -> list[SavedVie
 def _other_dependents(conn: psycopg.Connection, oids: list[int]) -> list[str]:
     """Objects other than views that depend on the tables `oids` and keep reading fifo_legacy."""
     return [r[0] for r in conn.execute("""
-        SELECT DISTINCT pg_catalog.pg_describe_object(d.classid, d.objid, 0)
+        SELECT DISTINCT coalesce(
+                   (SELECT 'materialized view ' || r.ev_class::regclass::text FROM pg_catalog.pg_rewrite r
+                    WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass AND r.oid = d.objid),
+                   pg_catalog.pg_describe_object(d.classid, d.objid, 0))
         FROM pg_catalog.pg_depend d
         WHERE d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid = ANY (%(oids)s) AND d.deptype = 'n'
           AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class v ON v.oid = r.ev_class
@@ -228,8 +263,9 @@ def _public_objects(conn: psycopg.Connection) -> list[str]:
         ORDER BY 1""")]
 
 
-def inspect(conn: psycopg.Connection, source: Source = BOTTRADER, dry_run: bool = False) -> Adoption:
-    """What adopting this database means, without changing anything. Raises FifoError when it cannot."""
+def inspect(conn: psycopg.Connection, source: Source | None = None, dry_run: bool = False) -> Adoption:
+    """What adopting this database means, without changing anything. Raises FifoError when it cannot.
+    source None: the first of SOURCES whose columns the table has."""
     dbname = conn.info.dbname
     if _one(conn, "SELECT to_regclass('public.trade_records') IS NULL"):
         raise FifoError(f"database {dbname!r} has no public.trade_records: there is nothing to adopt "
@@ -238,7 +274,10 @@ def inspect(conn: psycopg.Connection, source: Source = BOTTRADER, dry_run: bool 
             not in ("r", "p"):
         raise FifoError("public.trade_records is not a table (a view?): only a table can be adopted; "
                         "nothing was changed")
-    check_columns(conn, source)
+    if source is None:
+        source = detect(conn)
+    else:
+        check_columns(conn, source)
     for schema in (LEGACY_SCHEMA, STAGING_SCHEMA):
         if _one(conn, "SELECT to_regnamespace(%s) IS NOT NULL", (schema,)):
             raise FifoError(f"schema {schema} already exists; adoption needs that name (it keeps the bot's "
@@ -255,9 +294,10 @@ def inspect(conn: psycopg.Connection, source: Source = BOTTRADER, dry_run: bool 
     (plan.rows, plan.pools, plan.first_time, plan.last_time) = conn.execute(
         "SELECT count(*), count(DISTINCT symbol), min(order_time), max(order_time) FROM public.trade_records"
     ).fetchone()
-    plan.statuses = conn.execute(
-        "SELECT status::text, count(*) FROM public.trade_records GROUP BY 1 ORDER BY 2 DESC, 1").fetchall()
-    plan.other_status_rows = sum(n for status, n in plan.statuses if status not in source.fill_statuses)
+    if "status" in source.columns:
+        plan.statuses = conn.execute(
+            "SELECT status::text, count(*) FROM public.trade_records GROUP BY 1 ORDER BY 2 DESC, 1").fetchall()
+        plan.other_status_rows = sum(n for status, n in plan.statuses if status not in source.fill_statuses)
 
     present = [r for r in conn.execute(
         "SELECT c.relname::text, c.oid FROM pg_catalog.pg_class c "
@@ -332,6 +372,19 @@ def _run(conn: psycopg.Connection, plan: Adoption, source: Source) -> None:
     names = [t.name for t in plan.legacy]
     if names:
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(LEGACY_SCHEMA)))
+        # the tables' owners and readers keep reaching them there: the bot's deletes on
+        # trade_records cascade into fifo_allocations as its owner, and history stays readable
+        for (role,) in conn.execute("""
+                SELECT DISTINCT g FROM (
+                    SELECT c.relowner::regrole::text AS g FROM pg_catalog.pg_class c
+                    WHERE c.relnamespace = 'public'::regnamespace AND c.relname = ANY (%(t)s)
+                    UNION ALL
+                    SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END
+                    FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) a
+                    WHERE c.relnamespace = 'public'::regnamespace AND c.relname = ANY (%(t)s)) o
+                WHERE g <> current_user::text ORDER BY 1""", {"t": names}).fetchall():
+            conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(LEGACY_SCHEMA),
+                                                                          sql.SQL(role)))
         for name in names:
             _move(conn, "public", name, LEGACY_SCHEMA)
 
@@ -395,7 +448,7 @@ def _adopted_at(conn: psycopg.Connection) -> datetime | None:
     return _one(conn, "SELECT max(adopted_at) FROM fifo.adoption")
 
 
-def adopt(conn: psycopg.Connection, dry_run: bool = False, source: Source = BOTTRADER,
+def adopt(conn: psycopg.Connection, dry_run: bool = False, source: Source | None = None,
           on_plan: Callable[[Adoption], None] | None = None, lock_timeout: str = LOCK_TIMEOUT) -> Adoption:
     """Adopt the database of `conn` (an autocommit connection) in one transaction.
 
@@ -411,7 +464,8 @@ def adopt(conn: psycopg.Connection, dry_run: bool = False, source: Source = BOTT
             conn.execute("SELECT pg_catalog.set_config('lock_timeout', %s, true)", (lock_timeout,))
             adopted_at = _adopted_at(conn)
             if adopted_at is not None:
-                plan = Adoption(conn.info.dbname, source.name, dry_run, already_adopted_at=adopted_at)
+                plan = Adoption(conn.info.dbname, _one(conn, "SELECT fifo._setting('trades_source')"), dry_run,
+                                already_adopted_at=adopted_at)
                 plan.migrations, plan.sql_files = install.apply_schema(conn)
                 plan.queued = _one(conn, "SELECT fifo._queue_uncomputed_pools()")
             elif install.is_installed(conn):
@@ -421,7 +475,7 @@ def adopt(conn: psycopg.Connection, dry_run: bool = False, source: Source = BOTT
                 plan = inspect(conn, source, dry_run)
                 if on_plan:
                     on_plan(plan)
-                _run(conn, plan, source)
+                _run(conn, plan, SOURCES[plan.source])
             if dry_run:
                 raise psycopg.Rollback(tx)
     except psycopg.errors.LockNotAvailable:
@@ -447,8 +501,9 @@ def format_plan(plan: Adoption) -> str:
     mode = " (dry run: checked in a transaction that is rolled back)" if plan.dry_run else ""
     lines = [f"adopting database {plan.database!r} as a {plan.source} database{mode}",
              f"found public.trade_records: {plan.rows:,} rows, {plan.pools:,} symbols, "
-             f"order_time {_when(plan.first_time)} .. {_when(plan.last_time)}",
-             "  status: " + ", ".join(f"{s if s is not None else 'NULL'} {n:,}" for s, n in plan.statuses)]
+             f"order_time {_when(plan.first_time)} .. {_when(plan.last_time)}"]
+    if plan.statuses:
+        lines.append("  status: " + ", ".join(f"{s if s is not None else 'NULL'} {n:,}" for s, n in plan.statuses))
     if plan.other_status_rows:
         lines.append(f"  {plan.other_status_rows:,} rows have a status other than filled/done. They count as fills "
                      f"(setting fill_statuses '*', as the bot's engine did); to count only fills:")
@@ -468,10 +523,12 @@ def format_plan(plan: Adoption) -> str:
         lines.append("views re-pointed at the replacements (same names, owners, grants; their original "
                      "definitions are kept for `fifo-db uninstall --restore`):")
         lines.append("  " + ", ".join(v.name for v in plan.views))
-    for obj in plan.left_alone:
-        lines.append(f"  left as is, still reading {LEGACY_SCHEMA}: {obj}")
-    lines.append(f"current_version = {plan.version} (the bot's highest allocation_version): the bot's reports "
-                 f"on allocation_version = {plan.version} read fifo-db's allocations")
+    if plan.left_alone:
+        lines.append(f"left as they are, still reading the bot's tables in {LEGACY_SCHEMA} (only views are "
+                     f"re-pointed): {', '.join(plan.left_alone)}")
+    if plan.legacy:
+        lines.append(f"current_version = {plan.version} (the bot's highest allocation_version): the bot's reports "
+                     f"on allocation_version = {plan.version} read fifo-db's allocations")
     return "\n".join(lines)
 
 
@@ -507,12 +564,15 @@ def format_result(plan: Adoption) -> str:
         f"  fifo-db compute --all-symbols        # compute every pool now (version {plan.version})",
         "  fifo-db verify",
         "  fifo-db schedule install             # pg_cron: incremental every minute, full at 01:50 GMT",
-        "then delete the bot's two FIFO lines from the host crontab (the pg_cron jobs replace them):",
-        *(f"  {line}" for line in BOT_CRON_LINES),
-        "(pg_cron schedules are in GMT: the bot's 01:50 Pacific is `--full '50 9 * * *'` in winter, "
-        "or set cron.timezone)",
-        "undo: fifo-db uninstall --restore (puts the bot's tables back as they were)",
     ]
+    if plan.source == BOTTRADER.name:
+        lines += [
+            "then delete the bot's two FIFO lines from the host crontab (the pg_cron jobs replace them):",
+            *(f"  {line}" for line in BOT_CRON_LINES),
+            "(pg_cron schedules are in GMT: the bot's 01:50 Pacific is `--full '50 9 * * *'` in winter, "
+            "or set cron.timezone)",
+            "undo: fifo-db uninstall --restore (puts the bot's tables back as they were)",
+        ]
     return "\n".join(lines)
 
 

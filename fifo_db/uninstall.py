@@ -182,6 +182,8 @@ def uninstall(conn: psycopg.Connection, restore: bool = False, dry_run: bool = F
                     "SELECT legacy_tables, triggers, public_objects, pg_cron_existed, fifo_schema_existed "
                     "FROM fifo.adoption").fetchone()
             result.adopted = adoption is not None
+            if adoption is not None and not adoption[0] and not _one(conn, "SELECT count(*) FROM fifo.adoption_views"):
+                restore = result.restore = True   # adopted its own table back: nothing but fifo-db to remove
             if restore and adoption is None:
                 raise FifoError(f"database {conn.info.dbname!r} was not adopted (fifo-db was installed with its own "
                                 f"trade_records): there is nothing to restore; `fifo-db uninstall` removes fifo-db "
@@ -207,7 +209,7 @@ def uninstall(conn: psycopg.Connection, restore: bool = False, dry_run: bool = F
                      + (SELECT count(*) FROM pg_catalog.pg_proc WHERE pronamespace = 'fifo'::regnamespace)""")
             conn.execute("DROP SCHEMA fifo CASCADE")
             for rel in rels:
-                kind = _one(conn, "SELECT relkind FROM pg_catalog.pg_class WHERE oid = to_regclass(%s)", (rel,))
+                kind = _one(conn, "SELECT (SELECT relkind FROM pg_catalog.pg_class WHERE oid = to_regclass(%s))", (rel,))
                 if kind is not None:   # a view over fifo's objects is gone already
                     conn.execute(sql.SQL("DROP {} {} CASCADE").format(
                         sql.SQL("VIEW" if kind == "v" else "TABLE"), sql.SQL(rel)))
@@ -215,10 +217,10 @@ def uninstall(conn: psycopg.Connection, restore: bool = False, dry_run: bool = F
                 conn.execute(sql.SQL("DROP FUNCTION IF EXISTS {} CASCADE").format(sql.SQL(func)))
             result.dropped = rels + funcs
             if adoption is not None:
-                conn.execute(sql.SQL("DROP SCHEMA {}").format(sql.Identifier(LEGACY_SCHEMA)))
+                conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {}").format(sql.Identifier(LEGACY_SCHEMA)))
                 if fifo_existed:
                     conn.execute("CREATE SCHEMA fifo")
-            else:
+            if not legacy:
                 result.trade_rows = _one(conn, "SELECT count(*) FROM public.trade_records") \
                     if _one(conn, "SELECT to_regclass('public.trade_records') IS NOT NULL") else None
             _pg_cron_extension(conn, cron_existed, result)
@@ -240,7 +242,8 @@ def _restore(conn: psycopg.Connection, legacy: list[str], triggers: list[str], r
     """Put the adopted database's tables and views back (inside the transaction)."""
     for name in legacy:
         # fifo-db's view of that name steps aside into fifo (dropped with it)
-        if _one(conn, "SELECT relkind FROM pg_catalog.pg_class WHERE oid = to_regclass(%s)", (f"public.{name}",)) == "v":
+        if _one(conn, "SELECT (SELECT relkind FROM pg_catalog.pg_class WHERE oid = to_regclass(%s))",
+                (f"public.{name}",)) == "v":
             conn.execute(sql.SQL("ALTER VIEW public.{} SET SCHEMA fifo").format(sql.Identifier(name)))
         conn.execute(sql.SQL("ALTER TABLE {}.{} SET SCHEMA public").format(
             sql.Identifier(LEGACY_SCHEMA), sql.Identifier(name)))
@@ -287,18 +290,19 @@ def format_removal(r: Removal) -> str:
         lines.append(f"pg_cron job {name!r} {'would be ' if r.dry_run else ''}removed")
     for name, db in r.jobs_elsewhere:
         lines.append(f"pg_cron job {name!r} {'would be ' if r.dry_run else ''}removed (in cron database {db!r})")
-    if r.restore:
-        lines.append(f"the bot's tables {done} moved back to public: {', '.join(r.legacy_tables) or 'none'}")
-        if r.views_restored:
-            lines.append(f"views {done} given their original definitions: {', '.join(r.views_restored)}")
+    if r.legacy_tables:
+        lines.append(f"the bot's tables {done} moved back to public: {', '.join(r.legacy_tables)}")
+    if r.views_restored:
+        lines.append(f"views {done} given their original definitions: {', '.join(r.views_restored)}")
+    if r.triggers:
         lines.append(f"triggers {done} dropped from public.trade_records: {', '.join(r.triggers)}")
     lines.append(f"fifo-db's objects {done} dropped: schema fifo ({r.fifo_objects} tables, views and functions), "
-                 f"{len(r.dropped)} in public" + (f", schema {LEGACY_SCHEMA}" if r.restore else "")
+                 f"{len(r.dropped)} in public" + (f", schema {LEGACY_SCHEMA}" if r.legacy_tables else "")
                  + (", the pg_cron extension (created after the adoption)" if r.pg_cron_dropped else ""))
-    if r.restore:
+    if r.legacy_tables:
         lines.append("the allocations fifo-db computed are discarded; the bot's own are back in public.fifo_allocations. "
                      "Put the bot's two FIFO crontab lines back to run its own engine again.")
-    elif r.trade_rows is not None:
+    if r.trade_rows is not None:
         lines.append(f"kept: public.trade_records and its {r.trade_rows:,} rows (your trades; "
                      f"DROP TABLE public.trade_records removes them)")
     if r.pg_cron_kept:
@@ -310,7 +314,7 @@ def format_removal(r: Removal) -> str:
         lines.append("checked: uninstall succeeds; nothing was changed")
     else:
         lines.append(f"fifo-db is uninstalled from database {r.database!r}"
-                     + (" and the database is as it was before the adoption" if r.restore else ""))
+                     + (" and the database is as it was before the adoption" if r.legacy_tables else ""))
     return "\n".join(lines)
 
 
