@@ -61,6 +61,16 @@ BEGIN
             problem := format('must be a trades source fifo-db knows (%s)',
                               rtrim(regexp_replace(v_hint, '^Known sources: ', ''), '.'));
         END;
+    ELSIF p_name = 'change_retention' THEN
+        -- how long consumed changes stay for compute_fifo_since() (migration 0005)
+        example := '7 days';
+        BEGIN
+            IF p_value::interval < interval '1 minute' THEN
+                problem := 'must be an interval of at least 1 minute (e.g. 7 days)';
+            END IF;
+        EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow THEN
+            problem := 'must be an interval such as 7 days';
+        END;
     ELSIF p_name = 'fill_statuses' THEN
         -- which rows of an adopted trades table are fills (its mapping's filter)
         example := 'filled,done';
