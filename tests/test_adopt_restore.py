@@ -117,8 +117,8 @@ def test_schedule_replaces_the_bots_crontab_and_restore_removes_it(bot, unschedu
     adopt(bot.conn)
     assert main(["--dsn", bot.dsn, "schedule", "install", "--every", "*/5 * * * *", "--full", "50 9 * * *"]) == 0
     assert cron_jobs(name) == [
-        (f"fifo-db full ({name})", "50 9 * * *", "SELECT compute_fifo_all(true)"),
-        (f"fifo-db incremental ({name})", "*/5 * * * *", "SELECT compute_fifo_incremental()"),
+        (f"fifo-db full ({name})", "50 9 * * *", "SELECT public.compute_fifo_all(true)"),
+        (f"fifo-db incremental ({name})", "*/5 * * * *", "SELECT public.compute_fifo_incremental()"),
     ]
     capsys.readouterr()
     assert main(["--dsn", bot.dsn, "uninstall", "--restore", "--dry-run"]) == 0
