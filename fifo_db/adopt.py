@@ -21,7 +21,7 @@ output tables from its own computation. In one transaction:
    with their own definitions: same OID, owner, grants, comments), and grant
    SELECT on each replacement view to whoever could read the table it replaces;
 5. record what was done in fifo.adoption / fifo.adoption_views (migration
-   0003), which `fifo-db uninstall --restore` reads to undo it;
+   0006), which `fifo-db uninstall --restore` reads to undo it;
 6. queue every pool for computation.
 
 `--dry-run` runs all of it and rolls it back, so the plan it prints is proven.

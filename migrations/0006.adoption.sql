@@ -1,4 +1,4 @@
--- fifo-db 0003: what `fifo-db install --adopt` changed in a database it
+-- fifo-db 0006: what `fifo-db install --adopt` changed in a database it
 -- adopted (a trading bot's own trade_records taken over in place), so that
 -- `fifo-db uninstall --restore` can put the database back exactly as it was.
 -- Both tables stay empty on a fresh install.
@@ -6,7 +6,7 @@
 -- Note for later migrations: on an adopted database public.trade_records is
 -- the bot's table (setting trades_source <> 'fifo-db'); a migration that
 -- alters public.trade_records must check that setting first.
--- depends: 0002.allocations-in-fifo-schema
+-- depends: 0005.stale-marks-and-change-retention
 
 -- One row when this database was adopted.
 CREATE TABLE fifo.adoption (
