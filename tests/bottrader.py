@@ -33,6 +33,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_EVEN, Decimal
 
 import psycopg
+import psycopg.conninfo
 import pytest
 from psycopg import sql
 from sqlalchemy import Column, DateTime, Float, ForeignKey, Index, Integer, String, create_engine, func
@@ -438,6 +439,7 @@ def insert_legacy(conn: psycopg.Connection, trades: list[dict]) -> None:
                 # the seed's wrong row: matched to the Sept 10 lot, P&L -14.91
                 v[1], v[4], v[12] = SAPIEN_SEPT10_BUY, Decimal("0.2349"), _t("2025-09-10 04:46")
                 v[11] = Decimal("-14.91")
+                v[8] = v[10] - v[11]   # a cost basis that agrees with it
             values.append((*v, at, version, batch))
     with conn.cursor() as cur:
         cur.executemany(
@@ -604,3 +606,26 @@ def bot(bot_template) -> BotDb:
         finally:
             conn.close()
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m tests.bottrader DBNAME [DSN]`: (re)create DBNAME as a BotTrader database (the
+    walk-through of docs/adopting.md). DSN reaches the server (default: the embedded one)."""
+    import sys
+
+    from fifo_db.connection import resolve_dsn
+
+    args = sys.argv[1:] if argv is None else argv
+    name, dsn = args[0], resolve_dsn(args[1] if len(args) > 1 else None)
+    with psycopg.connect(psycopg.conninfo.make_conninfo(dsn, dbname="postgres"), autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
+    with psycopg.connect(psycopg.conninfo.make_conninfo(dsn, dbname=name), autocommit=True) as conn:
+        trades = build(conn)
+    print(f"created BotTrader database {name!r}: {len(trades)} trades written the bot's way, "
+          f"its FIFO tables holding versions 1 and 2")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
