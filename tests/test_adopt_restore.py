@@ -4,6 +4,8 @@ scheduling replaces the bot's crontab; a fresh install's uninstall keeps the tra
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import psycopg
 import pytest
 
@@ -73,7 +75,7 @@ def test_owners_grants_and_views_over_views_survive_adoption_and_restore(bot, ca
     with psycopg.connect(bot.dsn, autocommit=True) as reader:
         reader.execute(f"SET ROLE {READER_ROLE}")
         assert reader.execute("SELECT pnl_usd FROM fifo_allocations WHERE sell_order_id = %s",
-                              (bottrader.SAPIEN_DEC3_SELL,)).fetchone()[0] == bottrader.Decimal("-0.30893")
+                              (bottrader.SAPIEN_DEC3_SELL,)).fetchone()[0] == Decimal("-0.30893")
         assert reader.execute("SELECT count(*) FROM v_winners").fetchone()[0] > 0
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             reader.execute("SELECT count(*) FROM v_allocation_health")   # never granted to it
