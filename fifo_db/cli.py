@@ -19,6 +19,7 @@ from fifo_db.errors import FifoError, from_db_error
 
 COMMAND_MODULES = [
     "fifo_db.install",
+    "fifo_db.uninstall",
     "fifo_db.compute",
     "fifo_db.verify",
     "fifo_db.importer",

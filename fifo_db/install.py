@@ -77,19 +77,29 @@ def check_schema_owner(conn: psycopg.Connection) -> None:
                         f"or install as {owner[0]}")
 
 
-def apply_schema(conn: psycopg.Connection) -> tuple[list[str], int]:
-    """Migrations then sql/, inside the caller's transaction. Returns (migrations applied, files)."""
+def apply_migrations(conn: psycopg.Connection) -> list[str]:
+    """The pending migrations, inside the caller's transaction. Returns their ids."""
     check_schema_owner(conn)
     conn.execute("CREATE SCHEMA IF NOT EXISTS fifo")
     conn.execute("SET LOCAL search_path = fifo, pg_catalog")   # yoyo's tables live in fifo
-    applied = migrate.apply(conn, str(MIGRATIONS_DIR))
+    return migrate.apply(conn, str(MIGRATIONS_DIR))
+
+
+def apply_sql(conn: psycopg.Connection) -> int:
+    """Every sql/ file, inside the caller's transaction. Returns how many."""
     # sql/ qualifies every object; nothing a non-owner can write is on the path while
     # views and functions are created (a view binds its operators at creation)
     conn.execute("SET LOCAL search_path = pg_catalog, pg_temp")
     files = sql_files()
     for path in files:
         conn.execute(path.read_text())
-    return applied, len(files)
+    return len(files)
+
+
+def apply_schema(conn: psycopg.Connection) -> tuple[list[str], int]:
+    """Migrations then sql/, inside the caller's transaction. Returns (migrations applied, files)."""
+    applied = apply_migrations(conn)
+    return applied, apply_sql(conn)
 
 
 def install(conn: psycopg.Connection) -> InstallResult:
@@ -117,10 +127,20 @@ def register(sub) -> None:
                                    "and view in sql/, in one transaction. Installing twice changes "
                                    "nothing. A database holding a bot's own trade_records is only "
                                    "taken over with --adopt.")
+    p.add_argument("--adopt", action="store_true",
+                   help="take over the bot's own trade_records in place (BotTrader): keep its "
+                        "tables under fifo_legacy, serve its reports from fifo-db "
+                        "(docs/adopting.md; undo with `fifo-db uninstall --restore`)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="with --adopt: print the plan, prove it in a transaction that is "
+                        "rolled back, change nothing")
     p.set_defaults(func=_cli_install)
 
 
 def _cli_install(args, conn) -> int:
+    if args.adopt or args.dry_run:
+        from fifo_db import adopt   # the adoption flow lives there; the plain path stays here
+        return adopt.cli(args, conn)
     result = install(conn)
     params = conn.info.get_parameters()
     applied = ", ".join(result.migrations_applied) or "none pending"

@@ -164,16 +164,18 @@ BEGIN
         RAISE EXCEPTION 'changing fifo-db settings needs the operator''s rights'
             USING ERRCODE = '42501', HINT = 'Ask the owner for `fifo-db grant operator ROLE`.';
     END IF;
+    -- which rows are fills changed: every pool is recomputed by the next run
+    IF p_name = 'fill_statuses' AND p_value IS DISTINCT FROM fifo._setting('fill_statuses') THEN
+        PERFORM fifo._note_changes(pg_catalog.array_agg(p.symbol), pg_catalog.array_agg(p.account),
+                                   pg_catalog.array_fill('-infinity'::timestamptz, ARRAY[pg_catalog.count(*)::integer]))
+        FROM (SELECT t.symbol, t.account FROM fifo.trades t
+              UNION SELECT ps.symbol, ps.account FROM fifo.pool_state ps) p;
+    END IF;
     INSERT INTO fifo.settings AS s (name, value) VALUES (p_name, p_value)
     ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value;
     IF p_name = 'current_version' THEN
         -- the next incremental run computes the pools this version has never seen
         PERFORM fifo._queue_uncomputed_pools();
-    ELSIF p_name = 'fill_statuses' THEN
-        -- which rows count changed: every pool starts over
-        PERFORM fifo._note_changes(array_agg(ps.symbol), array_agg(ps.account),
-                                   array_agg('-infinity'::timestamptz))
-        FROM (SELECT DISTINCT s.symbol, s.account FROM fifo.pool_state s) ps;
     END IF;
 END;
 $$;

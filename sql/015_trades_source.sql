@@ -27,6 +27,37 @@ AS $$
                 ELSE p_value::text::numeric END
 $$;
 
+-- The same for the other numeric-like column types an adopted table may
+-- use, so a mapping is written once, fifo._decimal(t.col), whatever the
+-- column's type: real (its own shortest decimal: 188.9, not the double's
+-- 188.899993896484375), numeric (NaN and +-Infinity -> NULL) and bigint.
+-- smallint and integer columns resolve to the double precision overload,
+-- which is exact for them.
+CREATE OR REPLACE FUNCTION fifo._decimal(p_value real)
+RETURNS numeric
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+SET extra_float_digits = 1
+AS $$
+    SELECT CASE WHEN p_value = ANY ('{NaN,Infinity,-Infinity}'::float4[]) THEN NULL::numeric
+                ELSE p_value::text::numeric END
+$$;
+
+CREATE OR REPLACE FUNCTION fifo._decimal(p_value numeric)
+RETURNS numeric
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN p_value = ANY ('{NaN,Infinity,-Infinity}'::numeric[]) THEN NULL::numeric
+                ELSE p_value END
+$$;
+
+CREATE OR REPLACE FUNCTION fifo._decimal(p_value bigint)
+RETURNS numeric
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT p_value::numeric $$;
+
 -- fifo._trades_mapping(source): the SQL expressions (over the source row
 -- `t`) that give fifo.trades' columns, the source table, and `inputs`: the
 -- row of matching inputs whose change marks a pool changed. Code, not data:

@@ -21,8 +21,8 @@ def refused(db, name, value) -> psycopg.Error:
     return info.value
 
 
-DEFAULTS = {"change_retention": "7 days", "current_version": "1", "long_term_days": "365", "report_timezone": "UTC",
-            "trades_source": "fifo-db"}
+DEFAULTS = {"current_version": "1", "long_term_days": "365", "report_timezone": "UTC", "trades_source": "fifo-db",
+            "change_retention": "7 days", "fill_statuses": "*"}
 
 
 @pytest.mark.parametrize("name, value", [
@@ -81,11 +81,11 @@ def test_invalid_values_are_refused_and_nothing_changes(db, name, value, rule):
 def test_null_and_unknown_names_and_null_values_are_refused(db):
     err = refused(db, None, "5")
     assert (err.sqlstate, err.diag.message_primary) == ("22004", "fifo_set_setting: the setting name is NULL")
-    assert err.diag.message_hint == "Name one of: change_retention, current_version, long_term_days, report_timezone."
+    assert err.diag.message_hint == "Name one of: change_retention, current_version, fill_statuses, long_term_days, report_timezone."
 
     err = refused(db, "long_term_dayz", "5")
     assert (err.sqlstate, err.diag.message_primary) == ("42704", 'unknown fifo-db setting "long_term_dayz"')
-    assert err.diag.message_hint == "Settings are: change_retention, current_version, long_term_days, report_timezone."
+    assert err.diag.message_hint == "Settings are: change_retention, current_version, fill_statuses, long_term_days, report_timezone."
 
     err = refused(db, "long_term_days", None)
     assert (err.sqlstate, err.diag.message_primary) == \
