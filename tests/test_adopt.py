@@ -240,7 +240,7 @@ def test_fill_statuses_leaves_out_other_rows_and_requeues_every_pool(bot):
     c.execute("SELECT compute_fifo_incremental()")
     assert c.execute("SELECT count(*) FROM fifo_allocations WHERE symbol = 'ADA-USD'").fetchone()[0] == 1
     for bad in ("", "filled,", "filled, done", ",done"):
-        with pytest.raises(psycopg.errors.InvalidParameterValue, match="fill_statuses\" cannot be .*: it must be \\* \\(every row is a fill\\)"):
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="fill_statuses\" cannot be .*: it must be \\* \\(every row counts\\)"):
             c.execute("SELECT fifo_set_setting('fill_statuses', %s)", (bad,))
 
 
