@@ -48,12 +48,12 @@ def register(sub) -> None:
 def _cli_grant(args, conn) -> int:
     n = grant(conn, args.kind, args.role)
     print(f"granted {args.role!r} the privileges of a fifo-db {args.kind} in database "
-          f"{conn.info.dbname!r} ({n} objects)")
+          f"{conn.info.dbname!r} ({n} object{'s' if n != 1 else ''})")
     return 0
 
 
 def _cli_revoke(args, conn) -> int:
     n = revoke(conn, args.kind, args.role)
     print(f"revoked the privileges of a fifo-db {args.kind} from {args.role!r} in database "
-          f"{conn.info.dbname!r} ({n} objects)")
+          f"{conn.info.dbname!r} ({n} object{'s' if n != 1 else ''})")
     return 0
