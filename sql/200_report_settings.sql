@@ -151,3 +151,33 @@ AS $$
         ORDER BY t.order_time, t.order_id COLLATE "C"
         LIMIT 1) nb ON true
 $$;
+
+-- fifo._report_scope(symbol): what a report on `symbol` (NULL: all) would
+-- read, so the CLI can refuse a report that would show nothing true: no
+-- trades (for a symbol: the same error as compute_fifo), or pools the engine
+-- has not computed in the current version. Returns the pools with trades,
+-- how many of them are computed, the current version and one pool that is
+-- not computed (for the message).
+CREATE OR REPLACE FUNCTION fifo._report_scope(p_symbol text DEFAULT NULL)
+RETURNS TABLE (pools bigint, computed bigint, version integer, not_computed_example text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_version integer := fifo._current_version();
+BEGIN
+    IF p_symbol IS NOT NULL AND NOT EXISTS (SELECT 1 FROM public.trade_records t WHERE t.symbol = p_symbol) THEN
+        RAISE EXCEPTION 'no trades for symbol "%"', p_symbol
+            USING ERRCODE = 'P0002',
+                  HINT = 'Symbols are case-sensitive; SELECT DISTINCT symbol FROM trade_records lists them.';
+    END IF;
+    RETURN QUERY
+    SELECT count(*), count(ps.version), v_version,
+           min(p.symbol || CASE WHEN p.account = 'default' THEN '' ELSE ' (account ' || p.account || ')' END)
+               FILTER (WHERE ps.version IS NULL)
+    FROM (SELECT DISTINCT t.symbol, t.account FROM public.trade_records t
+          WHERE p_symbol IS NULL OR t.symbol = p_symbol) p
+    LEFT JOIN fifo.pool_state ps
+           ON ps.version = v_version AND ps.symbol = p.symbol AND ps.account = p.account;
+END;
+$$;
