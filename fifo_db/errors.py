@@ -32,13 +32,13 @@ _ADVICE = {
 # these two cases (the ones a newcomer meets first) are recognised by that text, in English.
 _CONNECT_FAILURES = (
     (re.compile(r'database "(?P<name>[^"]*)" does not exist'),
-     "database {name!r} does not exist on this server: create it with `fifo-db db create {name}` "
+     "database \"{name}\" does not exist on this server: create it with `fifo-db db create {name}` "
      "(or createdb), or fix the database name in --dsn / FIFO_DB_DSN"),
     (re.compile(r'role "(?P<name>[^"]*)" does not exist'),
-     "role {name!r} does not exist on this server: fix the user in --dsn / FIFO_DB_DSN, or create the role "
+     "role \"{name}\" does not exist on this server: fix the user in --dsn / FIFO_DB_DSN, or create the role "
      "(CREATE ROLE {name} LOGIN); the embedded server's superuser is postgres"),
     (re.compile(r'password authentication failed for user "(?P<name>[^"]*)"'),
-     "PostgreSQL refused the password of user {name!r}: check the password in --dsn / FIFO_DB_DSN (or ~/.pgpass)"),
+     "PostgreSQL refused the password of user \"{name}\": check the password in --dsn / FIFO_DB_DSN (or ~/.pgpass)"),
 )
 
 

@@ -207,8 +207,8 @@ $$;
 COMMENT ON FUNCTION public.fifo_pnl_summary(text, timestamptz, timestamptz) IS
     'Realized P&L totals, one row per quote currency (same measures as fifo_pnl_by_symbol), for trades in [from, to).';
 
--- fifo._pnl_curve([symbol, from, to]): cumulative realized P&L per day, per
--- symbol and per currency in total (symbol NULL), for the chart.
+-- fifo._pnl_curve([symbol, from, to]): cumulative realized P&L per day with
+-- sells, per symbol and per currency in total (symbol NULL), for the chart.
 CREATE OR REPLACE FUNCTION fifo._pnl_curve(
     p_symbol text DEFAULT NULL,
     p_from timestamptz DEFAULT NULL,
@@ -219,5 +219,5 @@ AS $$
     SELECT r.currency, r.symbol, r.day, r.pnl_amount,
            pg_catalog.sum(r.pnl_amount) OVER (PARTITION BY r.currency, r.symbol ORDER BY r.day ROWS UNBOUNDED PRECEDING)
     FROM fifo._pnl_rollup(p_symbol, p_from, p_to) r
-    WHERE r.grain IN ('day', 'day,symbol')
+    WHERE r.grain IN ('day', 'day,symbol') AND r.sells OPERATOR(pg_catalog.>) 0::pg_catalog.int8
 $$;
