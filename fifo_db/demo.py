@@ -48,7 +48,7 @@ def _check_room(conn: psycopg.Connection) -> int:
         else "SELECT count(*) FROM public.trade_records", (DEMO_SOURCE,) if has_source else ()).fetchone()[0]
     if others:
         db = conn.info.dbname
-        raise FifoError(f"database {db!r} already holds {others:,} trades that are not the demo's, and the demo "
+        raise FifoError(f"database {db!r} already holds {others:,} trade(s) that are not the demo's, and the demo "
                         f"never touches them: run it in a database of its own: `fifo-db db create fifo_demo` "
                         f"then `fifo-db --dsn '<the DSN it prints>' demo`")
     return conn.execute("SELECT count(*) FROM public.trade_records").fetchone()[0]
