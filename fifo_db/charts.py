@@ -16,7 +16,7 @@ from __future__ import annotations
 import zlib
 from calendar import monthrange
 from datetime import date, datetime, timedelta, timezone
-from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from html import escape
 
 WIDTH = 960
@@ -95,8 +95,10 @@ def date_ticks(d0: date, d1: date) -> list[date]:
     return ticks + [d1]
 
 
-def _label(value: Decimal) -> str:
-    return f"{value.quantize(Decimal('0.01'), rounding=ROUND_HALF_UP):,.2f}"
+def _label(value: Decimal, currency: str | None = None) -> str:
+    from fifo_db.report import money
+
+    return money(value, currency or "USD")
 
 
 def _panel(out: list[str], top: float, currency: str | None, series: dict, start: date | None,
@@ -133,7 +135,7 @@ def _panel(out: list[str], top: float, currency: str | None, series: dict, start
     for t in ticks:
         out.append(f'<line x1="{plot_left}" y1="{y(t):.1f}" x2="{plot_right}" y2="{y(t):.1f}" '
                    f'stroke="{"#888888" if t == 0 else "#e5e5e5"}" stroke-width="1"/>')
-        out.append(f'<text x="{plot_left - 8}" y="{y(t) + 4:.1f}" text-anchor="end">{_label(t)}</text>')
+        out.append(f'<text x="{plot_left - 8}" y="{y(t) + 4:.1f}" text-anchor="end">{_label(t, currency)}</text>')
     out.append(f'<text transform="translate(18 {(plot_top + plot_bottom) / 2:.1f}) rotate(-90)" '
                f'text-anchor="middle">P&amp;L ({escape(name)})</text>')
     for d in date_ticks(d0, d1):
@@ -166,7 +168,7 @@ def _panel(out: list[str], top: float, currency: str | None, series: dict, start
         dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
         out.append(f'<line x1="{plot_right + 15}" y1="{ly:.1f}" x2="{plot_right + 40}" y2="{ly:.1f}" '
                    f'stroke="{color}" stroke-width="{width}"{dash_attr}/>')
-        out.append(f'<text x="{plot_right + 46}" y="{ly + 4:.1f}">{escape(label)} {_label(pts[-1][1])}</text>')
+        out.append(f'<text x="{plot_right + 46}" y="{ly + 4:.1f}">{escape(label)} {_label(pts[-1][1], currency)}</text>')
         ly += 18
     if hidden:
         out.append(f'<text x="{plot_right + 15}" y="{ly + 4:.1f}" fill="#666666">+{len(hidden)} more symbols '
@@ -214,10 +216,11 @@ def _headline(totals: list[dict], years: list[dict], display) -> list[str]:
         tone = "neg" if pnl < 0 else "pos"
         out.append(f'<div class="headline" data-currency="{cur}">')
         out.append(f'<div class="card"><div class="k">Realized P&amp;L ({cur})</div>'
-                   f'<div class="v {tone}">{escape(display(pnl, "money"))}</div></div>')
+                   f'<div class="v {tone}">{escape(display(pnl, "money", t["currency"]))}</div></div>')
         out.append(f'<div class="card"><div class="k">Fees paid ({cur})</div>'
-                   f'<div class="v">{escape(display(t["fees_paid"], "money"))}</div>'
-                   f'<div class="k">{escape(display(t["realized_fees"], "money"))} of them in realized P&amp;L</div></div>')
+                   f'<div class="v">{escape(display(t["fees_paid"], "money", t["currency"]))}</div>'
+                   f'<div class="k">{escape(display(t["realized_fees"], "money", t["currency"]))} of them in realized '
+                   f'P&amp;L</div></div>')
         out.append(f'<div class="card"><div class="k">Closed trades</div><div class="v">{t["trades"]:,}</div>'
                    f'<div class="k">{t["sells"]:,} sells, {t["buys"]:,} buys</div></div>')
         rate = display(t["win_rate"], "pct") or "-"
@@ -232,7 +235,7 @@ def _headline(totals: list[dict], years: list[dict], display) -> list[str]:
             f'<th{" class=n" if k in _NUMERIC else ""}>{h}</th>' for h, (_, k) in zip(heads, cols))
             + "</tr></thead><tbody>")
         for r in years:
-            out.append("<tr>" + "".join(_cell(r.get(c), k, display) for c, k in cols) + "</tr>")
+            out.append("<tr>" + "".join(_cell(r.get(c), k, display, r.get("currency")) for c, k in cols) + "</tr>")
         out.append("</tbody></table>")
     out.append("</section>")
     return out
@@ -259,9 +262,11 @@ def html_report(title: str, svg: str, totals: list[dict], years: list[dict], sec
             f'<th{" class=n" if k in _NUMERIC else ""}>{escape(titles.get(c, c))}</th>' for c, k in columns)
             + "</tr></thead><tbody>")
         for r in rows:
-            out.append("<tr>" + "".join(_cell(r.get(c), k, display) for c, k in columns) + "</tr>")
+            out.append("<tr>" + "".join(_cell(r.get(c), k, display, r.get("currency")) for c, k in columns)
+                       + "</tr>")
         for total in section_totals or []:
-            cells = [_cell(total.get(c), k, display) if c in total else "<td></td>" for c, k in columns]
+            cells = [_cell(total.get(c), k, display, total.get("currency")) if c in total else "<td></td>"
+                     for c, k in columns]
             cells[0] = "<td>TOTAL</td>"
             out.append('<tr class="total">' + "".join(cells) + "</tr>")
         out.append("</tbody></table>")
@@ -269,8 +274,8 @@ def html_report(title: str, svg: str, totals: list[dict], years: list[dict], sec
     return "\n".join(out) + "\n"
 
 
-def _cell(value, kind: str, display) -> str:
-    text = escape(display(value, kind))
+def _cell(value, kind: str, display, currency: str | None = None) -> str:
+    text = escape(display(value, kind, currency))
     classes = []
     if kind in _NUMERIC:
         classes.append("n")

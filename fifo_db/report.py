@@ -201,8 +201,19 @@ def plain(value: Decimal) -> str:
     return "0" if text in ("-0", "") else text
 
 
-def money(value: Decimal) -> str:
-    return f"{value.quantize(CENT, rounding=ROUND_HALF_UP):,.2f}"
+# Currencies shown to the cent; any other quote (BTC, ETH, ...) is shown to 8 decimals, so
+# 0.0179 BTC does not read as 0.02.
+CENT_CURRENCIES = frozenset({
+    "USD", "EUR", "GBP", "CHF", "CAD", "AUD", "NZD", "JPY", "SGD", "HKD", "SEK", "NOK", "DKK", "PLN", "CZK",
+    "MXN", "BRL", "ZAR", "TRY", "INR", "KRW", "USDC", "USDT", "DAI", "PYUSD", "EURC", "BUSD", "TUSD", "USDP"})
+
+
+def money(value: Decimal, currency: str | None = None) -> str:
+    """Money for reading: cents for fiat and stablecoins (or no currency given), else 8 decimals."""
+    if currency is None or currency.upper() in CENT_CURRENCIES:
+        return f"{value.quantize(CENT, rounding=ROUND_HALF_UP):,.2f}"
+    text = f"{value.quantize(Decimal('1e-8'), rounding=ROUND_HALF_UP):,.8f}".rstrip("0")
+    return text + "00" if text.endswith(".") else text + "0" if len(text.split(".")[1]) < 2 else text
 
 
 def interval(value: timedelta) -> str:
@@ -211,12 +222,12 @@ def interval(value: timedelta) -> str:
     return f"{days}d {hours:02d}:{minutes:02d}" if days else f"{hours:02d}:{minutes:02d}"
 
 
-def display(value, kind: str) -> str:
-    """A value as a table shows it (rounded for reading; storage never is)."""
+def display(value, kind: str, currency: str | None = None) -> str:
+    """A value as a table shows it (rounded for reading; storage never is); money in `currency`."""
     if value is None:
         return ""
     if kind == "money":
-        return money(value)
+        return money(value, currency or "USD")
     if kind in ("qty", "price"):
         return plain(value.quantize(Decimal("1e-8"), rounding=ROUND_HALF_UP))
     if kind == "pct":
@@ -262,10 +273,10 @@ def table(columns, rows: list[dict], totals: list[dict] | None = None) -> str:
     """A plain-text table; one TOTAL line per currency when `totals` is given."""
     numeric = {"money", "qty", "price", "pct", "int"}
     head = [c for c, _ in columns]
-    body = [[display(r.get(c), k) for c, k in columns] for r in rows]
+    body = [[display(r.get(c), k, r.get("currency")) for c, k in columns] for r in rows]
     foot = []
     for total in totals or []:
-        line = [display(total.get(c), k) if c in total else "" for c, k in columns]
+        line = [display(total.get(c), k, total.get("currency")) if c in total else "" for c, k in columns]
         line[0] = "TOTAL"
         foot.append(line)
     widths = [max(len(x) for x in col) for col in zip(head, *body, *foot)]

@@ -112,7 +112,7 @@ def test_other_quote_currencies_never_add_into_dollar_totals(mixed, dsn, capsys,
     assert totals == {"USD": (D("9975"), D("25")), "BTC": (D("0.0318"), D("0.0002")), "USDC": (D("200"), D(0))}
     rc, out, err = report(dsn, capsys, "pnl")
     total_lines = [line.split() for line in out.splitlines() if line.startswith("TOTAL")]
-    assert [(t[1], t[-1]) for t in total_lines] == [("BTC", "0.03"), ("USD", "9,975.00"), ("USDC", "200.00")]
+    assert [(t[1], t[-1]) for t in total_lines] == [("BTC", "0.0318"), ("USD", "9,975.00"), ("USDC", "200.00")]
     # the chart: one panel per currency, each total in its own currency
     import xml.etree.ElementTree as ET
     rc, _, _ = report(dsn, capsys, "--chart", str(tmp_path / "c.svg"), "--html", str(tmp_path / "r.html"))
@@ -120,10 +120,10 @@ def test_other_quote_currencies_never_add_into_dollar_totals(mixed, dsn, capsys,
     svg = [t.text for t in ET.parse(tmp_path / "c.svg").getroot().iter("{http://www.w3.org/2000/svg}text")]
     assert [t for t in svg if t.startswith("Cumulative realized P&L in")] == [
         "Cumulative realized P&L in BTC", "Cumulative realized P&L in USD", "Cumulative realized P&L in USDC"]
-    assert "total USD 9,975.00" in svg and "total BTC 0.03" in svg and "P&L (BTC)" in svg
+    assert "total USD 9,975.00" in svg and "total BTC 0.0318" in svg and "P&L (BTC)" in svg
     html = (tmp_path / "r.html").read_text()
     assert "Realized P&amp;L (USD)</div><div class=\"v pos\">9,975.00" in html
-    assert "Realized P&amp;L (BTC)</div><div class=\"v pos\">0.03" in html
+    assert "Realized P&amp;L (BTC)</div><div class=\"v pos\">0.0318<" in html
 
 
 def test_tax_export_keeps_report_currency_rows_and_names_the_rest(mixed, dsn, capsys):
