@@ -249,8 +249,8 @@ def html_report(title: str, svg: str, totals: list[dict], years: list[dict], sec
            f"<title>fifo-db report</title><style>{_CSS}</style></head><body>",
            "<h1>fifo-db report</h1>",
            f"<p>{escape(title)}. Generated {now}. Every amount is in the quote currency of its symbol "
-           f"(BTC-USD: USD) and totals never add currencies; amounts are rounded to cents for reading, the "
-           f"views hold the exact values.</p>"]
+           f"(BTC-USD: USD) and totals never add currencies. Amounts are rounded for reading (to the cent; "
+           f"8 decimals for quotes such as BTC); the views hold the exact values.</p>"]
     out += _headline(totals, years, display)
     out.append(svg)
     for heading, columns, rows, section_totals in sections:

@@ -502,7 +502,7 @@ def _cli_import(args, conn) -> int:
     if args.reject_file and not args.skip_invalid:
         raise FifoError("--reject-file goes with --skip-invalid")
     fmt_name, detected = choose_format(args.file, args.format)
-    label = "Coinbase fills" if fmt_name == "coinbase" else "generic"
+    label = "Coinbase fills" if fmt_name == "coinbase" else "trade_records' columns"
     print(f"format: {fmt_name} ({label}; " + ("detected from the header; --format overrides)" if detected
                                               else "from --format)"))
     target = args.reject_file or args.file.with_name(args.file.name + ".rejected.csv")

@@ -510,7 +510,7 @@ def html_page(conn: psycopg.Connection, bounds: Bounds, tz: str, svg: str) -> st
     from fifo_db import charts
 
     totals = fetch_totals(conn, bounds)
-    years = fetch(conn, "yearly", bounds)
+    years = fetch(conn, "yearly", bounds, all_columns=True)
     sections = []
     for name in ("pnl", "monthly", "positions", "unmatched"):
         kind = KINDS[name]
