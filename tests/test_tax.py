@@ -200,3 +200,11 @@ def test_boxes_parts_years_and_term_filter(db, dsn, capsys):
     assert [(b[2], b[4]) for b in boxes()] == [("I", "Short-term"), ("I", "Short-term"), ("II", "Long-term"),
                                                ("II", "Long-term")]
     assert [b[1] for b in boxes("--term", "long")] == ["06/01/2024", "06/01/2025"]
+
+
+def test_explain_shows_a_btc_quoted_sell_in_btc(mixed, dsn, capsys):
+    assert main(["--dsn", dsn, "explain", "x-s"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    # lot x-b: 0.8 of it, cost 0.8 * 0.05 = 0.04, proceeds 0.8 * 0.09 - 0.0002 = 0.0718, P&L 0.0318 (not "0.03")
+    assert out[3].split()[-3:] == ["0.04", "0.0718", "0.0318"]
+    assert out[-1] == "prices, fees, cost, proceeds and P&L are in BTC"
