@@ -133,8 +133,9 @@ def check_scope(conn: psycopg.Connection, symbol: str | None) -> str | None:
     current version: FifoError. Some pools not computed: the warning to print.
     """
     try:
-        pools, computed, version, example = conn.execute(
-            "SELECT * FROM fifo._report_scope(%s)", (symbol,)).fetchone()
+        pools, computed, version, example, stale = conn.execute(
+            "SELECT pools, computed, version, not_computed_example, stale FROM fifo._report_scope(%s)",
+            (symbol,)).fetchone()
     except psycopg.Error as exc:
         raise from_db_error(exc) from None
     if pools == 0:
@@ -148,6 +149,9 @@ def check_scope(conn: psycopg.Connection, symbol: str | None) -> str | None:
     if computed < pools:
         return (f"warning: {pools - computed:,} of {pools:,} pool(s) are not computed in version {version} "
                 f"(e.g. {example}); their sells show as 'not computed' and add nothing: run `{fix}`")
+    if stale:
+        return (f"warning: {stale:,} pool(s) of version {version} are stale (another version consumed their "
+                f"changes); their later sells show as 'stale': run `fifo-db compute --all-symbols`")
     return None
 
 

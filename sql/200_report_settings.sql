@@ -156,10 +156,13 @@ $$;
 -- read, so the CLI can refuse a report that would show nothing true: no
 -- trades (for a symbol: the same error as compute_fifo), or pools the engine
 -- has not computed in the current version. Returns the pools with trades,
--- how many of them are computed, the current version and one pool that is
--- not computed (for the message).
-CREATE OR REPLACE FUNCTION fifo._report_scope(p_symbol text DEFAULT NULL)
-RETURNS TABLE (pools bigint, computed bigint, version integer, not_computed_example text)
+-- how many of them are computed, the current version, one pool that is not
+-- computed (for the message) and how many computed pools are stale.
+-- (an internal helper with no grants or dependents: dropped first so an install over an
+-- earlier build of it, with fewer result columns, goes through)
+DROP FUNCTION IF EXISTS fifo._report_scope(text);
+CREATE FUNCTION fifo._report_scope(p_symbol text DEFAULT NULL)
+RETURNS TABLE (pools bigint, computed bigint, version integer, not_computed_example text, stale bigint)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -174,7 +177,8 @@ BEGIN
     RETURN QUERY
     SELECT count(*), count(ps.version), v_version,
            min(p.symbol || CASE WHEN p.account = 'default' THEN '' ELSE ' (account ' || p.account || ')' END)
-               FILTER (WHERE ps.version IS NULL)
+               FILTER (WHERE ps.version IS NULL),
+           count(ps.stale_from)
     FROM (SELECT DISTINCT t.symbol, t.account FROM public.trade_records t
           WHERE p_symbol IS NULL OR t.symbol = p_symbol) p
     LEFT JOIN fifo.pool_state ps

@@ -227,3 +227,15 @@ def test_html_opens_with_the_headline(worked, dsn, capsys, tmp_path):
     assert "<h2>Realized P&amp;L by day</h2>" not in html
     assert "<th class=n>Realized P&amp;L</th>" in html and "pnl_amount" not in html
     assert '<td class="n neg">-20.50</td>' in html
+
+
+def test_stale_pools_are_warned_about(worked, dsn, capsys):
+    # version 2 computed, then version 1 (current) consumes a back-dated change of AAA-USD: 2 is stale there
+    worked.execute("SELECT compute_fifo_all(true, 2)")
+    add_trades(worked, [{"order_id": "late-b", "symbol": "AAA-USD", "side": "buy", "size": 1, "price": 1,
+                         "order_time": "2025-01-02"}])
+    worked.execute("SELECT compute_fifo_incremental()")
+    worked.execute("SELECT fifo_set_setting('current_version', '2')")
+    rc, out, err = run(dsn, capsys, "pnl")
+    assert rc == 0 and "AAA-USD" in out
+    assert err.startswith("warning: 1 pool(s) of version 2 are stale"), err
