@@ -95,6 +95,9 @@ RETURNS TABLE (
     term text, no_basis boolean, currency text, symbol text, sell_trade_id text, buy_trade_id text,
     sell_time timestamptz, buy_time timestamptz)
 LANGUAGE plpgsql STABLE
+-- SECURITY DEFINER: a reader (fifo-db grant reader) gets the Form 8949 rows without any right on
+-- fifo.allocations; it only reads, its search path is pinned and p_reported is checked first
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
