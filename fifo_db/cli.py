@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    importlib.import_module("fifo_db.databases").extend_db_command(sub)   # `db create NAME`
     return parser
 
 

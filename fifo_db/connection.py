@@ -9,6 +9,10 @@ import psycopg
 from fifo_db.errors import FifoError, from_db_error
 
 
+DSN_SHAPES = ("a DSN looks like postgresql://USER@HOST:5432/DBNAME or 'host=HOST port=5432 dbname=DBNAME "
+              "user=USER' (omit --dsn and FIFO_DB_DSN for the embedded server)")
+
+
 def resolve_dsn(dsn: str | None = None) -> str:
     """The DSN to use; starts the embedded server when none is configured."""
     dsn = dsn or os.environ.get("FIFO_DB_DSN")
@@ -24,7 +28,7 @@ def connect(dsn: str | None = None, *, autocommit: bool = True) -> psycopg.Conne
     target = resolve_dsn(dsn)
     try:
         return psycopg.connect(target, autocommit=autocommit)
-    except psycopg.Error as exc:
+    except psycopg.OperationalError as exc:  # the server said no, or is not there
         raise from_db_error(exc) from None
-    except Exception as exc:  # malformed DSN strings raise ProgrammingError subclasses too
-        raise FifoError(f"cannot use DSN {target!r}: {exc}") from None
+    except Exception as exc:  # a malformed DSN string (ProgrammingError) and the like
+        raise FifoError(f"cannot use DSN {target!r}: {' '.join(str(exc).split())}; {DSN_SHAPES}") from None

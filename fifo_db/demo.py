@@ -1,37 +1,57 @@
-"""The demo: the seed's story end to end on a scratch database.
+"""The demo: the seed's story end to end, in the database every other command uses.
 
-It creates (or re-creates) the database `fifo_demo` on the embedded server
-(or on the server of --dsn), installs fifo-db there, loads the seed's
-SAPIEN-USD trades in the order they reached the bot (the Dec 3 sell before
-its buy) plus a seed-sized synthetic history (171 symbols, 4,513 trades),
-computes, prints the SAPIEN-USD matching and the statistics, and verifies.
-Nothing outside `fifo_demo` is touched.
+It loads into the default target, the embedded server's database `fifo` (or the
+database of --dsn / FIFO_DB_DSN), so the commands the README shows next
+(`fifo-db compute --symbol SAPIEN-USD`, `fifo-db report pnl ...`, `fifo-db explain ...`)
+work as printed. It never destroys a user's data: it runs only in a database that
+holds no trades or only the demo's own (source 'fifo-db demo', which a re-run
+replaces), and otherwise refuses with the one-line fix (a database of its own).
+
+It installs fifo-db, loads the seed's SAPIEN-USD trades in the order they reached
+the bot (the Dec 3 sell before its buy) plus a seed-sized synthetic history (171
+symbols, 4,513 trades), computes, prints the SAPIEN-USD matching and the
+statistics, and verifies.
 """
 
 from __future__ import annotations
 
 import time
+
 import psycopg
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from fifo_db.compute import compute_all, compute_symbol, format_stats, money
-from fifo_db.connection import resolve_dsn
-from fifo_db.errors import from_db_error
+from fifo_db.connection import connect, resolve_dsn
+from fifo_db.errors import FifoError, from_db_error
 from fifo_db.install import install
 from fifo_db.sample import SAPIEN_SELL, SAPIEN_SEPT10_BUY, copy_rows, sapien_story, synthetic_rows
 from fifo_db.verify import verify
 
-DEMO_DB = "fifo_demo"
+DEMO_SOURCE = "fifo-db demo"   # trade_records.source of every demo trade
 
 
-def _recreate(dsn: str) -> str:
-    """Drop and create DEMO_DB on the server of `dsn`; returns a DSN for it."""
-    params = conninfo_to_dict(dsn)
-    with psycopg.connect(make_conninfo(**{**params, "dbname": "postgres"}), autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DEMO_DB)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DEMO_DB)))
-    return make_conninfo(**{**params, "dbname": DEMO_DB})
+def _demo_rows(rows):
+    """The sample trades, marked as the demo's own."""
+    for row in rows:
+        yield (*row[:-1], DEMO_SOURCE)
+
+
+def _check_room(conn: psycopg.Connection) -> int:
+    """Trades the demo may replace (its own); refuses when the database holds anyone else's."""
+    exists = conn.execute("SELECT to_regclass('public.trade_records') IS NOT NULL").fetchone()[0]
+    if not exists:
+        return 0
+    has_source = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'public.trade_records'::regclass "
+        "AND attname = 'source' AND NOT attisdropped)").fetchone()[0]
+    others = conn.execute(
+        "SELECT count(*) FROM public.trade_records WHERE source IS DISTINCT FROM %s" if has_source
+        else "SELECT count(*) FROM public.trade_records", (DEMO_SOURCE,) if has_source else ()).fetchone()[0]
+    if others:
+        db = conn.info.dbname
+        raise FifoError(f"database {db!r} already holds {others:,} trade(s) that are not the demo's, and the demo "
+                        f"never touches them: run it in a database of its own: `fifo-db db create fifo_demo` "
+                        f"then `fifo-db --dsn '<the DSN it prints>' demo`")
+    return conn.execute("SELECT count(*) FROM public.trade_records").fetchone()[0]
 
 
 def _sapien_table(conn) -> list[str]:
@@ -51,16 +71,24 @@ def _sapien_table(conn) -> list[str]:
 def run_demo(dsn: str | None = None, out=print) -> int:
     started = time.perf_counter()
     target = resolve_dsn(dsn)
-    out(f"server: {target}" + ("" if dsn else "  (embedded; `fifo-db db stop` stops it)"))
-    demo_dsn = _recreate(target)
+    embedded = not (dsn or _env_dsn())
+    conn = connect(target)
     try:
-        with psycopg.connect(demo_dsn, autocommit=True) as conn:
+        with conn:
+            db = conn.info.dbname
+            out(f"server: {target}" + ("  (embedded; `fifo-db db stop` stops it)" if embedded else ""))
+            replaced = _check_room(conn)
             result = install(conn)
-            out(f"installed fifo-db into database {DEMO_DB!r} "
-                f"(migrations: {', '.join(result.migrations_applied)}; {result.sql_files} SQL files)")
+            where = (f"database {db!r}, the embedded server's default: every fifo-db command uses it"
+                     if embedded else f"database {db!r}")
+            out(f"installed fifo-db into {where} "
+                f"(migrations: {', '.join(result.migrations_applied) or 'none pending'}; {result.sql_files} SQL files)")
+            if replaced:
+                conn.execute("DELETE FROM trade_records WHERE source = %s", (DEMO_SOURCE,))
+                out(f"replaced the {replaced:,} trades of an earlier demo run")
             story = sapien_story()
-            copy_rows(conn, story)
-            n = copy_rows(conn, synthetic_rows(symbols=171, trades=4513, seed=7))
+            copy_rows(conn, _demo_rows(story))
+            n = copy_rows(conn, _demo_rows(synthetic_rows(symbols=171, trades=4513, seed=7)))
             out(f"loaded the seed's SAPIEN-USD story ({len(story)} trades, the Dec 3 sell recorded "
                 f"before its buy) and {n:,} synthetic trades over 171 symbols")
             out("")
@@ -68,8 +96,8 @@ def run_demo(dsn: str | None = None, out=print) -> int:
             compute_symbol(conn, "SAPIEN-USD")
             for line in _sapien_table(conn):
                 out(line)
-            right = conn.execute("SELECT pnl_amount FROM fifo_allocations WHERE sell_trade_id = %s",
-                                 (SAPIEN_SELL,)).fetchone()[0]
+            right = conn.execute("SELECT pnl_amount FROM fifo_allocations WHERE sell_trade_id = %s "
+                                 "AND version = fifo._current_version()", (SAPIEN_SELL,)).fetchone()[0]
             # what the seed's inline FIFO did: the same sell charged to the Sept 10 lot
             sept10 = next(t for t in story if t[0] == SAPIEN_SEPT10_BUY)
             sell = next(t for t in story if t[0] == SAPIEN_SELL)
@@ -88,18 +116,31 @@ def run_demo(dsn: str | None = None, out=print) -> int:
                     out(str(f))
                 out(f"verify: {len(findings)} finding(s)")
                 return 1
-            pools = conn.execute("SELECT count(*) FROM fifo.pool_state").fetchone()[0]
+            pools = conn.execute("SELECT count(*) FROM fifo.pool_state "
+                                 "WHERE version = fifo._current_version()").fetchone()[0]
             out(f"verify: clean ({pools} pools: SQL invariants hold and every allocation equals "
                 f"the reference FIFO)")
     except psycopg.Error as exc:
         raise from_db_error(exc) from None
     out("")
-    out(f"demo done in {time.perf_counter() - started:.1f}s. Look around: psql \"{demo_dsn}\"")
+    out(f"demo done in {time.perf_counter() - started:.1f}s. Next, as the README shows:")
+    prefix = "fifo-db" if embedded else f"fifo-db --dsn '{target}'" if dsn else "fifo-db"
+    for command in ("compute --symbol SAPIEN-USD", "report pnl --symbol SAPIEN-USD", f"explain {SAPIEN_SELL}"):
+        out(f"  {prefix} {command}")
+    out(f"or look around in psql: psql \"{target}\"")
     return 0
 
 
+def _env_dsn() -> str | None:
+    import os
+
+    return os.environ.get("FIFO_DB_DSN") or None
+
+
 def register(sub) -> None:
-    p = sub.add_parser("demo", help="run the seed's story end to end on a scratch database",
-                       description="Create database fifo_demo (dropping an old one), install, load the "
-                                   "seed's SAPIEN-USD story and 4,513 synthetic trades, compute, verify.")
+    p = sub.add_parser("demo", help="run the seed's story end to end in the default database",
+                       description="Install fifo-db into the default database (the embedded server's `fifo`, "
+                                   "or --dsn), load the seed's SAPIEN-USD story and 4,513 synthetic trades, "
+                                   "compute, verify. Runs only where the database holds no trades or only an "
+                                   "earlier demo's; never touches other data.")
     p.set_defaults(func=lambda args: run_demo(args.dsn), needs_db=False)

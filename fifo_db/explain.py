@@ -14,17 +14,24 @@ COLUMNS = (("step", "int"), ("kind", "text"), ("order_id", "text"), ("order_time
 
 
 def explain(conn: psycopg.Connection, order_id: str) -> list[dict]:
+    """explain_fifo()'s steps, each with the trade's quote currency (`currency`) for the money columns."""
     try:
         with conn.cursor(row_factory=dict_row) as cur:
-            return cur.execute("SELECT * FROM explain_fifo(%s)", (order_id,)).fetchall()
+            rows = cur.execute("SELECT * FROM explain_fifo(%s)", (order_id,)).fetchall()
+            currency = cur.execute("SELECT fifo._quote_currency(t.symbol) AS c FROM fifo.trades t "
+                                   "WHERE t.order_id = %s", (order_id,)).fetchone()["c"]
     except psycopg.Error as exc:
         raise from_db_error(exc) from None
+    return [{**r, "currency": currency} for r in rows]
 
 
 def render(rows: list[dict]) -> str:
     """The steps as a table, then each step's note on its own line."""
+    currency = rows[0]["currency"] if rows else None
     lines = [table(COLUMNS, rows), ""]
     lines += [f"{r['step']:>3}  {r['kind']:<11}  {r['note']}" for r in rows]
+    if currency and currency != "USD":
+        lines += ["", f"prices, fees, cost, proceeds and P&L are in {currency}"]
     return "\n".join(lines)
 
 

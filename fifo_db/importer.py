@@ -18,8 +18,10 @@ reasons, to a reject file.
 from __future__ import annotations
 
 import csv
+import os
 import re
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +29,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from fifo_db.csvsafe import SafeWriter
 from fifo_db.errors import FifoError, from_db_error
 
 # canonical field -> SQL expression over the staging table `s` (columns named as in the file)
@@ -148,6 +151,70 @@ def check_header(header: list[str], fmt: Format, path: Path) -> None:
         raise FifoError(f"{path}: line 1: {'; '.join(parts)} for --format {fmt.name} "
                         f"(expected {', '.join(fmt.required)}"
                         + (f"; optional {', '.join(fmt.optional)}" if fmt.optional else "") + ")")
+
+
+_PREAMBLE_LINES = 20   # how far to look for a header below preamble lines (Coinbase's transaction history)
+
+
+def _first_lines(path: Path, n: int = _PREAMBLE_LINES) -> list[str]:
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            return [line for _, line in zip(range(n), f)]
+    except (OSError, UnicodeDecodeError):
+        return []   # read_header says what is wrong with the file
+
+
+def describe_foreign(path: Path) -> str | None:
+    """A file fifo-db cannot read, said as what it looks like and what to do; None if it is not one of those."""
+    lines = _first_lines(path)
+    if not lines:
+        return None
+    for n, line in enumerate(lines, start=1):
+        low = line.lower()
+        if "transaction type" in low and "quantity transacted" in low:
+            preamble = f" below {n - 1} preamble line(s)" if n > 1 else ""
+            return (f"{path}: this looks like Coinbase's transaction history (header 'Timestamp, Transaction Type, "
+                    f"Asset, Quantity Transacted, ...' on line {n}{preamble}), not a fills report: it has no order "
+                    f"ids and mixes sends, receives and conversions with trades. Download the fills report "
+                    f"(Coinbase Advanced Trade: Orders, Fills, Download CSV) and import that, or write the trades "
+                    f"as the generic columns order_id,symbol,side,size,price,total_fees,order_time")
+    first = lines[0]
+    if first.count(";") >= 3 and first.count(",") < first.count(";"):
+        return (f"{path}: line 1 is separated by semicolons, not commas (a spreadsheet saved with a ';' "
+                f"delimiter): fifo-db reads comma-separated CSV with '.' as the decimal point; save it again as "
+                f"CSV with ',' as the field delimiter (LibreOffice: Save As, Text CSV, Field delimiter ',')")
+    if first.count("\t") >= 3 and "," not in first:
+        return (f"{path}: line 1 is separated by tabs, not commas: fifo-db reads comma-separated CSV; "
+                f"save it again as CSV with ',' as the field delimiter")
+    return None
+
+
+def choose_format(path: Path, requested: str | None) -> tuple[str, bool]:
+    """(format name, detected?): --format when given, else the format whose header the file has.
+
+    A file in a shape fifo-db cannot read (Coinbase's transaction history, semicolon- or
+    tab-separated) is refused with a line saying what it looks like and what to do.
+    """
+    path = Path(path)
+    foreign = describe_foreign(path)
+    if foreign:
+        raise FifoError(foreign)
+    header = read_header(path)
+    if requested:
+        check_header(header, FORMATS[requested], path)
+        return requested, False
+    for name in ("coinbase", "generic"):
+        fmt = FORMATS[name]
+        if all(c in header for c in fmt.required) and all(h in fmt.columns() for h in header):
+            return name, True
+    coinbase = FORMATS["coinbase"]
+    if sum(c in header for c in coinbase.required) > len(coinbase.required) // 2:
+        check_header(header, coinbase, path)   # close to Coinbase fills: say which columns differ
+    try:
+        check_header(header, FORMATS["generic"], path)
+    except FifoError as exc:
+        raise FifoError(f"{exc}; or the Coinbase fills header ({', '.join(coinbase.required)})") from None
+    return "generic", True
 
 
 def _field_checks(fmt: Format, present: list[str]) -> sql.Composable:
@@ -383,14 +450,34 @@ _INSERT = """
       AND NOT EXISTS (SELECT 1 FROM public.trade_records x WHERE x.order_id = t.order_id)"""
 
 
-def write_rejects(result: ImportResult, header: list[str], target: Path) -> None:
-    """The rejected records as they were in the file, plus their line number and reason."""
+def write_rejects(result: ImportResult, header: list[str], f) -> None:
+    """The rejected records as they were in the file, plus their line number and reason, into open file `f`.
+
+    Cells a spreadsheet would run as a formula get a leading apostrophe (fifo_db.csvsafe).
+    """
     rows = getattr(result, "reject_rows", [])
-    with open(target, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow([*header, "line", "reason"])
-        for line, message, _stage_line, *values in rows:
-            w.writerow([*("" if v is None else v for v in values), line, message])
+    w = SafeWriter(f)
+    w.writerow([*header, "line", "reason"])
+    for line, message, _stage_line, *values in rows:
+        w.writerow([*("" if v is None else v for v in values), line, message])
+
+
+def open_reject_file(target: Path):
+    """Prove, before anything is loaded, that the reject file can be written: open a temporary file
+    beside it (renamed over it once the rejects are written), or say why not in one line."""
+    target = Path(target)
+    if target.is_dir():
+        raise FifoError(f"--reject-file {target}: is a directory; give a file name; nothing was imported")
+    folder = target.parent
+    if not folder.is_dir():
+        raise FifoError(f"--reject-file {target}: folder {folder} does not exist (mkdir -p {folder}); "
+                        f"nothing was imported")
+    try:
+        return tempfile.NamedTemporaryFile("w", newline="", encoding="utf-8", dir=folder,
+                                           prefix=f".{target.name}.", suffix=".tmp", delete=False)
+    except OSError as exc:
+        raise FifoError(f"--reject-file {target}: cannot write in {folder} ({exc.strerror or exc}); "
+                        f"nothing was imported") from None
 
 
 def register(sub) -> None:
@@ -398,8 +485,9 @@ def register(sub) -> None:
                        description="Load trades from CSV through COPY; all or nothing unless --skip-invalid. "
                                    "Re-importing the same file adds nothing (idempotent by order_id).")
     p.add_argument("file", type=Path, metavar="FILE.csv")
-    p.add_argument("--format", choices=sorted(FORMATS), default="generic",
-                   help="generic: trade_records' columns; coinbase: Coinbase Advanced Trade fills report")
+    p.add_argument("--format", choices=sorted(FORMATS),
+                   help="generic: trade_records' columns; coinbase: Coinbase Advanced Trade fills report "
+                        "(default: detected from the header)")
     p.add_argument("--skip-invalid", action="store_true",
                    help="load the good rows and write the bad ones to the reject file")
     p.add_argument("--reject-file", type=Path, metavar="F",
@@ -413,20 +501,33 @@ _SHOW = 50
 def _cli_import(args, conn) -> int:
     if args.reject_file and not args.skip_invalid:
         raise FifoError("--reject-file goes with --skip-invalid")
+    fmt_name, detected = choose_format(args.file, args.format)
+    label = "Coinbase fills" if fmt_name == "coinbase" else "trade_records' columns"
+    print(f"format: {fmt_name} ({label}; " + ("detected from the header; --format overrides)" if detected
+                                              else "from --format)"))
+    target = args.reject_file or args.file.with_name(args.file.name + ".rejected.csv")
+    pending = open_reject_file(target) if args.skip_invalid else None
     try:
-        result = import_csv(conn, args.file, args.format, args.skip_invalid)
-    except InvalidRows as bad:
-        for line, message in bad.result.rejected[:_SHOW]:
-            print(f"{args.file}: line {line}: {message}", file=sys.stderr)
-        if len(bad.result.rejected) > _SHOW:
-            print(f"{args.file}: ... and {len(bad.result.rejected) - _SHOW:,} more", file=sys.stderr)
-        raise
-    print(f"imported {result.inserted:,} of {result.rows:,} rows from {args.file} in {result.seconds:.2f}s "
-          f"({result.present:,} already present, {len(result.rejected):,} rejected)")
-    if result.rejected:
-        target = args.reject_file or args.file.with_name(args.file.name + ".rejected.csv")
-        write_rejects(result, read_header(args.file), target)
-        print(f"{len(result.rejected):,} rejected rows with their reasons written to {target}")
+        try:
+            result = import_csv(conn, args.file, fmt_name, args.skip_invalid)
+        except InvalidRows as bad:
+            for line, message in bad.result.rejected[:_SHOW]:
+                print(f"{args.file}: line {line}: {message}", file=sys.stderr)
+            if len(bad.result.rejected) > _SHOW:
+                print(f"{args.file}: ... and {len(bad.result.rejected) - _SHOW:,} more", file=sys.stderr)
+            raise
+        print(f"imported {result.inserted:,} of {result.rows:,} rows from {args.file} in {result.seconds:.2f}s "
+              f"({result.present:,} already present, {len(result.rejected):,} rejected)")
+        if result.rejected:
+            write_rejects(result, read_header(args.file), pending)
+            pending.close()
+            os.replace(pending.name, target)
+            pending = None
+            print(f"{len(result.rejected):,} rejected rows with their reasons written to {target}")
+    finally:
+        if pending is not None:
+            pending.close()
+            os.unlink(pending.name)
     if result.inserted:
         print("allocations: the change triggers queued the pools; run `fifo-db compute --all-symbols` "
               "(or let the pg_cron schedule do it)")

@@ -1,17 +1,19 @@
-"""Reports: `fifo-db report pnl|trades|daily|lots|positions|unmatched|tax`.
+"""Reports: `fifo-db report pnl|trades|daily|monthly|yearly|lots|positions|unmatched|tax`.
 
 The numbers, filters included, come from the report functions in sql/2xx
 (fifo_pnl_by_symbol(symbol, from, to), ...); this module only formats them.
-Tables round for display (money to cents, quantities and prices to 8
-decimals); csv and json carry the exact numerics. `tax` writes Form 8949
-rows as CSV rounded to cents, the way tax software imports them.
+Every money figure is in the symbol's quote currency, shown beside it, and
+totals are per currency, never across. Tables round for display (money to
+cents, quantities and prices to 8 decimals); csv and json carry the exact
+numerics (or --round N). `tax` reads fifo_form_8949(), which rounds to cents
+once in SQL, so its table, CSV and JSON show the same cents.
 """
 
 from __future__ import annotations
 
-import csv
 import io
 import json
+import os
 import sys
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -22,6 +24,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from fifo_db.csvsafe import SafeWriter
 from fifo_db.errors import FifoError, from_db_error
 
 
@@ -30,47 +33,68 @@ class Kind:
     function: str
     columns: tuple[tuple[str, str], ...]  # (column, display type)
     order: str
-    total: bool = False        # add the fifo_pnl_summary row
+    total: bool = False        # add the fifo_pnl_summary rows (one per currency)
     as_of: bool = False        # (symbol, as_of) instead of (symbol, from, to)
     title: str = ""
 
 
 _MEASURES = (("sells", "int"), ("trades", "int"), ("wins", "int"), ("losses", "int"), ("win_rate", "pct"),
-             ("volume", "money"), ("fees", "money"), ("unmatched_size", "qty"), ("pnl_amount", "money"))
+             ("sell_volume", "money"), ("realized_fees", "money"), ("fees_paid", "money"),
+             ("unmatched_size", "qty"), ("pnl_amount", "money"))
 
 KINDS = {
-    "pnl": Kind("fifo_pnl_by_symbol", (("symbol", "text"),) + _MEASURES, "symbol", total=True,
-                title="Realized P&L by symbol"),
+    "pnl": Kind("fifo_pnl_by_symbol", (("symbol", "text"), ("currency", "text")) + _MEASURES, "currency, symbol",
+                total=True, title="Realized P&L by symbol"),
     "trades": Kind("fifo_trade_pnl", (
-        ("order_time", "time"), ("symbol", "text"), ("order_id", "text"), ("size", "qty"), ("price", "price"),
-        ("matched_size", "qty"), ("unmatched_size", "qty"), ("cost_basis", "money"), ("sale_proceeds", "money"),
-        ("pnl_amount", "money"), ("longest_holding", "interval"), ("status", "text")),
+        ("order_time", "time"), ("symbol", "text"), ("currency", "text"), ("order_id", "text"), ("size", "qty"),
+        ("price", "price"), ("matched_size", "qty"), ("unmatched_size", "qty"), ("cost_basis", "money"),
+        ("sale_proceeds", "money"), ("pnl_amount", "money"), ("longest_holding", "interval"), ("status", "text")),
         "order_time, order_id", title="Realized P&L per sell"),
-    "daily": Kind("fifo_pnl_by_day", (("day", "date"),) + _MEASURES + (("cumulative_pnl", "money"),), "day",
-                  total=True, title="Realized P&L by day"),
+    "daily": Kind("fifo_pnl_by_day", (("day", "date"), ("currency", "text")) + _MEASURES
+                  + (("cumulative_pnl", "money"),), "currency, day", total=True, title="Realized P&L by day"),
+    "monthly": Kind("fifo_pnl_by_month", (("month", "month"), ("currency", "text")) + _MEASURES
+                    + (("cumulative_pnl", "money"),), "currency, month", total=True, title="Realized P&L by month"),
+    "yearly": Kind("fifo_pnl_by_year", (("year", "year"), ("currency", "text")) + _MEASURES, "currency, year",
+                   total=True, title="Realized P&L by year"),
     "lots": Kind("fifo_open_lots", (
-        ("order_time", "time"), ("account", "text"), ("symbol", "text"), ("order_id", "text"), ("size", "qty"),
-        ("price", "price"), ("remaining_size", "qty"), ("remaining_fees", "money"), ("remaining_cost", "money"),
-        ("computed", "bool")), "symbol, account, order_time, order_id", title="Open lots"),
+        ("order_time", "time"), ("account", "text"), ("symbol", "text"), ("currency", "text"), ("order_id", "text"),
+        ("size", "qty"), ("price", "price"), ("remaining_size", "qty"), ("remaining_fees", "money"),
+        ("remaining_cost", "money"), ("long_term_after", "date"), ("computed", "bool")),
+        "symbol, account, order_time, order_id", title="Open lots"),
     "positions": Kind("fifo_positions", (
-        ("account", "text"), ("symbol", "text"), ("lots", "int"), ("open_quantity", "qty"), ("open_cost", "money"),
-        ("average_cost", "price"), ("first_lot_time", "time"), ("computed", "bool")),
+        ("account", "text"), ("symbol", "text"), ("currency", "text"), ("lots", "int"), ("open_quantity", "qty"),
+        ("open_cost", "money"), ("average_cost", "price"), ("first_lot_time", "time"), ("computed", "bool")),
         "symbol, account", as_of=True, title="Open positions"),
     "unmatched": Kind("fifo_unmatched_sells", (
-        ("order_time", "time"), ("account", "text"), ("symbol", "text"), ("order_id", "text"), ("size", "qty"),
-        ("unmatched_size", "qty"), ("unmatched_proceeds", "money"), ("reason", "text")),
+        ("order_time", "time"), ("account", "text"), ("symbol", "text"), ("currency", "text"), ("order_id", "text"),
+        ("size", "qty"), ("unmatched_size", "qty"), ("unmatched_proceeds", "money"), ("reason", "text")),
         "order_time, order_id", title="Unmatched (oversold) sells"),
-    "tax": Kind("fifo_tax_lots", (
-        ("description", "text"), ("date_acquired", "date"), ("date_sold", "date"), ("proceeds", "money"),
-        ("cost_basis", "money"), ("gain_or_loss", "money"), ("term", "text")),
-        "sell_time, sell_trade_id, buy_time, buy_trade_id", title="Tax lots (Form 8949)"),
+    "tax": Kind("fifo_form_8949", (
+        ("part", "text"), ("box", "text"), ("description", "text"), ("date_acquired", "date"), ("date_sold", "date"),
+        ("proceeds", "money"), ("cost_basis", "money"), ("gain_or_loss", "money"), ("no_basis", "bool"),
+        ("currency", "text")),
+        "part, date_sold, sell_time, sell_trade_id COLLATE \"C\", buy_time NULLS LAST, buy_trade_id COLLATE \"C\"",
+        title="Form 8949 rows"),
 }
 
-# Form 8949 columns (a)-(h), plus the part they belong on
+# Column titles a reader understands (the HTML page); csv, json and the CLI tables keep the column names.
+TITLES = {
+    "symbol": "Symbol", "currency": "Currency", "sells": "Sells", "trades": "Closed trades", "wins": "Wins",
+    "losses": "Losses", "win_rate": "Win rate", "sell_volume": "Sell volume", "realized_fees": "Fees in P&L",
+    "fees_paid": "Fees paid", "unmatched_size": "Oversold quantity", "pnl_amount": "Realized P&L",
+    "cumulative_pnl": "Cumulative P&L", "day": "Day", "month": "Month", "year": "Year", "account": "Account",
+    "lots": "Open lots", "open_quantity": "Open quantity", "open_cost": "Cost of open quantity",
+    "average_cost": "Average cost", "first_lot_time": "Oldest lot", "computed": "Computed",
+    "order_time": "Time", "order_id": "Order", "size": "Size", "unmatched_proceeds": "Proceeds without basis",
+    "reason": "Why no inventory",
+}
+
+# Form 8949 columns (a)-(h), then what a filer needs to place each row
 TAX_HEADER = ("Description of property", "Date acquired", "Date sold or disposed of", "Proceeds",
               "Cost or other basis", "Code(s) from instructions", "Amount of adjustment", "Gain or (loss)",
-              "Term")
+              "Term", "Part", "Box", "No cost basis (oversold)", "Currency")
 CENT = Decimal("0.01")
+REPORTED = ("none", "proceeds", "basis")
 
 
 @dataclass
@@ -102,17 +126,49 @@ def use_report_timezone(conn: psycopg.Connection) -> str:
     return tz
 
 
-def _call(kind: Kind, bounds: Bounds):
+def check_scope(conn: psycopg.Connection, symbol: str | None) -> str | None:
+    """Refuse a report that would show nothing true; a warning when only part of it is computed.
+
+    No trades (for --symbol: the error compute gives), or none of the pools computed in the
+    current version: FifoError. Some pools not computed: the warning to print.
+    """
+    try:
+        pools, computed, version, example, stale = conn.execute(
+            "SELECT pools, computed, version, not_computed_example, stale FROM fifo._report_scope(%s)",
+            (symbol,)).fetchone()
+    except psycopg.Error as exc:
+        raise from_db_error(exc) from None
+    if pools == 0:
+        raise FifoError("no trades in this database: load some with `fifo-db import FILE.csv` "
+                        "(or try `fifo-db demo`)")
+    fix = f"fifo-db compute --symbol {symbol}" if symbol else "fifo-db compute --all-symbols"
+    if computed == 0:
+        what = f"symbol {symbol!r}" if symbol else f"none of the {pools:,} pool(s) with trades"
+        raise FifoError(f"not computed: {what} {'is not' if symbol else 'is'} computed in version {version}, "
+                        f"so there is no P&L to report yet: run `{fix}`")
+    if computed < pools:
+        return (f"warning: {pools - computed:,} of {pools:,} pool(s) are not computed in version {version} "
+                f"(e.g. {example}); their sells show as 'not computed' and add nothing: run `{fix}`")
+    if stale:
+        return (f"warning: {stale:,} pool(s) of version {version} are stale (another version consumed their "
+                f"changes); their later sells show as 'stale': run `fifo-db compute --all-symbols`")
+    return None
+
+
+def _call(name: str, kind: Kind, bounds: Bounds, reported: str = "none"):
+    params = {"symbol": bounds.symbol, "start": bounds.start, "end": bounds.end, "reported": reported}
     if kind.as_of:
-        return sql.SQL("{}(%(symbol)s, %(end)s)").format(sql.Identifier(kind.function)), \
-            {"symbol": bounds.symbol, "end": bounds.end}
-    return sql.SQL("{}(%(symbol)s, %(start)s, %(end)s)").format(sql.Identifier(kind.function)), \
-        {"symbol": bounds.symbol, "start": bounds.start, "end": bounds.end}
+        return sql.SQL("{}(%(symbol)s, %(end)s)").format(sql.Identifier(kind.function)), params
+    if name == "tax":
+        return sql.SQL("{}(%(symbol)s, %(start)s, %(end)s, %(reported)s)").format(
+            sql.Identifier(kind.function)), params
+    return sql.SQL("{}(%(symbol)s, %(start)s, %(end)s)").format(sql.Identifier(kind.function)), params
 
 
-def fetch(conn: psycopg.Connection, name: str, bounds: Bounds, all_columns: bool = False) -> list[dict]:
+def fetch(conn: psycopg.Connection, name: str, bounds: Bounds, all_columns: bool = False,
+          reported: str = "none") -> list[dict]:
     kind = KINDS[name]
-    call, params = _call(kind, bounds)
+    call, params = _call(name, kind, bounds, reported)
     cols = sql.SQL("*") if all_columns else sql.SQL(", ").join(sql.Identifier(c) for c, _ in kind.columns)
     query = sql.SQL("SELECT {} FROM {} ORDER BY {}").format(cols, call, sql.SQL(kind.order))
     try:
@@ -122,19 +178,20 @@ def fetch(conn: psycopg.Connection, name: str, bounds: Bounds, all_columns: bool
         raise from_db_error(exc) from None
 
 
-def fetch_total(conn: psycopg.Connection, bounds: Bounds) -> dict:
+def fetch_totals(conn: psycopg.Connection, bounds: Bounds) -> list[dict]:
+    """The totals row of each currency (fifo_pnl_summary)."""
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute("SELECT * FROM fifo_pnl_summary(%s, %s, %s)",
-                           (bounds.symbol, bounds.start, bounds.end)).fetchone()
+        return cur.execute("SELECT * FROM fifo_pnl_summary(%s, %s, %s) ORDER BY currency",
+                           (bounds.symbol, bounds.start, bounds.end)).fetchall()
 
 
-def fetch_curve(conn: psycopg.Connection, bounds: Bounds) -> dict[str | None, list[tuple[date, Decimal]]]:
-    """Cumulative realized P&L per day: {None: total, symbol: ...}."""
-    series: dict[str | None, list[tuple[date, Decimal]]] = {}
-    rows = conn.execute("SELECT symbol, day, cumulative_pnl FROM fifo._pnl_curve(%s, %s, %s) "
-                        "ORDER BY symbol NULLS FIRST, day", (bounds.symbol, bounds.start, bounds.end))
-    for symbol, day, cum in rows:
-        series.setdefault(symbol, []).append((day, cum))
+def fetch_curve(conn: psycopg.Connection, bounds: Bounds) -> dict[str | None, dict[str | None, list]]:
+    """Cumulative realized P&L per day: {currency: {None: the currency's total, symbol: ...}}."""
+    series: dict = {}
+    rows = conn.execute("SELECT currency, symbol, day, cumulative_pnl FROM fifo._pnl_curve(%s, %s, %s) "
+                        "ORDER BY currency, symbol NULLS FIRST, day", (bounds.symbol, bounds.start, bounds.end))
+    for currency, symbol, day, cum in rows:
+        series.setdefault(currency, {}).setdefault(symbol, []).append((day, cum))
     return series
 
 
@@ -148,8 +205,19 @@ def plain(value: Decimal) -> str:
     return "0" if text in ("-0", "") else text
 
 
-def money(value: Decimal) -> str:
-    return f"{value.quantize(CENT, rounding=ROUND_HALF_UP):,.2f}"
+# Currencies shown to the cent; any other quote (BTC, ETH, ...) is shown to 8 decimals, so
+# 0.0179 BTC does not read as 0.02.
+CENT_CURRENCIES = frozenset({
+    "USD", "EUR", "GBP", "CHF", "CAD", "AUD", "NZD", "JPY", "SGD", "HKD", "SEK", "NOK", "DKK", "PLN", "CZK",
+    "MXN", "BRL", "ZAR", "TRY", "INR", "KRW", "USDC", "USDT", "DAI", "PYUSD", "EURC", "BUSD", "TUSD", "USDP"})
+
+
+def money(value: Decimal, currency: str | None = None) -> str:
+    """Money for reading: cents for fiat and stablecoins (or no currency given), else 8 decimals."""
+    if currency is None or currency.upper() in CENT_CURRENCIES:
+        return f"{value.quantize(CENT, rounding=ROUND_HALF_UP):,.2f}"
+    text = f"{value.quantize(Decimal('1e-8'), rounding=ROUND_HALF_UP):,.8f}".rstrip("0")
+    return text + "00" if text.endswith(".") else text + "0" if len(text.split(".")[1]) < 2 else text
 
 
 def interval(value: timedelta) -> str:
@@ -158,22 +226,26 @@ def interval(value: timedelta) -> str:
     return f"{days}d {hours:02d}:{minutes:02d}" if days else f"{hours:02d}:{minutes:02d}"
 
 
-def display(value, kind: str) -> str:
-    """A value as a table shows it (rounded for reading; storage never is)."""
+def display(value, kind: str, currency: str | None = None) -> str:
+    """A value as a table shows it (rounded for reading; storage never is); money in `currency`."""
     if value is None:
         return ""
     if kind == "money":
-        return money(value)
+        return money(value, currency or "USD")
     if kind in ("qty", "price"):
         return plain(value.quantize(Decimal("1e-8"), rounding=ROUND_HALF_UP))
     if kind == "pct":
         return f"{(value * 100).quantize(Decimal('0.1'), rounding=ROUND_HALF_UP)}%"
     if kind == "time":
         return value.strftime("%Y-%m-%d %H:%M")
+    if kind == "month":
+        return value.strftime("%Y-%m")
     if kind == "interval":
         return interval(value)
     if kind == "bool":
         return "yes" if value else "no"
+    if kind == "text" and value == "":
+        return ""
     return str(value)
 
 
@@ -192,13 +264,25 @@ def exact(value) -> str | None:
     return str(value)
 
 
-def table(columns, rows: list[dict], total: dict | None = None) -> str:
+def rounded(rows: list[dict], places: int | None) -> list[dict]:
+    """--round N: every decimal rounded half-up to N places (csv/json)."""
+    if places is None:
+        return rows
+    q = Decimal(1).scaleb(-places)
+    return [{k: v.quantize(q, rounding=ROUND_HALF_UP) if isinstance(v, Decimal) else v for k, v in r.items()}
+            for r in rows]
+
+
+def table(columns, rows: list[dict], totals: list[dict] | None = None) -> str:
+    """A plain-text table; one TOTAL line per currency when `totals` is given."""
     numeric = {"money", "qty", "price", "pct", "int"}
     head = [c for c, _ in columns]
-    body = [[display(r.get(c), k) for c, k in columns] for r in rows]
-    foot = [[display(total.get(c), k) if c in total else "" for c, k in columns]] if total else []
-    if foot:
-        foot[0][0] = "TOTAL"
+    body = [[display(r.get(c), k, r.get("currency")) for c, k in columns] for r in rows]
+    foot = []
+    for total in totals or []:
+        line = [display(total.get(c), k, total.get("currency")) if c in total else "" for c, k in columns]
+        line[0] = "TOTAL"
+        foot.append(line)
     widths = [max(len(x) for x in col) for col in zip(head, *body, *foot)]
 
     def line(cells):
@@ -208,7 +292,8 @@ def table(columns, rows: list[dict], total: dict | None = None) -> str:
     out = [line(head), line(["-" * w for w in widths])]
     out += [line(r) for r in body]
     if foot:
-        out += [line(["-" * w for w in widths]), line(foot[0])]
+        out.append(line(["-" * w for w in widths]))
+        out += [line(f) for f in foot]
     if not rows:
         out.append("(no rows)")
     return "\n".join(out)
@@ -216,7 +301,7 @@ def table(columns, rows: list[dict], total: dict | None = None) -> str:
 
 def to_csv(columns: list[str], rows: list[dict]) -> str:
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
+    w = SafeWriter(buf, lineterminator="\n")
     w.writerow(columns)
     for r in rows:
         w.writerow(["" if exact(r[c]) is None else exact(r[c]) for c in columns])
@@ -234,106 +319,216 @@ def to_json(rows: list[dict]) -> str:
     return json.dumps([{k: _json_value(v) for k, v in r.items()} for r in rows], indent=2) + "\n"
 
 
+def _cents(value: Decimal | None) -> str:
+    return "" if value is None else f"{value:.2f}"
+
+
 def tax_csv(rows: list[dict]) -> str:
-    """Form 8949 rows: dates MM/DD/YYYY, money rounded half-up to cents, gain = proceeds - cost as rounded."""
+    """Form 8949 rows from fifo_form_8949 (already rounded to cents there): dates MM/DD/YYYY."""
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
+    w = SafeWriter(buf, lineterminator="\n")
     w.writerow(TAX_HEADER)
     for r in rows:
-        proceeds = r["proceeds"].quantize(CENT, rounding=ROUND_HALF_UP)
-        cost = r["cost_basis"].quantize(CENT, rounding=ROUND_HALF_UP)
-        w.writerow([r["description"], r["date_acquired"].strftime("%m/%d/%Y"),
-                    r["date_sold"].strftime("%m/%d/%Y"), f"{proceeds:.2f}", f"{cost:.2f}", "", "",
-                    f"{proceeds - cost:.2f}", "Long-term" if r["term"] == "long" else "Short-term"])
+        w.writerow([r["description"], r["date_acquired"].strftime("%m/%d/%Y") if r["date_acquired"] else "",
+                    r["date_sold"].strftime("%m/%d/%Y"), _cents(r["proceeds"]), _cents(r["cost_basis"]),
+                    r["adjustment_code"] or "", _cents(r["adjustment"]), _cents(r["gain_or_loss"]),
+                    "Long-term" if r["term"] == "long" else "Short-term", r["part"], r["box"],
+                    "yes" if r["no_basis"] else "", r["currency"]])
     return buf.getvalue()
 
 
-def render(conn: psycopg.Connection, name: str, bounds: Bounds, fmt: str) -> str:
-    kind = KINDS[name]
-    if name == "tax" and fmt == "csv":
-        return tax_csv(fetch(conn, name, bounds))
-    if fmt == "table":
-        rows = fetch(conn, name, bounds)
-        total = fetch_total(conn, bounds) if kind.total else None
-        return table(kind.columns, rows, total) + "\n"
-    rows = fetch(conn, name, bounds, all_columns=True)
-    if fmt == "json":
-        return to_json(rows)
-    columns = list(rows[0].keys()) if rows else [c for c, _ in kind.columns]
-    return to_csv(columns, rows)
+def tax_summary(conn: psycopg.Connection, rows: list[dict], bounds: Bounds, reported: str) -> list[str]:
+    """The stderr lines of `report tax`: Part I / Part II totals, oversold rows, symbols left out and why."""
+    currency, accepted = conn.execute("SELECT fifo._report_currency(), fifo._report_currencies()").fetchone()
+    rule = conn.execute("SELECT fifo._long_term_rule()").fetchone()[0]
+    lines = []
+    years = sorted({r["tax_year"] for r in rows})
+    parts = []
+    for part, term in (("I", "short-term"), ("II", "long-term")):
+        mine = [r for r in rows if r["part"] == part]
+        proceeds = sum((r["proceeds"] for r in mine), Decimal(0))
+        cost = sum((r["cost_basis"] or Decimal(0) for r in mine), Decimal(0))
+        gain = sum((r["gain_or_loss"] for r in mine), Decimal(0))
+        boxes = ",".join(sorted({r["box"] for r in mine})) or "-"
+        parts.append(f"Part {part} ({term}, box {boxes}): {len(mine):,} row(s), proceeds {money(proceeds)}, "
+                     f"cost {money(cost)}, gain {money(gain)}")
+    span = ", ".join(str(y) for y in years) if years else "no sales"
+    lines.append(f"tax ({span}; {currency}; long-term rule {rule}; broker reported {reported}): " + "; ".join(parts))
+    oversold = [r for r in rows if r["no_basis"]]
+    if oversold:
+        lines.append(f"{len(oversold):,} oversold row(s) with no cost basis are in Part I (column 'No cost basis'), "
+                     f"proceeds {money(sum((r['proceeds'] for r in oversold), Decimal(0)))}, counted as gain: "
+                     f"see `fifo-db report unmatched` for the missing buys")
+    left = conn.execute(
+        "SELECT symbol, currency, count(*) FROM fifo_tax_lots(%s, %s, %s) WHERE NOT in_report_currency "
+        "GROUP BY symbol, currency ORDER BY symbol", (bounds.symbol, bounds.start, bounds.end)).fetchall()
+    if left:
+        why = [f"{s} ({n:,} lot(s) in {c})" if c else f"{s} ({n:,} lot(s), no quote currency after a '-')"
+               for s, c, n in left]
+        lines.append(f"left out, not in {currency} ({', '.join(accepted)}): {', '.join(why)}; "
+                     f"to count a quote as {currency}: SELECT fifo_set_setting('report_currency_aliases', 'USDC')")
+    return lines
 
 
 # --- command ---------------------------------------------------------------------------------------
 
 def register(sub) -> None:
-    p = sub.add_parser("report", help="P&L, lots, positions, unmatched sells, tax lots; chart and HTML",
+    p = sub.add_parser("report", help="P&L, lots, positions, unmatched sells, Form 8949 rows; chart and HTML",
                        description="Print a report from the fifo_* report views (current version). "
                                    "--from/--to: dates are midnight in the report time zone; [from, to).")
     p.add_argument("kind", nargs="?", choices=list(KINDS),
-                   help="pnl (by symbol), trades (per sell), daily, lots, positions, unmatched, tax (Form 8949 CSV)")
+                   help="pnl (by symbol), trades (per sell), daily, monthly, yearly, lots, positions, "
+                        "unmatched, tax (Form 8949 CSV)")
     p.add_argument("--symbol", help="only this symbol")
-    p.add_argument("--from", dest="start", metavar="TIME", help="sells (lots: buys) at or after TIME")
+    p.add_argument("--from", dest="start", metavar="TIME", help="trades (lots: buys) at or after TIME")
     p.add_argument("--to", dest="end", metavar="TIME",
                    help="before TIME (lots and positions: as of TIME)")
+    p.add_argument("--year", type=int, metavar="YYYY", help="the calendar year YYYY (report time zone): "
+                                                            "--from YYYY-01-01 --to YYYY+1-01-01")
     p.add_argument("--format", choices=("table", "csv", "json"),
                    help="table (rounded for reading; default), csv or json (exact); tax defaults to csv")
+    p.add_argument("--round", type=int, metavar="N", dest="round_places",
+                   help="csv/json: round every decimal half-up to N places (default: exact)")
+    p.add_argument("--term", choices=("short", "long"), help="tax: only Part I (short) or Part II (long) rows")
+    p.add_argument("--reported", choices=REPORTED, default="none",
+                   help="tax: what your broker reported on Form 1099-B/1099-DA, which picks the Form 8949 box: "
+                        "none (default: C/F, or I/L for digital assets from 2025), proceeds (B/E, H/K), "
+                        "basis (A/D, G/J)")
     p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write the report to FILE, not stdout")
     p.add_argument("--chart", type=Path, metavar="FILE.svg", help="write a cumulative realized P&L chart (SVG)")
-    p.add_argument("--html", type=Path, metavar="FILE.html", help="write an HTML report: tables and the chart")
+    p.add_argument("--html", type=Path, metavar="FILE.html", help="write an HTML report: headline, chart, tables")
     p.set_defaults(func=_cli_report)
 
 
-def _cli_report(args, conn) -> int:
+def check_output(path: Path | None, flag: str) -> None:
+    """Refuse, before any work, an output path that cannot be written: one line that says why."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise FifoError(f"{flag} {path}: is a directory; give a file name inside it")
+    folder = path.parent
+    if not folder.exists():
+        raise FifoError(f"{flag} {path}: folder {folder} does not exist (create it first: mkdir -p {folder})")
+    if not folder.is_dir():
+        raise FifoError(f"{flag} {path}: {folder} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise FifoError(f"{flag} {path}: not writable by this user")
+
+
+def write_output(path: Path, text: str, flag: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise FifoError(f"{flag} {path}: cannot write: {exc.strerror or exc}") from None
+
+
+def _check_args(args) -> None:
     if not (args.kind or args.chart or args.html):
-        raise FifoError("report: give a report (pnl, trades, daily, lots, positions, unmatched, tax), "
-                        "--chart FILE.svg or --html FILE.html")
-    if args.kind == "positions" and args.start:
-        raise FifoError("report positions: --from does not apply (positions are as of --to, default now)")
+        raise FifoError("report: give a report (pnl, trades, daily, monthly, yearly, lots, positions, unmatched, "
+                        "tax), --chart FILE.svg or --html FILE.html")
+    if args.kind == "positions" and (args.start or args.year):
+        raise FifoError("report positions: --from/--year do not apply (positions are as of --to, default now)")
+    if args.year is not None and (args.start or args.end):
+        raise FifoError("report: --year replaces --from/--to; give one or the other")
+    if args.year is not None and not 1970 <= args.year <= 2199:
+        raise FifoError(f"report: --year {args.year} is outside 1970..2199")
+    if args.round_places is not None:
+        if args.round_places < 0 or args.round_places > 20:
+            raise FifoError("report: --round N takes 0 to 20 decimal places")
+        if args.kind == "tax" or (args.format or "table") == "table":
+            raise FifoError("report: --round applies to --format csv or json (tables and the tax rows are "
+                            "already rounded)")
+    if args.term and args.kind != "tax":
+        raise FifoError("report: --term applies to `report tax`")
+    if args.output and not args.kind:
+        raise FifoError("report: -o FILE needs a report kind (pnl, trades, ...)")
+    check_output(args.output, "-o")
+    check_output(args.chart, "--chart")
+    check_output(args.html, "--html")
+
+
+def resolve_bounds(conn: psycopg.Connection, args) -> Bounds:
+    """--symbol/--from/--to/--year as timestamps in the report time zone; --from must come before --to."""
+    start_text, end_text = args.start, args.end
+    if args.year is not None:
+        start_text, end_text = f"{args.year}-01-01", f"{args.year + 1}-01-01"
+    bounds = Bounds(args.symbol, parse_bound(conn, start_text), parse_bound(conn, end_text))
+    if bounds.start is not None and bounds.end is not None and bounds.start >= bounds.end:
+        raise FifoError(f"report: --from {args.start} is not before --to {args.end}: the range [from, to) is empty")
+    return bounds
+
+
+def _cli_report(args, conn) -> int:
+    _check_args(args)
     tz = use_report_timezone(conn)
-    bounds = Bounds(args.symbol, parse_bound(conn, args.start), parse_bound(conn, args.end))
+    bounds = resolve_bounds(conn, args)
+    warning = check_scope(conn, args.symbol)
+    if warning:
+        print(warning, file=sys.stderr)
     if args.kind:
+        kind = KINDS[args.kind]
         fmt = args.format or ("csv" if args.kind == "tax" else "table")
-        text = render(conn, args.kind, bounds, fmt)
+        summary: list[str] = []
+        if args.kind == "tax":
+            rows = fetch(conn, "tax", bounds, all_columns=True, reported=args.reported)
+            if args.term:
+                rows = [r for r in rows if r["term"] == args.term]
+            text = (tax_csv(rows) if fmt == "csv" else to_json(rows) if fmt == "json"
+                    else table(kind.columns, rows) + "\n")
+            summary = tax_summary(conn, rows, bounds, args.reported)
+        elif fmt == "table":
+            rows = fetch(conn, args.kind, bounds)
+            text = table(kind.columns, rows, fetch_totals(conn, bounds) if kind.total else None) + "\n"
+        else:
+            rows = rounded(fetch(conn, args.kind, bounds, all_columns=True), args.round_places)
+            if fmt == "json":
+                text = to_json(rows)
+            else:
+                text = to_csv(list(rows[0].keys()) if rows else [c for c, _ in kind.columns], rows)
         if args.output:
-            args.output.write_text(text, encoding="utf-8")
-            print(f"wrote {KINDS[args.kind].title.lower()} to {args.output}", file=sys.stderr)
+            write_output(args.output, text, "-o")
+            print(f"wrote {kind.title.lower()} to {args.output}", file=sys.stderr)
         else:
             sys.stdout.write(text)
-        if args.kind == "tax":
-            _warn_unmatched(conn, bounds)
+        for line in summary:
+            print(line, file=sys.stderr)
     if args.chart or args.html:
         from fifo_db import charts
 
         curve = fetch_curve(conn, bounds)
-        svg = charts.pnl_chart(curve, title=_title(bounds, tz))
+        # the connection's TimeZone is the report time zone, so these are report-zone dates
+        first = bounds.start.date() if bounds.start else None
+        last = (bounds.end - timedelta(microseconds=1)).date() if bounds.end else None
+        svg = charts.pnl_chart(curve, title=_title(bounds, tz), start=first, end=last)
         if args.chart:
-            args.chart.write_text(svg, encoding="utf-8")
+            write_output(args.chart, svg, "--chart")
             print(f"wrote chart to {args.chart}", file=sys.stderr)
         if args.html:
-            sections = []
-            for name in ("pnl", "daily", "positions", "unmatched"):
-                kind = KINDS[name]
-                rows = fetch(conn, name, bounds if not kind.as_of else Bounds(bounds.symbol, None, bounds.end))
-                sections.append((kind.title, kind.columns, rows,
-                                 fetch_total(conn, bounds) if kind.total else None))
-            args.html.write_text(charts.html_report(_title(bounds, tz), svg, sections, display), encoding="utf-8")
+            write_output(args.html, html_page(conn, bounds, tz, svg), "--html")
             print(f"wrote HTML report to {args.html}", file=sys.stderr)
     return 0
+
+
+def html_page(conn: psycopg.Connection, bounds: Bounds, tz: str, svg: str) -> str:
+    """The HTML report: headline per currency and year, the chart, then the tables."""
+    from fifo_db import charts
+
+    totals = fetch_totals(conn, bounds)
+    years = fetch(conn, "yearly", bounds, all_columns=True)
+    sections = []
+    for name in ("pnl", "monthly", "positions", "unmatched"):
+        kind = KINDS[name]
+        rows = fetch(conn, name, bounds if not kind.as_of else Bounds(bounds.symbol, None, bounds.end))
+        columns = tuple((c, k) for c, k in kind.columns if name != "monthly" or c != "unmatched_size")
+        sections.append((kind.title, columns, rows, fetch_totals(conn, bounds) if kind.total else None))
+    return charts.html_report(_title(bounds, tz), svg, totals, years, sections, display, TITLES)
 
 
 def _title(bounds: Bounds, tz: str) -> str:
     what = bounds.symbol or "all symbols"
     span = ""
     if bounds.start or bounds.end:
-        a = bounds.start.strftime("%Y-%m-%d %H:%M") if bounds.start else "start"
-        b = bounds.end.strftime("%Y-%m-%d %H:%M") if bounds.end else "now"
+        a = bounds.start.strftime("%Y-%m-%d") if bounds.start else "start"
+        b = bounds.end.strftime("%Y-%m-%d") if bounds.end else "now"
         span = f", {a} to {b}"
     return f"Cumulative realized P&L, {what}{span} ({tz})"
-
-
-def _warn_unmatched(conn, bounds: Bounds) -> None:
-    n = conn.execute("SELECT count(*) FROM fifo_unmatched_sells(%s, %s, %s)",
-                     (bounds.symbol, bounds.start, bounds.end)).fetchone()[0]
-    if n:
-        print(f"warning: {n:,} oversold sell(s) in this range have no cost basis and are not in the tax lots; "
-              f"see `fifo-db report unmatched`", file=sys.stderr)

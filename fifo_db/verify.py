@@ -114,6 +114,9 @@ def unfinished_runs(conn, limit: int = 5) -> list[str]:
 
 
 def _cli_verify(args, conn) -> int:
+    if args.symbol:
+        from fifo_db.report import check_scope
+        check_scope(conn, args.symbol)   # a symbol with no trades: the error compute gives
     findings = verify(conn, args.symbol, args.version)
     pools = conn.execute("SELECT count(*) FROM fifo_computed_pools(%s, %s)",
                          (args.symbol, args.version)).fetchone()[0]

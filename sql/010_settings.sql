@@ -65,6 +65,24 @@ BEGIN
         IF p_value !~ '^(\*|[^,[:space:]]([^,]*[^,[:space:]])?(,[^,[:space:]]([^,]*[^,[:space:]])?)*)$' THEN
             problem := 'must be * (every row counts) or a comma-separated list of status values, e.g. filled,done';
         END IF;
+    ELSIF p_name = 'long_term_rule' THEN
+        -- docs/rules.md rule 6: the calendar anniversary (default) or a day count
+        example := 'anniversary';
+        IF p_value IS DISTINCT FROM 'anniversary' AND p_value IS DISTINCT FROM 'days' THEN
+            problem := 'must be anniversary (long-term when sold after the one-year anniversary of the '
+                       'acquisition date) or days (when sold more than long_term_days days after it)';
+        END IF;
+    ELSIF p_name = 'report_currency' THEN
+        example := 'USD';
+        IF p_value !~ '^[A-Za-z0-9]{1,16}$' THEN
+            problem := 'must be a currency code of letters and digits, such as USD';
+        END IF;
+    ELSIF p_name = 'report_currency_aliases' THEN
+        -- quote codes that count as the report currency, e.g. USDC,USDT; '' for none
+        example := 'USDC,USDT';
+        IF p_value !~ '^([A-Za-z0-9]{1,16}(,[A-Za-z0-9]{1,16})*)?$' THEN
+            problem := 'must be a comma-separated list of currency codes without spaces (or empty)';
+        END IF;
     ELSIF p_name = 'trades_source' THEN
         -- install generates fifo.trades and the change-capture triggers from it
         example := 'fifo-db';

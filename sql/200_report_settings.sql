@@ -1,7 +1,13 @@
 -- Report helpers: the settings reports read (report time zone, long-term
--- threshold), report bounds parsed from user text, and the explanation of
--- an unmatched (oversold) sell shared by fifo_unmatched_sells and
--- explain_fifo. Views and report functions live in sql/210..270.
+-- rule, report currency), the quote currency and base asset of a symbol,
+-- report bounds parsed from user text, and the explanation of an unmatched
+-- (oversold) sell shared by fifo_unmatched_sells and explain_fifo. Views and
+-- report functions live in sql/210..270.
+--
+-- The small SQL helpers without a SET clause (_quote_currency, _base_asset,
+-- _long_term_after) are inlined into the report queries; their bodies call
+-- only pg_catalog-qualified functions and operators on exact built-in types,
+-- so no caller search_path can redirect them.
 
 -- fifo._report_tz(): the report time zone (setting report_timezone, default UTC).
 CREATE OR REPLACE FUNCTION fifo._report_tz()
@@ -10,13 +16,76 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$ SELECT fifo._setting('report_timezone') $$;
 
--- fifo._long_term(): the holding period a lot must exceed to be long-term
--- (setting long_term_days, default 365).
-CREATE OR REPLACE FUNCTION fifo._long_term()
-RETURNS interval
+-- fifo._long_term_rule(): 'anniversary' (default) or 'days' (setting long_term_rule).
+CREATE OR REPLACE FUNCTION fifo._long_term_rule()
+RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT make_interval(days => fifo._setting('long_term_days')::integer) $$;
+AS $$ SELECT fifo._setting('long_term_rule') $$;
+
+-- fifo._long_term_days(): the day count of the 'days' rule (setting long_term_days, default 365).
+CREATE OR REPLACE FUNCTION fifo._long_term_days()
+RETURNS integer
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT fifo._setting('long_term_days')::integer $$;
+
+-- fifo._long_term_after(acquired, rule, days): the last sell DATE on which a
+-- lot acquired on `acquired` is still short-term; sold on a later date it is
+-- long-term. Both dates are in the report time zone.
+--   'anniversary' (default): the one-year anniversary of the acquisition date,
+--       acquired + interval '1 year' (bought 2023-01-05: sold 2024-01-05 is
+--       short, 2024-01-06 long). A Feb 29 acquisition has its anniversary on
+--       Feb 28 of the next year, as PostgreSQL's date arithmetic gives it.
+--   'days': acquired + long_term_days (long-term when the sell date is more
+--       than that many days after the acquisition date).
+CREATE OR REPLACE FUNCTION fifo._long_term_after(p_acquired date, p_rule text, p_days integer)
+RETURNS date
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN p_rule OPERATOR(pg_catalog.=) 'days'::pg_catalog.text
+                THEN p_acquired OPERATOR(pg_catalog.+) p_days
+                ELSE (p_acquired OPERATOR(pg_catalog.+) '1 year'::pg_catalog.interval)::pg_catalog.date END
+$$;
+
+-- fifo._quote_currency(symbol): the currency a symbol's prices, fees and P&L
+-- are in: the part after its last '-' (BTC-USD -> USD, ETH-BTC -> BTC);
+-- NULL when the symbol has no '-' (reports show it as '?').
+CREATE OR REPLACE FUNCTION fifo._quote_currency(p_symbol text)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT NULLIF(pg_catalog.substring(p_symbol, '-([^-]*)$'::pg_catalog.text), ''::pg_catalog.text)
+$$;
+
+-- fifo._base_asset(symbol): what was bought and sold: the part before the
+-- last '-' (BTC-USD -> BTC), or the whole symbol when it has no '-'.
+CREATE OR REPLACE FUNCTION fifo._base_asset(p_symbol text)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT COALESCE(NULLIF(pg_catalog.substring(p_symbol, '^(.*)-[^-]*$'::pg_catalog.text),
+                                                 ''::pg_catalog.text), p_symbol)
+$$;
+
+-- fifo._report_currency(): the currency of tax exports (setting report_currency, default USD).
+CREATE OR REPLACE FUNCTION fifo._report_currency()
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT fifo._setting('report_currency') $$;
+
+-- fifo._report_currencies(): the quote codes that count as the report
+-- currency: report_currency itself plus report_currency_aliases (a comma
+-- list, e.g. 'USDC,USDT'; empty by default).
+CREATE OR REPLACE FUNCTION fifo._report_currencies()
+RETURNS text[]
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ARRAY[fifo._setting('report_currency')]
+           || coalesce(array_remove(string_to_array(fifo._setting('report_currency_aliases'), ','), ''), '{}')
+$$;
 
 -- fifo._report_clock(t): t as 'YYYY-MM-DD HH24:MI' in the report time zone.
 CREATE OR REPLACE FUNCTION fifo._report_clock(p_time timestamptz)
@@ -71,7 +140,7 @@ AS $$
            || CASE WHEN nb.order_id IS NULL THEN ''
                    ELSE format('; next buy %s at %s', nb.order_id, fifo._report_clock(nb.order_time)) END
     FROM (SELECT EXISTS (
-              -- buys at the same time as the sell come before it (design.md rule 2)
+              -- buys at the same time as the sell come before it (docs/rules.md, rule 2)
               SELECT 1 FROM fifo.trades t
               WHERE t.symbol = p_symbol AND t.account = p_account
                 AND t.side = 'buy' AND t.order_time <= p_sell_time) AS found) earlier
@@ -81,4 +150,38 @@ AS $$
           AND t.side = 'buy' AND t.order_time > p_sell_time
         ORDER BY t.order_time, t.order_id COLLATE "C"
         LIMIT 1) nb ON true
+$$;
+
+-- fifo._report_scope(symbol): what a report on `symbol` (NULL: all) would
+-- read, so the CLI can refuse a report that would show nothing true: no
+-- trades (for a symbol: the same error as compute_fifo), or pools the engine
+-- has not computed in the current version. Returns the pools with trades,
+-- how many of them are computed, the current version, one pool that is not
+-- computed (for the message) and how many computed pools are stale.
+-- (an internal helper with no grants or dependents: dropped first so an install over an
+-- earlier build of it, with fewer result columns, goes through)
+DROP FUNCTION IF EXISTS fifo._report_scope(text);
+CREATE FUNCTION fifo._report_scope(p_symbol text DEFAULT NULL)
+RETURNS TABLE (pools bigint, computed bigint, version integer, not_computed_example text, stale bigint)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_version integer := fifo._current_version();
+BEGIN
+    IF p_symbol IS NOT NULL AND NOT EXISTS (SELECT 1 FROM public.trade_records t WHERE t.symbol = p_symbol) THEN
+        RAISE EXCEPTION 'no trades for symbol "%"', p_symbol
+            USING ERRCODE = 'P0002',
+                  HINT = 'Symbols are case-sensitive; SELECT DISTINCT symbol FROM trade_records lists them.';
+    END IF;
+    RETURN QUERY
+    SELECT count(*), count(ps.version), v_version,
+           min(p.symbol || CASE WHEN p.account = 'default' THEN '' ELSE ' (account ' || p.account || ')' END)
+               FILTER (WHERE ps.version IS NULL),
+           count(ps.stale_from)
+    FROM (SELECT DISTINCT t.symbol, t.account FROM public.trade_records t
+          WHERE p_symbol IS NULL OR t.symbol = p_symbol) p
+    LEFT JOIN fifo.pool_state ps
+           ON ps.version = v_version AND ps.symbol = p.symbol AND ps.account = p.account;
+END;
 $$;

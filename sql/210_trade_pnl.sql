@@ -1,19 +1,23 @@
 -- fifo_trade_pnl: one row per SELL with its allocations in the current
 -- version summed up: matched and unmatched size, cost basis, proceeds, fee
--- shares, P&L and holding period. The clean per-trade answer that replaces
--- the seed's pnl_usd column (NULL for sells the engine has not computed).
+-- shares, P&L and holding period, in the symbol's quote currency
+-- (`currency`: BTC-USD -> USD, ETH-BTC -> BTC). The clean per-trade answer
+-- that replaces the seed's pnl_usd column (NULL for sells the engine has not
+-- computed).
 --
 -- The report functions in sql/2xx are plain SQL with no SET clause on
 -- purpose: PostgreSQL then inlines them into the query that calls them, so
 -- `SELECT * FROM fifo_trade_pnl WHERE symbol = 'X'` reads only pool X.
--- Every object in the bodies is schema-qualified and the built-ins resolve
--- in pg_catalog first, so the caller's search_path cannot redirect them.
+-- Every object in the bodies is schema-qualified, functions are called as
+-- pg_catalog.fn(...) and operators compare exact built-in types (or are
+-- written OPERATOR(pg_catalog.op)), so the caller's search_path cannot
+-- redirect them.
 CREATE OR REPLACE FUNCTION public.fifo_trade_pnl(
     p_symbol text DEFAULT NULL,
     p_from timestamptz DEFAULT NULL,
     p_to timestamptz DEFAULT NULL)
 RETURNS TABLE (
-    account text, symbol text, order_id text, order_time timestamptz,
+    account text, symbol text, currency text, order_id text, order_time timestamptz,
     size numeric, price numeric, total_fees numeric,
     matched_size numeric, unmatched_size numeric, lots bigint,
     cost_basis numeric, sale_proceeds numeric, buy_fees numeric, sell_fees numeric,
@@ -23,7 +27,8 @@ RETURNS TABLE (
     status text)
 LANGUAGE sql STABLE
 AS $$
-    SELECT t.account, t.symbol, t.order_id, t.order_time, t.size, t.price, t.total_fees,
+    SELECT t.account, t.symbol, fifo._quote_currency(t.symbol), t.order_id, t.order_time,
+           t.size, t.price, t.total_fees,
            a.matched_size, a.unmatched_size, a.lots,
            a.cost_basis, a.sale_proceeds, a.buy_fees, a.sell_fees,
            a.pnl_amount, a.unmatched_proceeds,
@@ -32,23 +37,23 @@ AS $$
            CASE WHEN a.sell_trade_id IS NULL THEN 'not computed'
                 -- another version consumed changes of this pool at or before this sell
                 WHEN ps.stale_from <= t.order_time THEN 'stale'
-                WHEN a.unmatched_size = 0 THEN 'matched'
-                WHEN a.matched_size = 0 THEN 'unmatched'
+                WHEN a.unmatched_size OPERATOR(pg_catalog.=) 0::pg_catalog.numeric THEN 'matched'
+                WHEN a.matched_size OPERATOR(pg_catalog.=) 0::pg_catalog.numeric THEN 'unmatched'
                 ELSE 'partly unmatched' END
     FROM fifo.trades t
     LEFT JOIN (
         SELECT fa.symbol, fa.account, fa.sell_trade_id,
-               coalesce(sum(fa.allocated_size) FILTER (WHERE NOT fa.unmatched), 0) AS matched_size,
-               coalesce(sum(fa.allocated_size) FILTER (WHERE fa.unmatched), 0) AS unmatched_size,
-               count(*) FILTER (WHERE NOT fa.unmatched) AS lots,
-               sum(fa.cost_basis) AS cost_basis,
-               sum(fa.sale_proceeds) FILTER (WHERE NOT fa.unmatched) AS sale_proceeds,
-               sum(fa.buy_fees) AS buy_fees,
-               sum(fa.sell_fees) FILTER (WHERE NOT fa.unmatched) AS sell_fees,
-               sum(fa.pnl_amount) AS pnl_amount,
-               sum(fa.sale_proceeds) FILTER (WHERE fa.unmatched) AS unmatched_proceeds,
-               min(fa.buy_time) AS first_buy_time,
-               max(fa.buy_time) AS last_buy_time
+               COALESCE(pg_catalog.sum(fa.allocated_size) FILTER (WHERE NOT fa.unmatched), 0) AS matched_size,
+               COALESCE(pg_catalog.sum(fa.allocated_size) FILTER (WHERE fa.unmatched), 0) AS unmatched_size,
+               pg_catalog.count(*) FILTER (WHERE NOT fa.unmatched) AS lots,
+               pg_catalog.sum(fa.cost_basis) AS cost_basis,
+               pg_catalog.sum(fa.sale_proceeds) FILTER (WHERE NOT fa.unmatched) AS sale_proceeds,
+               pg_catalog.sum(fa.buy_fees) AS buy_fees,
+               pg_catalog.sum(fa.sell_fees) FILTER (WHERE NOT fa.unmatched) AS sell_fees,
+               pg_catalog.sum(fa.pnl_amount) AS pnl_amount,
+               pg_catalog.sum(fa.sale_proceeds) FILTER (WHERE fa.unmatched) AS unmatched_proceeds,
+               pg_catalog.min(fa.buy_time) AS first_buy_time,
+               pg_catalog.max(fa.buy_time) AS last_buy_time
         FROM fifo.allocations fa
         WHERE fa.version = (SELECT fifo._current_version())
           AND (p_symbol IS NULL OR fa.symbol = p_symbol)
@@ -64,11 +69,13 @@ AS $$
       AND (p_to IS NULL OR t.order_time < p_to)
 $$;
 COMMENT ON FUNCTION public.fifo_trade_pnl(text, timestamptz, timestamptz) IS
-    'Per-sell realized P&L in the current version, optionally for one symbol and sells in [from, to).';
+    'Per-sell realized P&L in the current version, optionally for one symbol and sells in [from, to). '
+    'Money in the symbol''s quote currency (column currency).';
 
 CREATE OR REPLACE VIEW public.fifo_trade_pnl AS
     SELECT * FROM public.fifo_trade_pnl();
 COMMENT ON VIEW public.fifo_trade_pnl IS
-    'One row per SELL: matched/unmatched size, cost basis, proceeds, fee shares, P&L, holding period '
-    '(current version; status ''not computed'' until compute_fifo has run, ''stale'' from where another '
-    'version consumed the pool''s changes until it is recomputed). Exact numerics.';
+    'One row per SELL: matched/unmatched size, cost basis, proceeds, fee shares, P&L, holding period, all in '
+    '`currency` (the symbol''s quote: BTC-USD -> USD) (current version; status ''not computed'' until compute_fifo '
+    'has run, ''stale'' from where another version consumed the pool''s changes until it is recomputed). '
+    'Exact numerics.';

@@ -1,40 +1,75 @@
--- Realized P&L summaries: by symbol, by day (report time zone) and in
--- total, all from fifo_trade_pnl. fifo._pnl_rollup computes every grain
--- once with GROUPING SETS so the measures are defined in one place:
---   sells        SELLs in the range; trades: those with a matched part
---   wins/losses  trades with P&L > 0 / < 0; win_rate = wins / trades
---   volume       sum of size * price over the sells (quote currency)
---   fees         fee shares charged in realized P&L (buy + sell, matched part)
---   not_computed sells without allocations in the current version
+-- Realized P&L summaries: by symbol, by day, month and year (report time
+-- zone) and in total, per quote currency (never added across currencies),
+-- all from fifo_trade_pnl and the buys in the range. fifo._pnl_rollup
+-- computes every grain once with GROUPING SETS, each set keyed by currency,
+-- so the measures are defined in one place:
+--   sells          SELLs in the range; trades: those with a matched part
+--   wins/losses    trades with P&L > 0 / < 0; win_rate = wins / trades
+--   buys           BUYs in the range
+--   sell_volume    sum of size * price over the sells (quote currency)
+--   buy_volume     sum of size * price over the buys
+--   realized_fees  the fee shares inside realized P&L: the sells' matched
+--                  parts and the lot fees those parts carried
+--   fees_paid      every fee paid on the trades in the range: buys and sells,
+--                  open lots and unmatched parts included
+--   not_computed   sells without allocations in the current version
+-- Days, months and years are dates in the report time zone (setting
+-- report_timezone). Operators compare exact built-in types and functions are
+-- pg_catalog-qualified: these SQL functions are inlined (see sql/210).
 CREATE OR REPLACE FUNCTION fifo._pnl_rollup(
     p_symbol text DEFAULT NULL,
     p_from timestamptz DEFAULT NULL,
     p_to timestamptz DEFAULT NULL)
 RETURNS TABLE (
-    grain text, day date, symbol text,
+    grain text, currency text, year integer, month date, day date, symbol text,
     sells bigint, trades bigint, wins bigint, losses bigint, win_rate numeric,
-    volume numeric, fees numeric, matched_size numeric, unmatched_size numeric,
-    not_computed bigint, pnl_amount numeric)
+    buys bigint, sell_volume numeric, buy_volume numeric, realized_fees numeric, fees_paid numeric,
+    unmatched_size numeric, not_computed bigint, pnl_amount numeric)
 LANGUAGE sql STABLE
 AS $$
-    SELECT CASE grouping(d.day, d.symbol)
-               WHEN 0 THEN 'day,symbol' WHEN 1 THEN 'day' WHEN 2 THEN 'symbol' ELSE 'total' END,
-           d.day, d.symbol,
-           count(*),
-           count(*) FILTER (WHERE d.matched_size > 0),
-           count(*) FILTER (WHERE d.pnl_amount > 0),
-           count(*) FILTER (WHERE d.pnl_amount < 0),
-           pg_catalog.trim_scale(count(*) FILTER (WHERE d.pnl_amount > 0)::numeric
-               / nullif(count(*) FILTER (WHERE d.matched_size > 0), 0)),
-           coalesce(sum(d.size * d.price), 0),
-           coalesce(sum(d.buy_fees), 0) + coalesce(sum(d.sell_fees), 0),
-           coalesce(sum(d.matched_size), 0),
-           coalesce(sum(d.unmatched_size), 0),
-           count(*) FILTER (WHERE d.status = 'not computed'),
-           coalesce(sum(d.pnl_amount), 0)
-    FROM (SELECT (tp.order_time AT TIME ZONE (SELECT fifo._report_tz()))::date AS day, tp.*
-          FROM public.fifo_trade_pnl(p_symbol, p_from, p_to) tp) d
-    GROUP BY GROUPING SETS ((d.day, d.symbol), (d.day), (d.symbol), ())
+    SELECT CASE GROUPING(d.symbol, d.day, d.month, d.year)
+               WHEN 3 THEN 'day,symbol' WHEN 11 THEN 'day' WHEN 13 THEN 'month' WHEN 14 THEN 'year'
+               WHEN 7 THEN 'symbol' ELSE 'total' END,
+           d.currency, d.year, d.month, d.day, d.symbol,
+           pg_catalog.count(*) FILTER (WHERE d.is_sell),
+           pg_catalog.count(*) FILTER (WHERE d.matched_size OPERATOR(pg_catalog.>) 0::pg_catalog.numeric),
+           pg_catalog.count(*) FILTER (WHERE d.pnl_amount OPERATOR(pg_catalog.>) 0::pg_catalog.numeric),
+           pg_catalog.count(*) FILTER (WHERE d.pnl_amount OPERATOR(pg_catalog.<) 0::pg_catalog.numeric),
+           pg_catalog.trim_scale(
+               (pg_catalog.count(*) FILTER (WHERE d.pnl_amount OPERATOR(pg_catalog.>) 0::pg_catalog.numeric))::pg_catalog.numeric
+               OPERATOR(pg_catalog./)
+               NULLIF(pg_catalog.count(*) FILTER (WHERE d.matched_size OPERATOR(pg_catalog.>) 0::pg_catalog.numeric),
+                      0::pg_catalog.int8)::pg_catalog.numeric),
+           pg_catalog.count(*) FILTER (WHERE NOT d.is_sell),
+           COALESCE(pg_catalog.sum(d.size OPERATOR(pg_catalog.*) d.price) FILTER (WHERE d.is_sell), 0::pg_catalog.numeric),
+           COALESCE(pg_catalog.sum(d.size OPERATOR(pg_catalog.*) d.price) FILTER (WHERE NOT d.is_sell), 0::pg_catalog.numeric),
+           COALESCE(pg_catalog.sum(d.buy_fees), 0::pg_catalog.numeric)
+               OPERATOR(pg_catalog.+) COALESCE(pg_catalog.sum(d.sell_fees), 0::pg_catalog.numeric),
+           COALESCE(pg_catalog.sum(d.total_fees), 0::pg_catalog.numeric),
+           COALESCE(pg_catalog.sum(d.unmatched_size), 0::pg_catalog.numeric),
+           pg_catalog.count(*) FILTER (WHERE d.status OPERATOR(pg_catalog.=) 'not computed'::pg_catalog.text),
+           COALESCE(pg_catalog.sum(d.pnl_amount), 0::pg_catalog.numeric)
+    FROM (
+        SELECT x.*, pg_catalog.date_trunc('month', x.day::pg_catalog.timestamp)::pg_catalog.date AS month,
+               pg_catalog.date_part('year'::pg_catalog.text, x.day::pg_catalog.timestamp)::pg_catalog.int4 AS year
+        FROM (
+            SELECT tp.currency, tp.symbol, (tp.order_time AT TIME ZONE (SELECT fifo._report_tz()))::pg_catalog.date AS day,
+                   true AS is_sell, tp.size, tp.price, tp.total_fees, tp.matched_size, tp.unmatched_size,
+                   tp.buy_fees, tp.sell_fees, tp.pnl_amount, tp.status
+            FROM public.fifo_trade_pnl(p_symbol, p_from, p_to) tp
+            UNION ALL
+            SELECT fifo._quote_currency(t.symbol), t.symbol,
+                   (t.order_time AT TIME ZONE (SELECT fifo._report_tz()))::pg_catalog.date,
+                   false, t.size, t.price, t.total_fees, NULL, NULL, NULL, NULL, NULL, NULL
+            FROM fifo.trades t
+            WHERE t.side = 'buy'
+              AND (p_symbol IS NULL OR t.symbol = p_symbol)
+              AND (p_from IS NULL OR t.order_time >= p_from)
+              AND (p_to IS NULL OR t.order_time < p_to)
+        ) x
+    ) d
+    GROUP BY GROUPING SETS ((d.currency, d.day, d.symbol), (d.currency, d.day), (d.currency, d.month),
+                            (d.currency, d.year), (d.currency, d.symbol), (d.currency))
 $$;
 
 -- fifo_pnl_by_symbol([symbol, from, to]): realized P&L per symbol.
@@ -43,80 +78,146 @@ CREATE OR REPLACE FUNCTION public.fifo_pnl_by_symbol(
     p_from timestamptz DEFAULT NULL,
     p_to timestamptz DEFAULT NULL)
 RETURNS TABLE (
-    symbol text, sells bigint, trades bigint, wins bigint, losses bigint, win_rate numeric,
-    volume numeric, fees numeric, unmatched_size numeric, not_computed bigint, pnl_amount numeric)
+    symbol text, currency text,
+    sells bigint, trades bigint, wins bigint, losses bigint, win_rate numeric,
+    buys bigint, sell_volume numeric, buy_volume numeric, realized_fees numeric, fees_paid numeric,
+    unmatched_size numeric, not_computed bigint, pnl_amount numeric)
 LANGUAGE sql STABLE
 AS $$
-    SELECT r.symbol, r.sells, r.trades, r.wins, r.losses, r.win_rate,
-           r.volume, r.fees, r.unmatched_size, r.not_computed, r.pnl_amount
+    SELECT r.symbol, r.currency,
+           r.sells, r.trades, r.wins, r.losses, r.win_rate,
+           r.buys, r.sell_volume, r.buy_volume, r.realized_fees, r.fees_paid,
+           r.unmatched_size, r.not_computed, r.pnl_amount
     FROM fifo._pnl_rollup(p_symbol, p_from, p_to) r
     WHERE r.grain = 'symbol'
 $$;
 COMMENT ON FUNCTION public.fifo_pnl_by_symbol(text, timestamptz, timestamptz) IS
-    'Realized P&L per symbol (sells, trades, wins, losses, win rate, volume, fees, P&L) for sells in [from, to).';
+    'Realized P&L per symbol in its quote currency (sells, trades, wins, losses, win rate, volumes, fees, P&L) for trades in [from, to).';
 
 CREATE OR REPLACE VIEW public.fifo_pnl_by_symbol AS
     SELECT * FROM public.fifo_pnl_by_symbol();
 COMMENT ON VIEW public.fifo_pnl_by_symbol IS
-    'Realized P&L per symbol: sells, trades (sells with a matched part), wins, losses, win_rate = wins/trades, '
-    'volume (size*price of sells), fees in P&L, unmatched size, P&L. Current version, exact numerics.';
+    'Realized P&L per symbol, in `currency` (the quote): sells, trades (sells with a matched part), wins, losses, win_rate = wins/trades, buys, sell_volume and buy_volume (size*price), realized_fees (fee shares inside realized P&L), fees_paid (all fees of the trades), unmatched size, not_computed, P&L. Current version, exact numerics.';
 
 -- fifo_pnl_by_day([symbol, from, to]): realized P&L per day in the report
--- time zone, with the running total.
+-- time zone and quote currency, with the running total per currency.
 CREATE OR REPLACE FUNCTION public.fifo_pnl_by_day(
     p_symbol text DEFAULT NULL,
     p_from timestamptz DEFAULT NULL,
     p_to timestamptz DEFAULT NULL)
 RETURNS TABLE (
-    day date, sells bigint, trades bigint, wins bigint, losses bigint, win_rate numeric,
-    volume numeric, fees numeric, unmatched_size numeric, not_computed bigint,
-    pnl_amount numeric, cumulative_pnl numeric)
+    day date, currency text,
+    sells bigint, trades bigint, wins bigint, losses bigint, win_rate numeric,
+    buys bigint, sell_volume numeric, buy_volume numeric, realized_fees numeric, fees_paid numeric,
+    unmatched_size numeric, not_computed bigint, pnl_amount numeric,
+    cumulative_pnl numeric)
 LANGUAGE sql STABLE
 AS $$
-    SELECT r.day, r.sells, r.trades, r.wins, r.losses, r.win_rate,
-           r.volume, r.fees, r.unmatched_size, r.not_computed, r.pnl_amount,
-           sum(r.pnl_amount) OVER (ORDER BY r.day ROWS UNBOUNDED PRECEDING)
+    SELECT r.day, r.currency,
+           r.sells, r.trades, r.wins, r.losses, r.win_rate,
+           r.buys, r.sell_volume, r.buy_volume, r.realized_fees, r.fees_paid,
+           r.unmatched_size, r.not_computed, r.pnl_amount,
+           pg_catalog.sum(r.pnl_amount) OVER (PARTITION BY r.currency ORDER BY r.day ROWS UNBOUNDED PRECEDING)
     FROM fifo._pnl_rollup(p_symbol, p_from, p_to) r
     WHERE r.grain = 'day'
 $$;
 COMMENT ON FUNCTION public.fifo_pnl_by_day(text, timestamptz, timestamptz) IS
-    'Realized P&L per day (report time zone) with the running total, for sells in [from, to).';
+    'Realized P&L per day (report time zone) and currency with the running total, for trades in [from, to).';
 
 CREATE OR REPLACE VIEW public.fifo_pnl_by_day AS
     SELECT * FROM public.fifo_pnl_by_day();
 COMMENT ON VIEW public.fifo_pnl_by_day IS
-    'Realized P&L per day in the report time zone (setting report_timezone, default UTC), with cumulative_pnl. '
-    'Current version, exact numerics.';
+    'Realized P&L per day in the report time zone (setting report_timezone, default UTC) and currency, with cumulative_pnl per currency. Current version, exact numerics.';
 
--- fifo_pnl_summary([symbol, from, to]): the totals row of the summaries.
+-- fifo_pnl_by_month([symbol, from, to]): the same per calendar month.
+CREATE OR REPLACE FUNCTION public.fifo_pnl_by_month(
+    p_symbol text DEFAULT NULL,
+    p_from timestamptz DEFAULT NULL,
+    p_to timestamptz DEFAULT NULL)
+RETURNS TABLE (
+    month date, currency text,
+    sells bigint, trades bigint, wins bigint, losses bigint, win_rate numeric,
+    buys bigint, sell_volume numeric, buy_volume numeric, realized_fees numeric, fees_paid numeric,
+    unmatched_size numeric, not_computed bigint, pnl_amount numeric,
+    cumulative_pnl numeric)
+LANGUAGE sql STABLE
+AS $$
+    SELECT r.month, r.currency,
+           r.sells, r.trades, r.wins, r.losses, r.win_rate,
+           r.buys, r.sell_volume, r.buy_volume, r.realized_fees, r.fees_paid,
+           r.unmatched_size, r.not_computed, r.pnl_amount,
+           pg_catalog.sum(r.pnl_amount) OVER (PARTITION BY r.currency ORDER BY r.month ROWS UNBOUNDED PRECEDING)
+    FROM fifo._pnl_rollup(p_symbol, p_from, p_to) r
+    WHERE r.grain = 'month'
+$$;
+COMMENT ON FUNCTION public.fifo_pnl_by_month(text, timestamptz, timestamptz) IS
+    'Realized P&L per month (first day of the month, report time zone) and currency, with the running total.';
+
+CREATE OR REPLACE VIEW public.fifo_pnl_by_month AS
+    SELECT * FROM public.fifo_pnl_by_month();
+COMMENT ON VIEW public.fifo_pnl_by_month IS
+    'Realized P&L per month (month = its first day, report time zone) and currency, with cumulative_pnl per currency. Current version, exact numerics.';
+
+-- fifo_pnl_by_year([symbol, from, to]): the same per calendar year.
+CREATE OR REPLACE FUNCTION public.fifo_pnl_by_year(
+    p_symbol text DEFAULT NULL,
+    p_from timestamptz DEFAULT NULL,
+    p_to timestamptz DEFAULT NULL)
+RETURNS TABLE (
+    year integer, currency text,
+    sells bigint, trades bigint, wins bigint, losses bigint, win_rate numeric,
+    buys bigint, sell_volume numeric, buy_volume numeric, realized_fees numeric, fees_paid numeric,
+    unmatched_size numeric, not_computed bigint, pnl_amount numeric)
+LANGUAGE sql STABLE
+AS $$
+    SELECT r.year, r.currency,
+           r.sells, r.trades, r.wins, r.losses, r.win_rate,
+           r.buys, r.sell_volume, r.buy_volume, r.realized_fees, r.fees_paid,
+           r.unmatched_size, r.not_computed, r.pnl_amount
+    FROM fifo._pnl_rollup(p_symbol, p_from, p_to) r
+    WHERE r.grain = 'year'
+$$;
+COMMENT ON FUNCTION public.fifo_pnl_by_year(text, timestamptz, timestamptz) IS
+    'Realized P&L per calendar year (report time zone) and currency.';
+
+CREATE OR REPLACE VIEW public.fifo_pnl_by_year AS
+    SELECT * FROM public.fifo_pnl_by_year();
+COMMENT ON VIEW public.fifo_pnl_by_year IS
+    'Realized P&L per calendar year (report time zone) and currency. Current version, exact numerics.';
+
+-- fifo_pnl_summary([symbol, from, to]): the totals, one row per currency.
 CREATE OR REPLACE FUNCTION public.fifo_pnl_summary(
     p_symbol text DEFAULT NULL,
     p_from timestamptz DEFAULT NULL,
     p_to timestamptz DEFAULT NULL)
 RETURNS TABLE (
+    currency text,
     sells bigint, trades bigint, wins bigint, losses bigint, win_rate numeric,
-    volume numeric, fees numeric, unmatched_size numeric, not_computed bigint, pnl_amount numeric)
+    buys bigint, sell_volume numeric, buy_volume numeric, realized_fees numeric, fees_paid numeric,
+    unmatched_size numeric, not_computed bigint, pnl_amount numeric)
 LANGUAGE sql STABLE
 AS $$
-    SELECT r.sells, r.trades, r.wins, r.losses, r.win_rate,
-           r.volume, r.fees, r.unmatched_size, r.not_computed, r.pnl_amount
+    SELECT r.currency,
+           r.sells, r.trades, r.wins, r.losses, r.win_rate,
+           r.buys, r.sell_volume, r.buy_volume, r.realized_fees, r.fees_paid,
+           r.unmatched_size, r.not_computed, r.pnl_amount
     FROM fifo._pnl_rollup(p_symbol, p_from, p_to) r
     WHERE r.grain = 'total'
 $$;
 COMMENT ON FUNCTION public.fifo_pnl_summary(text, timestamptz, timestamptz) IS
-    'Realized P&L totals (one row, same measures as fifo_pnl_by_symbol) for sells in [from, to).';
+    'Realized P&L totals, one row per quote currency (same measures as fifo_pnl_by_symbol), for trades in [from, to).';
 
--- fifo._pnl_curve([symbol, from, to]): cumulative realized P&L per day,
--- per symbol and in total (symbol NULL), for the chart.
+-- fifo._pnl_curve([symbol, from, to]): cumulative realized P&L per day with
+-- sells, per symbol and per currency in total (symbol NULL), for the chart.
 CREATE OR REPLACE FUNCTION fifo._pnl_curve(
     p_symbol text DEFAULT NULL,
     p_from timestamptz DEFAULT NULL,
     p_to timestamptz DEFAULT NULL)
-RETURNS TABLE (day date, symbol text, pnl_amount numeric, cumulative_pnl numeric)
+RETURNS TABLE (currency text, symbol text, day date, pnl_amount numeric, cumulative_pnl numeric)
 LANGUAGE sql STABLE
 AS $$
-    SELECT r.day, r.symbol, r.pnl_amount,
-           sum(r.pnl_amount) OVER (PARTITION BY r.symbol ORDER BY r.day ROWS UNBOUNDED PRECEDING)
+    SELECT r.currency, r.symbol, r.day, r.pnl_amount,
+           pg_catalog.sum(r.pnl_amount) OVER (PARTITION BY r.currency, r.symbol ORDER BY r.day ROWS UNBOUNDED PRECEDING)
     FROM fifo._pnl_rollup(p_symbol, p_from, p_to) r
-    WHERE r.grain IN ('day', 'day,symbol')
+    WHERE r.grain IN ('day', 'day,symbol') AND r.sells OPERATOR(pg_catalog.>) 0::pg_catalog.int8
 $$;

@@ -5,28 +5,34 @@
 -- its allocations plus its remaining fee add up to its fee exactly.
 --   p_from  only lots bought at or after this time
 --   p_to    as of this time: only buys and sells before it count
+-- long_term_after: the last sell date (report time zone) on which the lot is
+-- still short-term under the long-term rule (fifo._long_term_after): sold on
+-- a later date, it is long-term.
 -- computed = false flags pools the engine has not computed in the current
--- version (their buys look untouched until it does).
+-- version (their buys look untouched until it does). Money is in the
+-- symbol's quote currency (column currency).
 CREATE OR REPLACE FUNCTION public.fifo_open_lots(
     p_symbol text DEFAULT NULL,
     p_from timestamptz DEFAULT NULL,
     p_to timestamptz DEFAULT NULL)
 RETURNS TABLE (
-    account text, symbol text, order_id text, order_time timestamptz,
+    account text, symbol text, currency text, order_id text, order_time timestamptz,
     size numeric, price numeric, total_fees numeric,
     consumed_size numeric, remaining_size numeric, remaining_fees numeric, remaining_cost numeric,
-    long_term_after timestamptz, computed boolean)
+    date_acquired date, long_term_after date, computed boolean)
 LANGUAGE sql STABLE
 AS $$
-    SELECT t.account, t.symbol, t.order_id, t.order_time, t.size, t.price, t.total_fees,
-           l.consumed, t.size - l.consumed,
+    SELECT t.account, t.symbol, fifo._quote_currency(t.symbol), t.order_id, t.order_time,
+           t.size, t.price, t.total_fees,
+           l.consumed, t.size OPERATOR(pg_catalog.-) l.consumed,
            l.fee_left,
-           (t.size - l.consumed) * t.price + l.fee_left,
-           t.order_time + (SELECT fifo._long_term()),
+           (t.size OPERATOR(pg_catalog.-) l.consumed) OPERATOR(pg_catalog.*) t.price OPERATOR(pg_catalog.+) l.fee_left,
+           l.acquired,
+           fifo._long_term_after(l.acquired, (SELECT fifo._long_term_rule()), (SELECT fifo._long_term_days())),
            ps.version IS NOT NULL
     FROM fifo.trades t
     LEFT JOIN (
-        SELECT fa.symbol, fa.account, fa.buy_trade_id, sum(fa.allocated_size) AS consumed
+        SELECT fa.symbol, fa.account, fa.buy_trade_id, pg_catalog.sum(fa.allocated_size) AS consumed
         FROM fifo.allocations fa
         WHERE fa.version = (SELECT fifo._current_version())
           AND fa.buy_trade_id IS NOT NULL
@@ -35,9 +41,10 @@ AS $$
         GROUP BY fa.symbol, fa.account, fa.buy_trade_id
     ) u ON u.symbol = t.symbol AND u.account = t.account AND u.buy_trade_id = t.order_id
     CROSS JOIN LATERAL (
-        SELECT coalesce(u.consumed, 0) AS consumed,
-               pg_catalog.trim_scale(t.total_fees
-                   - fifo._fee_point(t.total_fees, t.size, coalesce(u.consumed, 0))) AS fee_left
+        SELECT COALESCE(u.consumed, 0::pg_catalog.numeric) AS consumed,
+               pg_catalog.trim_scale(t.total_fees OPERATOR(pg_catalog.-)
+                   fifo._fee_point(t.total_fees, t.size, COALESCE(u.consumed, 0::pg_catalog.numeric))) AS fee_left,
+               (t.order_time AT TIME ZONE (SELECT fifo._report_tz()))::pg_catalog.date AS acquired
     ) l
     LEFT JOIN fifo.pool_state ps
            ON ps.version = (SELECT fifo._current_version())
@@ -55,4 +62,5 @@ CREATE OR REPLACE VIEW public.fifo_open_lots AS
     SELECT * FROM public.fifo_open_lots();
 COMMENT ON VIEW public.fifo_open_lots IS
     'Open lots: remaining_size = size - sum(allocated_size) of the sells that consumed the buy (current version); '
-    'remaining_cost = remaining_size * price + remaining_fees (the unallocated rest of the buy''s fee).';
+    'remaining_cost = remaining_size * price + remaining_fees (the unallocated rest of the buy''s fee), in `currency`; '
+    'long_term_after = the last sell date on which the lot is still short-term (setting long_term_rule).';

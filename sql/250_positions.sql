@@ -1,20 +1,22 @@
 -- fifo_positions: one row per pool (account, symbol) with inventory left,
 -- summed from fifo_open_lots: open quantity, cost of the remainder (fees
--- included) and the average cost per unit (open_cost / open_quantity, an
--- exact division to numeric's default precision; reports round).
+-- included, in the quote currency) and the average cost per unit
+-- (open_cost / open_quantity, an exact division to numeric's default
+-- precision; reports round).
 CREATE OR REPLACE FUNCTION public.fifo_positions(
     p_symbol text DEFAULT NULL,
     p_as_of timestamptz DEFAULT NULL)
 RETURNS TABLE (
-    account text, symbol text, lots bigint, open_quantity numeric, open_cost numeric,
+    account text, symbol text, currency text, lots bigint, open_quantity numeric, open_cost numeric,
     average_cost numeric, first_lot_time timestamptz, last_lot_time timestamptz, computed boolean)
 LANGUAGE sql STABLE
 AS $$
-    SELECT l.account, l.symbol, count(*), sum(l.remaining_size), sum(l.remaining_cost),
-           sum(l.remaining_cost) / sum(l.remaining_size),
-           min(l.order_time), max(l.order_time), bool_and(l.computed)
+    SELECT l.account, l.symbol, l.currency, pg_catalog.count(*), pg_catalog.sum(l.remaining_size),
+           pg_catalog.sum(l.remaining_cost),
+           pg_catalog.sum(l.remaining_cost) OPERATOR(pg_catalog./) pg_catalog.sum(l.remaining_size),
+           pg_catalog.min(l.order_time), pg_catalog.max(l.order_time), pg_catalog.bool_and(l.computed)
     FROM public.fifo_open_lots(p_symbol, NULL, p_as_of) l
-    GROUP BY l.account, l.symbol
+    GROUP BY l.account, l.symbol, l.currency
 $$;
 COMMENT ON FUNCTION public.fifo_positions(text, timestamptz) IS
     'Open position per pool (account, symbol) as of a time (default now): quantity, cost, average cost.';
@@ -22,5 +24,5 @@ COMMENT ON FUNCTION public.fifo_positions(text, timestamptz) IS
 CREATE OR REPLACE VIEW public.fifo_positions AS
     SELECT * FROM public.fifo_positions();
 COMMENT ON VIEW public.fifo_positions IS
-    'Open position per pool (account, symbol): lots, open_quantity, open_cost (fees included), '
+    'Open position per pool (account, symbol): lots, open_quantity, open_cost (fees included, in `currency`), '
     'average_cost = open_cost / open_quantity. Current version.';

@@ -1,20 +1,21 @@
 -- fifo_unmatched_sells: the SELLs, or parts of them, that found no inventory
--- at their position (design.md rule 4), with why: they are reported here and
--- never charged to a later buy.
+-- at their position (docs/rules.md, rule 4), with why: they are reported here
+-- and never charged to a later buy. Money in the quote currency.
 CREATE OR REPLACE FUNCTION public.fifo_unmatched_sells(
     p_symbol text DEFAULT NULL,
     p_from timestamptz DEFAULT NULL,
     p_to timestamptz DEFAULT NULL)
 RETURNS TABLE (
-    account text, symbol text, order_id text, order_time timestamptz, size numeric, price numeric,
+    account text, symbol text, currency text, order_id text, order_time timestamptz, size numeric, price numeric,
     matched_size numeric, unmatched_size numeric, unmatched_proceeds numeric, unmatched_fees numeric,
     reason text)
 LANGUAGE sql STABLE
 AS $$
-    SELECT fa.account, fa.symbol, fa.sell_trade_id, fa.sell_time, t.size, fa.sell_price,
-           t.size - fa.allocated_size, fa.allocated_size, fa.sale_proceeds, fa.sell_fees,
+    SELECT fa.account, fa.symbol, fifo._quote_currency(fa.symbol), fa.sell_trade_id, fa.sell_time, t.size,
+           fa.sell_price,
+           t.size OPERATOR(pg_catalog.-) fa.allocated_size, fa.allocated_size, fa.sale_proceeds, fa.sell_fees,
            fifo._unmatched_reason(fa.account, fa.symbol, fa.sell_time,
-                                  t.size - fa.allocated_size, fa.allocated_size)
+                                  t.size OPERATOR(pg_catalog.-) fa.allocated_size, fa.allocated_size)
     FROM fifo.allocations fa
     JOIN fifo.trades t ON t.order_id = fa.sell_trade_id
     WHERE fa.version = (SELECT fifo._current_version())
@@ -30,4 +31,4 @@ CREATE OR REPLACE VIEW public.fifo_unmatched_sells AS
     SELECT * FROM public.fifo_unmatched_sells();
 COMMENT ON VIEW public.fifo_unmatched_sells IS
     'Sells larger than the inventory at their position: matched and unmatched size, proceeds of the unmatched '
-    'part (no cost basis, no P&L) and the reason. Current version.';
+    'part (no cost basis, no P&L, in `currency`) and the reason. Current version.';

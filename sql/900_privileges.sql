@@ -43,7 +43,8 @@ BEGIN
           FROM pg_class c
           WHERE c.relnamespace = 'public'::regnamespace
             AND (c.relname IN ('fifo_runs', 'fifo_allocations', 'fifo_computation_log', 'fifo_trade_pnl',
-                               'fifo_pnl_by_symbol', 'fifo_pnl_by_day', 'fifo_open_lots', 'fifo_positions',
+                               'fifo_pnl_by_symbol', 'fifo_pnl_by_day', 'fifo_pnl_by_month', 'fifo_pnl_by_year',
+                               'fifo_open_lots', 'fifo_positions',
                                'fifo_unmatched_sells', 'fifo_tax_lots')
                  -- the replacements of an adopted bot's tables (fifo-db install --adopt)
                  OR (c.relkind = 'v' AND c.relname IN ('fifo_inventory_snapshot', 'manual_review_queue')
@@ -58,8 +59,8 @@ BEGIN
                    -- the report functions: the ones a public report view of the same name calls
                    SELECT 1 FROM pg_class v
                    WHERE v.relnamespace = 'public'::regnamespace AND v.relkind = 'v' AND v.relname = p.proname))
-           OR p.proname IN ('fifo_pnl_summary', 'fifo_pnl_curve', 'fifo_report_timezone', 'fifo_computed_pools',
-                            'fifo_computed_trades'))
+           OR p.proname IN ('fifo_pnl_summary', 'fifo_form_8949', 'fifo_pnl_curve', 'fifo_report_timezone',
+                            'fifo_computed_pools', 'fifo_computed_trades'))
       AND (p_kind = 'operator'
            OR p.proname NOT IN ('compute_fifo_all', 'fifo_set_setting', 'fifo_schedule', 'fifo_unschedule'));
     IF p_kind = 'operator' THEN

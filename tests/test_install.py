@@ -29,12 +29,15 @@ PUBLIC_FUNCTIONS = {
     "fifo_report_time(p_text text)",
     "fifo_positions(p_symbol text, p_as_of timestamp with time zone)",
     *(f"{name}(p_symbol text, p_from timestamp with time zone, p_to timestamp with time zone)"
-      for name in ("fifo_open_lots", "fifo_pnl_by_day", "fifo_pnl_by_symbol", "fifo_pnl_summary",
-                   "fifo_tax_lots", "fifo_trade_pnl", "fifo_unmatched_sells")),
+      for name in ("fifo_open_lots", "fifo_pnl_by_day", "fifo_pnl_by_month", "fifo_pnl_by_year",
+                   "fifo_pnl_by_symbol", "fifo_pnl_summary", "fifo_tax_lots", "fifo_trade_pnl",
+                   "fifo_unmatched_sells")),
+    "fifo_form_8949(p_symbol text, p_from timestamp with time zone, p_to timestamp with time zone, "
+    "p_reported text)",
 }
 PUBLIC_TABLES = {"trade_records", "fifo_runs"}
 PUBLIC_VIEWS = {"fifo_allocations", "fifo_computation_log", "fifo_open_lots", "fifo_pnl_by_day",
-                "fifo_pnl_by_symbol", "fifo_positions",
+                "fifo_pnl_by_month", "fifo_pnl_by_year", "fifo_pnl_by_symbol", "fifo_positions",
                 "fifo_tax_lots", "fifo_trade_pnl", "fifo_unmatched_sells"}
 
 SCHEMAS = ("public", "fifo")

@@ -87,6 +87,7 @@ def test_the_migration_names_existing_bad_rows_and_changes_nothing(db, tmp_path)
             # fixed as the hint says, the same install goes through
             old.execute("DELETE FROM trade_records WHERE order_id = 'nan-size'")
             old.execute("UPDATE trade_records SET order_id = btrim(order_id)")
-            assert install(old).migrations_applied[0] == "0004.trade-records-refuse-poison"
+            assert install(old).migrations_applied[:2] == ["0003.report-currency-and-long-term-rule",
+                                                           "0004.trade-records-refuse-poison"]
     finally:
         db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -22,7 +22,8 @@ def refused(db, name, value) -> psycopg.Error:
 
 
 DEFAULTS = {"current_version": "1", "long_term_days": "365", "report_timezone": "UTC", "trades_source": "fifo-db",
-            "change_retention": "7 days", "fill_statuses": "*"}
+            "change_retention": "7 days", "fill_statuses": "*", "long_term_rule": "anniversary",
+            "report_currency": "USD", "report_currency_aliases": ""}
 
 
 @pytest.mark.parametrize("name, value", [
@@ -38,6 +39,9 @@ DEFAULTS = {"current_version": "1", "long_term_days": "365", "report_timezone": 
     ("fill_statuses", "*"),
     ("fill_statuses", "filled,done"),
     ("fill_statuses", "filled"),
+    ("long_term_rule", "days"),
+    ("report_currency", "EUR"),
+    ("report_currency_aliases", "USDC,USDT"),
 ])
 def test_valid_values_are_stored(db, name, value):
     db.execute("SELECT fifo_set_setting(%s, %s)", (name, value))
@@ -66,6 +70,12 @@ def test_valid_values_are_stored(db, name, value):
     ("fill_statuses", "", "* (every row counts) or a comma-separated list of status values, e.g. filled,done"),
     ("fill_statuses", "filled,", "* (every row counts) or a comma-separated list of status values, e.g. filled,done"),
     ("fill_statuses", "filled, done", "* (every row counts) or a comma-separated list of status values, e.g. filled,done"),
+    ("long_term_rule", "months", "anniversary (long-term when sold after the one-year anniversary of the acquisition "
+                                 "date) or days (when sold more than long_term_days days after it)"),
+    ("report_currency", "US D", "a currency code of letters and digits, such as USD"),
+    ("report_currency", "", "a currency code of letters and digits, such as USD"),
+    ("report_currency_aliases", "USDC, USDT", "a comma-separated list of currency codes without spaces (or empty)"),
+    ("report_currency_aliases", "USDC,", "a comma-separated list of currency codes without spaces (or empty)"),
 ])
 def test_invalid_values_are_refused_and_nothing_changes(db, name, value, rule):
     err = refused(db, name, value)
@@ -73,7 +83,8 @@ def test_invalid_values_are_refused_and_nothing_changes(db, name, value, rule):
     assert err.diag.message_primary == f'fifo-db setting "{name}" cannot be "{value}": it must be {rule}' + (
         " (e.g. UTC, Europe/London)" if name == "report_timezone" else "")
     example = {"current_version": "1", "long_term_days": "365", "report_timezone": "America/New_York",
-               "change_retention": "7 days", "fill_statuses": "filled,done"}[name]
+               "change_retention": "7 days", "fill_statuses": "filled,done", "long_term_rule": "anniversary",
+               "report_currency": "USD", "report_currency_aliases": "USDC,USDT"}[name]
     assert err.diag.message_hint == f"Example: SELECT fifo_set_setting('{name}', '{example}');"
     assert stored(db) == DEFAULTS
 
@@ -81,11 +92,13 @@ def test_invalid_values_are_refused_and_nothing_changes(db, name, value, rule):
 def test_null_and_unknown_names_and_null_values_are_refused(db):
     err = refused(db, None, "5")
     assert (err.sqlstate, err.diag.message_primary) == ("22004", "fifo_set_setting: the setting name is NULL")
-    assert err.diag.message_hint == "Name one of: change_retention, current_version, fill_statuses, long_term_days, report_timezone."
+    assert err.diag.message_hint == ("Name one of: change_retention, current_version, fill_statuses, long_term_days, "
+                                     "long_term_rule, report_currency, report_currency_aliases, report_timezone.")
 
     err = refused(db, "long_term_dayz", "5")
     assert (err.sqlstate, err.diag.message_primary) == ("42704", 'unknown fifo-db setting "long_term_dayz"')
-    assert err.diag.message_hint == "Settings are: change_retention, current_version, fill_statuses, long_term_days, report_timezone."
+    assert err.diag.message_hint == ("Settings are: change_retention, current_version, fill_statuses, long_term_days, "
+                                     "long_term_rule, report_currency, report_currency_aliases, report_timezone.")
 
     err = refused(db, "long_term_days", None)
     assert (err.sqlstate, err.diag.message_primary) == \
@@ -189,7 +202,7 @@ def test_readers_accept_every_value_the_setter_accepts(db):
                         ("report_timezone", "America/Argentina/Buenos_Aires")]:
         db.execute("SELECT fifo_set_setting(%s, %s)", (name, value))
         assert db.execute("SELECT fifo._setting(%s)", (name,)).fetchone()[0] == value
-    assert db.execute("SELECT fifo._long_term()").fetchone()[0].days == 36600
+    assert db.execute("SELECT fifo._long_term_days()").fetchone()[0] == 36600
 
 
 def test_setting_functions_pin_their_search_path(db):

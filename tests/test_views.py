@@ -87,35 +87,60 @@ def test_trade_pnl_filters_and_not_computed(worked):
 def test_pnl_by_symbol(worked):
     s = by(rows(worked, "SELECT * FROM fifo_pnl_by_symbol"), "symbol")
     aaa = s["AAA-USD"]
-    assert (aaa["sells"], aaa["trades"], aaa["wins"], aaa["losses"]) == (3, 3, 2, 1)
+    assert (aaa["currency"], aaa["sells"], aaa["trades"], aaa["wins"], aaa["losses"]) == ("USD", 3, 3, 2, 1)
     assert aaa["win_rate"] == D("0.66666666666666666667")          # 2/3 at numeric's division scale
-    assert aaa["volume"] == D("74")                                 # 15*4 + 8*1 + 1*6
-    assert aaa["fees"] == D("2.28")                                 # buy 1.25+0.25+0.10, sell 0.60+0.05+0.03
+    assert aaa["sell_volume"] == D("74")                            # 15*4 + 8*1 + 1*6
+    assert aaa["buy_volume"] == D("77")                             # 10*2 + 10*3 + 4*5 + 1*7 (f1, acct2)
+    assert aaa["realized_fees"] == D("2.28")                        # buy 1.25+0.25+0.10, sell 0.60+0.05+0.03
+    # every fee paid: buys b1 1.00 + b2 0.50 + b3 0.40 + f1 0.07, sells 0.60 + 0.08 + 0.03
+    assert (aaa["fees_paid"], aaa["buys"]) == (D("2.68"), 4)
     assert (aaa["unmatched_size"], aaa["pnl_amount"]) == (D(3), D("13.72"))   # 23.15 - 10.30 + 0.87
     bbb = s["BBB-USD"]
     assert (bbb["sells"], bbb["trades"], bbb["wins"], bbb["losses"], bbb["win_rate"]) == (2, 1, 0, 1, D(0))
-    assert (bbb["volume"], bbb["fees"], bbb["unmatched_size"], bbb["pnl_amount"]) == \
-        (D(230), D("0.50"), D(1), D("-20.50"))                      # 180 + 50; 0.30 + 0.20
-    total = rows(worked, "SELECT * FROM fifo_pnl_summary()")[0]
-    assert (total["sells"], total["trades"], total["wins"], total["losses"], total["win_rate"]) == (5, 4, 2, 2, D("0.5"))
-    assert (total["volume"], total["fees"], total["pnl_amount"]) == (D(304), D("2.78"), D("-6.78"))
+    assert (bbb["sell_volume"], bbb["realized_fees"], bbb["fees_paid"], bbb["unmatched_size"], bbb["pnl_amount"]) == \
+        (D(230), D("0.50"), D("0.50"), D(1), D("-20.50"))           # 180 + 50; 0.30 + 0.20; c1 0.30 + d1 0.20
+    [total] = rows(worked, "SELECT * FROM fifo_pnl_summary()")
+    assert (total["currency"], total["sells"], total["trades"], total["wins"], total["losses"], total["win_rate"]) \
+        == ("USD", 5, 4, 2, 2, D("0.5"))
+    assert (total["sell_volume"], total["realized_fees"], total["fees_paid"], total["pnl_amount"]) == \
+        (D(304), D("2.78"), D("3.18"), D("-6.78"))
 
 
 def test_pnl_by_day_utc_and_report_timezone(worked):
-    d = rows(worked, "SELECT day, sells, trades, win_rate, pnl_amount, cumulative_pnl FROM fifo_pnl_by_day ORDER BY day")
-    assert [(r["day"], r["sells"], r["pnl_amount"], r["cumulative_pnl"]) for r in d] == [
+    d = rows(worked, "SELECT day, sells, trades, win_rate, fees_paid, pnl_amount, cumulative_pnl "
+                     "FROM fifo_pnl_by_day ORDER BY day")
+    assert [(r["day"], r["sells"], r["pnl_amount"], r["cumulative_pnl"]) for r in d if r["sells"]] == [
         (date(2025, 3, 10), 2, D("2.65"), D("2.65")),      # s1 23.15 + d1 -20.50
         (date(2025, 3, 11), 1, D("0"), D("2.65")),         # e1: unmatched, no P&L
         (date(2026, 3, 2), 1, D("-10.30"), D("-7.65")),
         (date(2026, 3, 4), 1, D("0.87"), D("-6.78")),
     ]
-    assert d[1]["win_rate"] is None and d[1]["trades"] == 0
+    # days with buys only carry the fees paid on them: b1 01-01, f1 02-01, b2 03-01, b3 2026-03-03
+    assert [(r["day"], r["fees_paid"]) for r in d if not r["sells"]] == [
+        (date(2025, 1, 1), D("1.00")), (date(2025, 2, 1), D("0.07")), (date(2025, 3, 1), D("0.50")),
+        (date(2026, 3, 3), D("0.40"))]
+    e1 = next(r for r in d if r["day"] == date(2025, 3, 11))
+    assert e1["win_rate"] is None and e1["trades"] == 0
+    # 03-10: s1 0.60 + c1 0.30 + d1 0.20
+    assert next(r for r in d if r["day"] == date(2025, 3, 10))["fees_paid"] == D("1.10")
     # Tokyo is UTC+9: s1 (10:00Z) is 19:00 on 03-10; d1 (23:50Z) and e1 (01:00Z) fall on 03-11
     worked.execute("SELECT fifo_set_setting('report_timezone', 'Asia/Tokyo')")
     d = rows(worked, "SELECT day, sells, pnl_amount FROM fifo_pnl_by_day(NULL, NULL, %s) ORDER BY day",
              (ts("2026-01-01 00:00"),))
-    assert [(r["day"], r["sells"], r["pnl_amount"]) for r in d] == [
+    assert [(r["day"], r["sells"], r["pnl_amount"]) for r in d if r["sells"]] == [
         (date(2025, 3, 10), 1, D("23.15")), (date(2025, 3, 11), 2, D("-20.50"))]
+
+
+def test_pnl_by_month_and_year(worked):
+    m = rows(worked, "SELECT month, sells, pnl_amount, fees_paid, cumulative_pnl FROM fifo_pnl_by_month ORDER BY month")
+    assert [(r["month"], r["sells"], r["pnl_amount"], r["cumulative_pnl"]) for r in m] == [
+        (date(2025, 1, 1), 0, D(0), D(0)), (date(2025, 2, 1), 0, D(0), D(0)),
+        (date(2025, 3, 1), 3, D("2.65"), D("2.65")),       # s1, d1, e1
+        (date(2026, 3, 1), 2, D("-9.43"), D("-6.78"))]     # s2 -10.30 + s3 0.87
+    y = by(rows(worked, "SELECT * FROM fifo_pnl_by_year"), "year")
+    # 2025 fees: b1 1.00, f1 0.07, b2 0.50, s1 0.60, c1 0.30, d1 0.20; 2026: s2 0.08, b3 0.40, s3 0.03
+    assert (y[2025]["pnl_amount"], y[2025]["fees_paid"], y[2025]["trades"]) == (D("2.65"), D("2.67"), 2)
+    assert (y[2026]["pnl_amount"], y[2026]["fees_paid"], y[2026]["trades"]) == (D("-9.43"), D("0.51"), 2)
 
 
 def test_open_lots_remaining_derived_from_allocations(worked):
@@ -125,7 +150,9 @@ def test_open_lots_remaining_derived_from_allocations(worked):
     # 4 - 1 consumed by s3; fee left 0.40 - fee_point(0.40, 4, 1) = 0.40 - 0.10; cost 3*5 + 0.30
     assert (b3["consumed_size"], b3["remaining_size"], b3["remaining_fees"], b3["remaining_cost"]) == \
         (D(1), D(3), D("0.3"), D("15.30"))
-    assert b3["long_term_after"] == ts("2027-03-03 10:00") and b3["computed"] is True
+    # bought 2026-03-03: still short-term when sold on the anniversary 2027-03-03, long-term after it
+    assert (b3["date_acquired"], b3["long_term_after"], b3["computed"]) == (date(2026, 3, 3), date(2027, 3, 3), True)
+    assert b3["currency"] == "USD"
     f1 = lots["f1"]
     assert (f1["account"], f1["remaining_size"], f1["remaining_fees"], f1["remaining_cost"]) == \
         ("acct2", D(1), D("0.07"), D("7.07"))
@@ -165,23 +192,32 @@ def test_unmatched_sells_with_reasons(worked):
 
 
 def test_tax_lots_form_8949(worked):
-    t = rows(worked, "SELECT * FROM fifo_tax_lots ORDER BY sell_time, buy_time")
+    t = rows(worked, "SELECT * FROM fifo_tax_lots ORDER BY sell_time, buy_time NULLS LAST")
     got = [(r["description"], r["date_acquired"], r["date_sold"], r["proceeds"], r["cost_basis"],
-            r["gain_or_loss"], r["term"]) for r in t]
+            r["gain_or_loss"], r["term"], r["unmatched"]) for r in t]
     assert got == [
-        ("10 AAA-USD", date(2025, 1, 1), date(2025, 3, 10), D("39.60"), D("21.00"), D("18.60"), "short"),
-        ("5 AAA-USD", date(2025, 3, 1), date(2025, 3, 10), D("19.80"), D("15.25"), D("4.55"), "short"),
-        ("2 BBB-USD", date(2025, 3, 10), date(2025, 3, 10), D("179.80"), D("200.30"), D("-20.50"), "short"),
-        # held 2025-03-01 10:00 -> 2026-03-02 10:00 = 366 days > 365: long
-        ("5 AAA-USD", date(2025, 3, 1), date(2026, 3, 2), D("4.95"), D("15.25"), D("-10.30"), "long"),
-        ("1 AAA-USD", date(2026, 3, 3), date(2026, 3, 4), D("5.97"), D("5.10"), D("0.87"), "short"),
+        ("10 AAA", date(2025, 1, 1), date(2025, 3, 10), D("39.60"), D("21.00"), D("18.60"), "short", False),
+        ("5 AAA", date(2025, 3, 1), date(2025, 3, 10), D("19.80"), D("15.25"), D("4.55"), "short", False),
+        ("2 BBB", date(2025, 3, 10), date(2025, 3, 10), D("179.80"), D("200.30"), D("-20.50"), "short", False),
+        # e1 found no inventory: proceeds 50, no basis, no term
+        ("1 BBB", None, date(2025, 3, 11), D("50"), None, None, None, True),
+        # bought 2025-03-01, anniversary 2026-03-01, sold 2026-03-02: long
+        ("5 AAA", date(2025, 3, 1), date(2026, 3, 2), D("4.95"), D("15.25"), D("-10.30"), "long", False),
+        ("3 AAA", None, date(2026, 3, 2), D("2.97"), None, None, None, True),
+        ("1 AAA", date(2026, 3, 3), date(2026, 3, 4), D("5.97"), D("5.10"), D("0.87"), "short", False),
     ]
-    assert t[3]["holding_period"] == timedelta(days=366)
-    # the threshold must be exceeded: at 366 days a 366-day holding is short-term
+    assert {(r["currency"], r["in_report_currency"]) for r in t} == {("USD", True)}
+    assert t[4]["holding_period"] == timedelta(days=366) and t[4]["long_term_after"] == date(2026, 3, 1)
+    # the 'days' rule: long only when the sell date is MORE than long_term_days after the acquisition date
+    worked.execute("SELECT fifo_set_setting('long_term_rule', 'days')")
     worked.execute("SELECT fifo_set_setting('long_term_days', '366')")
-    assert rows(worked, "SELECT term FROM fifo_tax_lots WHERE sell_trade_id = 's2'")[0]["term"] == "short"
+    assert rows(worked, "SELECT term FROM fifo_tax_lots WHERE sell_trade_id = 's2' AND NOT unmatched")[0]["term"] \
+        == "short"                                             # 2026-03-02 - 2025-03-01 = 366 days, not more
+    worked.execute("SELECT fifo_set_setting('long_term_days', '365')")
+    assert rows(worked, "SELECT term FROM fifo_tax_lots WHERE sell_trade_id = 's2' AND NOT unmatched")[0]["term"] \
+        == "long"
     assert len(rows(worked, "SELECT * FROM fifo_tax_lots(NULL, %s, %s)",
-                    (ts("2026-01-01 00:00"), ts("2027-01-01 00:00")))) == 2
+                    (ts("2026-01-01 00:00"), ts("2027-01-01 00:00")))) == 3
 
 
 def test_views_read_the_current_version(worked):
@@ -193,8 +229,8 @@ def test_views_read_the_current_version(worked):
 
 
 def test_views_are_commented(worked):
-    names = ["fifo_trade_pnl", "fifo_pnl_by_symbol", "fifo_pnl_by_day", "fifo_open_lots", "fifo_positions",
-             "fifo_unmatched_sells", "fifo_tax_lots"]
+    names = ["fifo_trade_pnl", "fifo_pnl_by_symbol", "fifo_pnl_by_day", "fifo_pnl_by_month", "fifo_pnl_by_year",
+             "fifo_open_lots", "fifo_positions", "fifo_unmatched_sells", "fifo_tax_lots"]
     got = rows(worked, "SELECT c.relname, obj_description(c.oid, 'pg_class') AS comment FROM pg_class c "
                        "WHERE c.relname = ANY(%s) AND c.relkind = 'v' AND c.relnamespace = 'public'::regnamespace",
                (names,))
