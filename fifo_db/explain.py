@@ -18,8 +18,8 @@ def explain(conn: psycopg.Connection, order_id: str) -> list[dict]:
     try:
         with conn.cursor(row_factory=dict_row) as cur:
             rows = cur.execute("SELECT * FROM explain_fifo(%s)", (order_id,)).fetchall()
-            currency = cur.execute("SELECT fifo._quote_currency(t.symbol) AS c FROM fifo.trades t "
-                                   "WHERE t.order_id = %s", (order_id,)).fetchone()["c"]
+            currency = cur.execute("SELECT order_currency FROM fifo_report_context(NULL, %s)",
+                                   (order_id,)).fetchone()["order_currency"]
     except psycopg.Error as exc:
         raise from_db_error(exc) from None
     return [{**r, "currency": currency} for r in rows]

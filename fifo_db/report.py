@@ -119,7 +119,7 @@ def parse_bound(conn: psycopg.Connection, text: str | None) -> datetime | None:
 def use_report_timezone(conn: psycopg.Connection) -> str:
     """Show times in the report time zone (setting report_timezone)."""
     try:
-        tz = conn.execute("SELECT fifo._report_tz()").fetchone()[0]
+        tz = conn.execute("SELECT report_timezone FROM fifo_report_context()").fetchone()[0]
         conn.execute("SELECT set_config('TimeZone', %s, false)", (tz,))
     except psycopg.Error as exc:
         raise from_db_error(exc) from None
@@ -134,7 +134,7 @@ def check_scope(conn: psycopg.Connection, symbol: str | None) -> str | None:
     """
     try:
         pools, computed, version, example, stale = conn.execute(
-            "SELECT pools, computed, version, not_computed_example, stale FROM fifo._report_scope(%s)",
+            "SELECT pools, computed, version, not_computed_example, stale FROM fifo_report_context(%s)",
             (symbol,)).fetchone()
     except psycopg.Error as exc:
         raise from_db_error(exc) from None
@@ -188,7 +188,7 @@ def fetch_totals(conn: psycopg.Connection, bounds: Bounds) -> list[dict]:
 def fetch_curve(conn: psycopg.Connection, bounds: Bounds) -> dict[str | None, dict[str | None, list]]:
     """Cumulative realized P&L per day: {currency: {None: the currency's total, symbol: ...}}."""
     series: dict = {}
-    rows = conn.execute("SELECT currency, symbol, day, cumulative_pnl FROM fifo._pnl_curve(%s, %s, %s) "
+    rows = conn.execute("SELECT currency, symbol, day, cumulative_pnl FROM fifo_pnl_curve(%s, %s, %s) "
                         "ORDER BY currency, symbol NULLS FIRST, day", (bounds.symbol, bounds.start, bounds.end))
     for currency, symbol, day, cum in rows:
         series.setdefault(currency, {}).setdefault(symbol, []).append((day, cum))
@@ -339,8 +339,8 @@ def tax_csv(rows: list[dict]) -> str:
 
 def tax_summary(conn: psycopg.Connection, rows: list[dict], bounds: Bounds, reported: str) -> list[str]:
     """The stderr lines of `report tax`: Part I / Part II totals, oversold rows, symbols left out and why."""
-    currency, accepted = conn.execute("SELECT fifo._report_currency(), fifo._report_currencies()").fetchone()
-    rule = conn.execute("SELECT fifo._long_term_rule()").fetchone()[0]
+    currency, accepted, rule = conn.execute(
+        "SELECT report_currency, report_currencies, long_term_rule FROM fifo_report_context()").fetchone()
     lines = []
     years = sorted({r["tax_year"] for r in rows})
     parts = []

@@ -152,36 +152,44 @@ AS $$
         LIMIT 1) nb ON true
 $$;
 
--- fifo._report_scope(symbol): what a report on `symbol` (NULL: all) would
--- read, so the CLI can refuse a report that would show nothing true: no
--- trades (for a symbol: the same error as compute_fifo), or pools the engine
--- has not computed in the current version. Returns the pools with trades,
--- how many of them are computed, the current version, one pool that is not
--- computed (for the message) and how many computed pools are stale.
--- (an internal helper with no grants or dependents: dropped first so an install over an
--- earlier build of it, with fewer result columns, goes through)
-DROP FUNCTION IF EXISTS fifo._report_scope(text);
-CREATE FUNCTION fifo._report_scope(p_symbol text DEFAULT NULL)
-RETURNS TABLE (pools bigint, computed bigint, version integer, not_computed_example text, stale bigint)
+-- fifo_report_context([symbol [, order_id]]): what a report on `symbol`
+-- (NULL: all) works with, so the CLI can refuse one that would show nothing
+-- true: the report time zone, currency (with the quote codes that count as
+-- it) and long-term rule; the current version; the pools with trades, how
+-- many of them are computed, one that is not (for the message) and how many
+-- computed pools are stale; and the quote currency of `order_id`'s symbol
+-- (for explain). A symbol with no trades raises the same error as
+-- compute_fifo.
+CREATE OR REPLACE FUNCTION public.fifo_report_context(p_symbol text DEFAULT NULL, p_order_id text DEFAULT NULL)
+RETURNS TABLE (report_timezone text, report_currency text, report_currencies text[], long_term_rule text,
+               version integer, pools bigint, computed bigint, not_computed_example text, stale bigint,
+               order_currency text)
 LANGUAGE plpgsql STABLE
+SECURITY DEFINER   -- readers learn what a report covers without any right on fifo-db's internal tables
 SET search_path = pg_catalog, pg_temp
 AS $$
+#variable_conflict use_column
 DECLARE
     v_version integer := fifo._current_version();
 BEGIN
-    IF p_symbol IS NOT NULL AND NOT EXISTS (SELECT 1 FROM public.trade_records t WHERE t.symbol = p_symbol) THEN
+    IF p_symbol IS NOT NULL AND NOT EXISTS (SELECT 1 FROM fifo.trades t WHERE t.symbol = p_symbol) THEN
         RAISE EXCEPTION 'no trades for symbol "%"', p_symbol
             USING ERRCODE = 'P0002',
                   HINT = 'Symbols are case-sensitive; SELECT DISTINCT symbol FROM trade_records lists them.';
     END IF;
     RETURN QUERY
-    SELECT count(*), count(ps.version), v_version,
+    SELECT fifo._report_tz(), fifo._report_currency(), fifo._report_currencies(), fifo._long_term_rule(),
+           v_version, count(*), count(ps.version),
            min(p.symbol || CASE WHEN p.account = 'default' THEN '' ELSE ' (account ' || p.account || ')' END)
                FILTER (WHERE ps.version IS NULL),
-           count(ps.stale_from)
-    FROM (SELECT DISTINCT t.symbol, t.account FROM public.trade_records t
+           count(ps.stale_from),
+           (SELECT fifo._quote_currency(t.symbol) FROM fifo.trades t WHERE t.order_id = p_order_id)
+    FROM (SELECT DISTINCT t.symbol, t.account FROM fifo.trades t
           WHERE p_symbol IS NULL OR t.symbol = p_symbol) p
     LEFT JOIN fifo.pool_state ps
            ON ps.version = v_version AND ps.symbol = p.symbol AND ps.account = p.account;
 END;
 $$;
+COMMENT ON FUNCTION public.fifo_report_context(text, text) IS
+    'What a report works with: report time zone, currency and long-term rule, the current version, '
+    'pools with trades / computed / stale, and the quote currency of an order.';

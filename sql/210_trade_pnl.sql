@@ -5,13 +5,15 @@
 -- that replaces the seed's pnl_usd column (NULL for sells the engine has not
 -- computed).
 --
--- The report functions in sql/2xx are plain SQL with no SET clause on
--- purpose: PostgreSQL then inlines them into the query that calls them, so
--- `SELECT * FROM fifo_trade_pnl WHERE symbol = 'X'` reads only pool X.
--- Every object in the bodies is schema-qualified, functions are called as
--- pg_catalog.fn(...) and operators compare exact built-in types (or are
--- written OPERATOR(pg_catalog.op)), so the caller's search_path cannot
--- redirect them.
+-- The report functions in sql/2xx run with the owner's rights (SECURITY
+-- DEFINER) and search_path pg_catalog, pg_temp: a reader needs no right in
+-- schema fifo, and nothing in a caller's search_path can redirect them
+-- (tests/test_hostile.py). They are PL/pgSQL, so each call is planned with
+-- its arguments: fifo_trade_pnl('X') reads only pool X through the indexes.
+-- The views are SELECT * FROM the function: a filter on a view applies to
+-- the whole report, so pass symbol/from/to as arguments when it matters.
+-- The internal SQL helpers they call (fifo._pnl_rollup, ...) stay
+-- inlinable; they only ever run inside these pinned functions.
 CREATE OR REPLACE FUNCTION public.fifo_trade_pnl(
     p_symbol text DEFAULT NULL,
     p_from timestamptz DEFAULT NULL,
@@ -25,8 +27,13 @@ RETURNS TABLE (
     first_buy_time timestamptz, last_buy_time timestamptz,
     shortest_holding interval, longest_holding interval,
     status text)
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER   -- readers read reports without any right on fifo-db's internal tables
+SET search_path = pg_catalog, pg_temp
 AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     SELECT t.account, t.symbol, fifo._quote_currency(t.symbol), t.order_id, t.order_time,
            t.size, t.price, t.total_fees,
            a.matched_size, a.unmatched_size, a.lots,
@@ -66,7 +73,8 @@ AS $$
     WHERE t.side = 'sell'
       AND (p_symbol IS NULL OR t.symbol = p_symbol)
       AND (p_from IS NULL OR t.order_time >= p_from)
-      AND (p_to IS NULL OR t.order_time < p_to)
+      AND (p_to IS NULL OR t.order_time < p_to);
+END;
 $$;
 COMMENT ON FUNCTION public.fifo_trade_pnl(text, timestamptz, timestamptz) IS
     'Per-sell realized P&L in the current version, optionally for one symbol and sells in [from, to). '

@@ -14,8 +14,8 @@
 --                  open lots and unmatched parts included
 --   not_computed   sells without allocations in the current version
 -- Days, months and years are dates in the report time zone (setting
--- report_timezone). Operators compare exact built-in types and functions are
--- pg_catalog-qualified: these SQL functions are inlined (see sql/210).
+-- report_timezone). fifo._pnl_rollup is inlined into the report functions
+-- that call it, which pin their search_path (see sql/210).
 CREATE OR REPLACE FUNCTION fifo._pnl_rollup(
     p_symbol text DEFAULT NULL,
     p_from timestamptz DEFAULT NULL,
@@ -82,14 +82,20 @@ RETURNS TABLE (
     sells bigint, trades bigint, wins bigint, losses bigint, win_rate numeric,
     buys bigint, sell_volume numeric, buy_volume numeric, realized_fees numeric, fees_paid numeric,
     unmatched_size numeric, not_computed bigint, pnl_amount numeric)
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER   -- readers read reports without any right on fifo-db's internal tables
+SET search_path = pg_catalog, pg_temp
 AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     SELECT r.symbol, r.currency,
            r.sells, r.trades, r.wins, r.losses, r.win_rate,
            r.buys, r.sell_volume, r.buy_volume, r.realized_fees, r.fees_paid,
            r.unmatched_size, r.not_computed, r.pnl_amount
     FROM fifo._pnl_rollup(p_symbol, p_from, p_to) r
-    WHERE r.grain = 'symbol'
+    WHERE r.grain = 'symbol';
+END;
 $$;
 COMMENT ON FUNCTION public.fifo_pnl_by_symbol(text, timestamptz, timestamptz) IS
     'Realized P&L per symbol in its quote currency (sells, trades, wins, losses, win rate, volumes, fees, P&L) for trades in [from, to).';
@@ -111,15 +117,21 @@ RETURNS TABLE (
     buys bigint, sell_volume numeric, buy_volume numeric, realized_fees numeric, fees_paid numeric,
     unmatched_size numeric, not_computed bigint, pnl_amount numeric,
     cumulative_pnl numeric)
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER   -- readers read reports without any right on fifo-db's internal tables
+SET search_path = pg_catalog, pg_temp
 AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     SELECT r.day, r.currency,
            r.sells, r.trades, r.wins, r.losses, r.win_rate,
            r.buys, r.sell_volume, r.buy_volume, r.realized_fees, r.fees_paid,
            r.unmatched_size, r.not_computed, r.pnl_amount,
            pg_catalog.sum(r.pnl_amount) OVER (PARTITION BY r.currency ORDER BY r.day ROWS UNBOUNDED PRECEDING)
     FROM fifo._pnl_rollup(p_symbol, p_from, p_to) r
-    WHERE r.grain = 'day'
+    WHERE r.grain = 'day';
+END;
 $$;
 COMMENT ON FUNCTION public.fifo_pnl_by_day(text, timestamptz, timestamptz) IS
     'Realized P&L per day (report time zone) and currency with the running total, for trades in [from, to).';
@@ -140,15 +152,21 @@ RETURNS TABLE (
     buys bigint, sell_volume numeric, buy_volume numeric, realized_fees numeric, fees_paid numeric,
     unmatched_size numeric, not_computed bigint, pnl_amount numeric,
     cumulative_pnl numeric)
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER   -- readers read reports without any right on fifo-db's internal tables
+SET search_path = pg_catalog, pg_temp
 AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     SELECT r.month, r.currency,
            r.sells, r.trades, r.wins, r.losses, r.win_rate,
            r.buys, r.sell_volume, r.buy_volume, r.realized_fees, r.fees_paid,
            r.unmatched_size, r.not_computed, r.pnl_amount,
            pg_catalog.sum(r.pnl_amount) OVER (PARTITION BY r.currency ORDER BY r.month ROWS UNBOUNDED PRECEDING)
     FROM fifo._pnl_rollup(p_symbol, p_from, p_to) r
-    WHERE r.grain = 'month'
+    WHERE r.grain = 'month';
+END;
 $$;
 COMMENT ON FUNCTION public.fifo_pnl_by_month(text, timestamptz, timestamptz) IS
     'Realized P&L per month (first day of the month, report time zone) and currency, with the running total.';
@@ -168,14 +186,20 @@ RETURNS TABLE (
     sells bigint, trades bigint, wins bigint, losses bigint, win_rate numeric,
     buys bigint, sell_volume numeric, buy_volume numeric, realized_fees numeric, fees_paid numeric,
     unmatched_size numeric, not_computed bigint, pnl_amount numeric)
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER   -- readers read reports without any right on fifo-db's internal tables
+SET search_path = pg_catalog, pg_temp
 AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     SELECT r.year, r.currency,
            r.sells, r.trades, r.wins, r.losses, r.win_rate,
            r.buys, r.sell_volume, r.buy_volume, r.realized_fees, r.fees_paid,
            r.unmatched_size, r.not_computed, r.pnl_amount
     FROM fifo._pnl_rollup(p_symbol, p_from, p_to) r
-    WHERE r.grain = 'year'
+    WHERE r.grain = 'year';
+END;
 $$;
 COMMENT ON FUNCTION public.fifo_pnl_by_year(text, timestamptz, timestamptz) IS
     'Realized P&L per calendar year (report time zone) and currency.';
@@ -195,29 +219,43 @@ RETURNS TABLE (
     sells bigint, trades bigint, wins bigint, losses bigint, win_rate numeric,
     buys bigint, sell_volume numeric, buy_volume numeric, realized_fees numeric, fees_paid numeric,
     unmatched_size numeric, not_computed bigint, pnl_amount numeric)
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER   -- readers read reports without any right on fifo-db's internal tables
+SET search_path = pg_catalog, pg_temp
 AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     SELECT r.currency,
            r.sells, r.trades, r.wins, r.losses, r.win_rate,
            r.buys, r.sell_volume, r.buy_volume, r.realized_fees, r.fees_paid,
            r.unmatched_size, r.not_computed, r.pnl_amount
     FROM fifo._pnl_rollup(p_symbol, p_from, p_to) r
-    WHERE r.grain = 'total'
+    WHERE r.grain = 'total';
+END;
 $$;
 COMMENT ON FUNCTION public.fifo_pnl_summary(text, timestamptz, timestamptz) IS
     'Realized P&L totals, one row per quote currency (same measures as fifo_pnl_by_symbol), for trades in [from, to).';
 
--- fifo._pnl_curve([symbol, from, to]): cumulative realized P&L per day with
+-- fifo_pnl_curve([symbol, from, to]): cumulative realized P&L per day with
 -- sells, per symbol and per currency in total (symbol NULL), for the chart.
-CREATE OR REPLACE FUNCTION fifo._pnl_curve(
+CREATE OR REPLACE FUNCTION public.fifo_pnl_curve(
     p_symbol text DEFAULT NULL,
     p_from timestamptz DEFAULT NULL,
     p_to timestamptz DEFAULT NULL)
 RETURNS TABLE (currency text, symbol text, day date, pnl_amount numeric, cumulative_pnl numeric)
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER   -- readers read reports without any right on fifo-db's internal tables
+SET search_path = pg_catalog, pg_temp
 AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     SELECT r.currency, r.symbol, r.day, r.pnl_amount,
-           pg_catalog.sum(r.pnl_amount) OVER (PARTITION BY r.currency, r.symbol ORDER BY r.day ROWS UNBOUNDED PRECEDING)
+           sum(r.pnl_amount) OVER (PARTITION BY r.currency, r.symbol ORDER BY r.day ROWS UNBOUNDED PRECEDING)
     FROM fifo._pnl_rollup(p_symbol, p_from, p_to) r
-    WHERE r.grain IN ('day', 'day,symbol') AND r.sells OPERATOR(pg_catalog.>) 0::pg_catalog.int8
+    WHERE r.grain IN ('day', 'day,symbol') AND r.sells > 0;
+END;
 $$;
+COMMENT ON FUNCTION public.fifo_pnl_curve(text, timestamptz, timestamptz) IS
+    'Cumulative realized P&L per day with sells, per symbol and per currency in total (symbol NULL).';

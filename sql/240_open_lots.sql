@@ -20,8 +20,13 @@ RETURNS TABLE (
     size numeric, price numeric, total_fees numeric,
     consumed_size numeric, remaining_size numeric, remaining_fees numeric, remaining_cost numeric,
     date_acquired date, long_term_after date, computed boolean)
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER   -- readers read reports without any right on fifo-db's internal tables
+SET search_path = pg_catalog, pg_temp
 AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     SELECT t.account, t.symbol, fifo._quote_currency(t.symbol), t.order_id, t.order_time,
            t.size, t.price, t.total_fees,
            l.consumed, t.size OPERATOR(pg_catalog.-) l.consumed,
@@ -53,7 +58,8 @@ AS $$
       AND t.size > l.consumed
       AND (p_symbol IS NULL OR t.symbol = p_symbol)
       AND (p_from IS NULL OR t.order_time >= p_from)
-      AND (p_to IS NULL OR t.order_time < p_to)
+      AND (p_to IS NULL OR t.order_time < p_to);
+END;
 $$;
 COMMENT ON FUNCTION public.fifo_open_lots(text, timestamptz, timestamptz) IS
     'Open lots (buys with inventory left) bought in [from, to), as of `to` (default now), optionally for one symbol.';

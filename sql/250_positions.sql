@@ -9,14 +9,20 @@ CREATE OR REPLACE FUNCTION public.fifo_positions(
 RETURNS TABLE (
     account text, symbol text, currency text, lots bigint, open_quantity numeric, open_cost numeric,
     average_cost numeric, first_lot_time timestamptz, last_lot_time timestamptz, computed boolean)
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER   -- readers read reports without any right on fifo-db's internal tables
+SET search_path = pg_catalog, pg_temp
 AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     SELECT l.account, l.symbol, l.currency, pg_catalog.count(*), pg_catalog.sum(l.remaining_size),
            pg_catalog.sum(l.remaining_cost),
            pg_catalog.sum(l.remaining_cost) OPERATOR(pg_catalog./) pg_catalog.sum(l.remaining_size),
            pg_catalog.min(l.order_time), pg_catalog.max(l.order_time), pg_catalog.bool_and(l.computed)
     FROM public.fifo_open_lots(p_symbol, NULL, p_as_of) l
-    GROUP BY l.account, l.symbol, l.currency
+    GROUP BY l.account, l.symbol, l.currency;
+END;
 $$;
 COMMENT ON FUNCTION public.fifo_positions(text, timestamptz) IS
     'Open position per pool (account, symbol) as of a time (default now): quantity, cost, average cost.';

@@ -9,8 +9,13 @@ RETURNS TABLE (
     account text, symbol text, currency text, order_id text, order_time timestamptz, size numeric, price numeric,
     matched_size numeric, unmatched_size numeric, unmatched_proceeds numeric, unmatched_fees numeric,
     reason text)
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER   -- readers read reports without any right on fifo-db's internal tables
+SET search_path = pg_catalog, pg_temp
 AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     SELECT fa.account, fa.symbol, fifo._quote_currency(fa.symbol), fa.sell_trade_id, fa.sell_time, t.size,
            fa.sell_price,
            t.size OPERATOR(pg_catalog.-) fa.allocated_size, fa.allocated_size, fa.sale_proceeds, fa.sell_fees,
@@ -22,7 +27,8 @@ AS $$
       AND fa.unmatched
       AND (p_symbol IS NULL OR fa.symbol = p_symbol)
       AND (p_from IS NULL OR fa.sell_time >= p_from)
-      AND (p_to IS NULL OR fa.sell_time < p_to)
+      AND (p_to IS NULL OR fa.sell_time < p_to);
+END;
 $$;
 COMMENT ON FUNCTION public.fifo_unmatched_sells(text, timestamptz, timestamptz) IS
     'Oversold sells (the part with no inventory) in [from, to), with the reason, optionally for one symbol.';

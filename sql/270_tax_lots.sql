@@ -20,8 +20,13 @@ RETURNS TABLE (
     currency text, in_report_currency boolean, unmatched boolean, long_term_after date,
     account text, symbol text, asset text, quantity numeric, sell_trade_id text, buy_trade_id text,
     buy_time timestamptz, sell_time timestamptz, holding_period interval)
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER   -- readers read reports without any right on fifo-db's internal tables
+SET search_path = pg_catalog, pg_temp
 AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     SELECT pg_catalog.trim_scale(fa.allocated_size)::pg_catalog.text OPERATOR(pg_catalog.||) ' '::pg_catalog.text
                OPERATOR(pg_catalog.||) fifo._base_asset(fa.symbol),
            d.acquired, d.sold,
@@ -45,7 +50,8 @@ AS $$
     WHERE fa.version = (SELECT fifo._current_version())
       AND (p_symbol IS NULL OR fa.symbol = p_symbol)
       AND (p_from IS NULL OR fa.sell_time >= p_from)
-      AND (p_to IS NULL OR fa.sell_time < p_to)
+      AND (p_to IS NULL OR fa.sell_time < p_to);
+END;
 $$;
 COMMENT ON FUNCTION public.fifo_tax_lots(text, timestamptz, timestamptz) IS
     'Form 8949 rows (exact, every currency, unmatched parts flagged) for lots sold in [from, to), optionally for one symbol.';

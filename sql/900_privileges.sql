@@ -59,7 +59,7 @@ BEGIN
                    -- the report functions: the ones a public report view of the same name calls
                    SELECT 1 FROM pg_class v
                    WHERE v.relnamespace = 'public'::regnamespace AND v.relkind = 'v' AND v.relname = p.proname))
-           OR p.proname IN ('fifo_pnl_summary', 'fifo_form_8949', 'fifo_pnl_curve', 'fifo_report_timezone',
+           OR p.proname IN ('fifo_pnl_summary', 'fifo_form_8949', 'fifo_pnl_curve', 'fifo_report_context',
                             'fifo_computed_pools', 'fifo_computed_trades'))
       AND (p_kind = 'operator'
            OR p.proname NOT IN ('compute_fifo_all', 'fifo_set_setting', 'fifo_schedule', 'fifo_unschedule'));

@@ -27,6 +27,8 @@ PUBLIC_FUNCTIONS = {
     "fifo_revoke(p_kind text, p_role text)",
     "explain_fifo(p_order_id text)",
     "fifo_report_time(p_text text)",
+    "fifo_report_context(p_symbol text, p_order_id text)",
+    "fifo_pnl_curve(p_symbol text, p_from timestamp with time zone, p_to timestamp with time zone)",
     "fifo_positions(p_symbol text, p_as_of timestamp with time zone)",
     *(f"{name}(p_symbol text, p_from timestamp with time zone, p_to timestamp with time zone)"
       for name in ("fifo_open_lots", "fifo_pnl_by_day", "fifo_pnl_by_month", "fifo_pnl_by_year",

@@ -158,12 +158,20 @@ def test_a_reader_gets_the_8949_rows(db, roles):
     denied(reader, "SELECT fifo_form_8949(NULL, NULL, NULL, 'none') FROM fifo.allocations")
 
 
-@pytest.mark.xfail(strict=True, raises=psycopg.errors.InsufficientPrivilege,
-                   reason="the report views call inlinable SQL functions whose bodies read schema fifo with the "
-                          "caller's rights; a reader has no USAGE on fifo (open: views or functions must run as owner)")
-@pytest.mark.parametrize("view", ["fifo_pnl_by_symbol", "fifo_pnl_by_month", "fifo_pnl_by_year", "fifo_tax_lots"])
-def test_a_reader_reads_the_report_views(db, roles, view):
+def test_a_reader_reads_every_report(db, roles, dsn, capsys):
     add_trades(db, [{**t, "symbol": "X-USD"} for t in TRADES])
-    db.execute("SELECT compute_fifo('X-USD')")
-    _, reader = roles("reader")
-    reader.execute(f"SELECT * FROM {view}").fetchall()
+    db.execute("SELECT compute_fifo_all(true)")
+    name, reader = roles("reader")
+    views = [r[0] for r in db.execute(
+        "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind = 'v' ORDER BY 1")]
+    assert "fifo_trade_pnl" in views and "fifo_tax_lots" in views and "fifo_pnl_by_year" in views
+    for view in views:
+        reader.execute(f"SELECT * FROM public.{view}").fetchall()
+    assert reader.execute("SELECT pnl_amount FROM fifo_trade_pnl WHERE order_id = 's1'").fetchone()[0] == D(3)
+    # and the command line, logged in as the reader
+    as_reader = f"{dsn} user={name}"
+    for args in (["report", "pnl"], ["report", "trades", "--symbol", "X-USD"], ["report", "tax", "--format", "csv"],
+                 ["verify"], ["explain", "s1"]):
+        assert main(["--dsn", as_reader, *args]) == 0, capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert "permission denied" not in out + err
