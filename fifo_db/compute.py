@@ -154,6 +154,15 @@ def format_stats(run: dict) -> str:
     return "\n".join(lines)
 
 
+def version_arg(text: str) -> int:
+    """--version: an allocation version, a whole number from 1 to 2147483647 (argparse type)."""
+    import argparse
+
+    if not text.strip().isdigit() or not 1 <= int(text) <= 2_147_483_647:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to 2147483647, got {text!r}")
+    return int(text)
+
+
 def register(sub) -> None:
     p = sub.add_parser("compute", help="compute FIFO allocations",
                        description="Compute FIFO allocations for one symbol or all of them.")
@@ -166,18 +175,18 @@ def register(sub) -> None:
     p.add_argument("--since", metavar="TIME",
                    help="with --all-symbols: only pools with trades recorded or changed since "
                         "TIME ('10 minutes ago', '2025-12-04 10:00+00')")
-    p.add_argument("--version", type=int, help="allocation version (default: the current one)")
+    p.add_argument("--version", type=version_arg, help="allocation version (default: the current one)")
     p.set_defaults(func=_cli_compute)
 
 
 def _cli_compute(args, conn) -> int:
     # compute --symbol is always a full recompute; --force is accepted there as the seed wrote it
-    if args.symbol and args.since:
+    if args.symbol is not None and args.since:
         raise FifoError("--since goes with --all-symbols, not --symbol")
     if args.since and args.force:
         raise FifoError("--since and --force contradict each other: --force recomputes everything")
     progress = Progress() if sys.stderr.isatty() else None
-    if args.symbol:
+    if args.symbol is not None:
         run = compute_symbol(conn, args.symbol, args.version)
     elif args.since:
         run = compute_since(conn, parse_since(conn, args.since), args.version, progress)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import psycopg
 
+from fifo_db.compute import version_arg
 from fifo_db.errors import from_db_error
 from fifo_db.reference import Allocation, Trade, match_all
 
@@ -78,7 +79,7 @@ def register(sub) -> None:
                        description="Check the invariants in SQL and recompute every computed pool "
                                    "with a plain-Python FIFO; exit 1 on any finding.")
     p.add_argument("--symbol", help="only this symbol")
-    p.add_argument("--version", type=int, help="allocation version (default: the current one)")
+    p.add_argument("--version", type=version_arg, help="allocation version (default: the current one)")
     p.set_defaults(func=_cli_verify)
 
 

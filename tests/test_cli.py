@@ -6,6 +6,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from fifo_db.cli import main
 from fifo_db.sample import SAPIEN_SELL, copy_rows, sapien_story
 from tests.helpers import add_trades
@@ -115,3 +117,21 @@ def test_python_dash_m_help():
     assert proc.stdout.startswith("usage: fifo-db")
     for command in ("install", "compute", "verify", "db"):
         assert command in proc.stdout
+
+
+def test_an_empty_symbol_is_refused_not_taken_for_all_symbols(db, dsn, capsys):
+    copy_rows(db, sapien_story())
+    code, out, err = run(capsys, dsn, "compute", "--symbol", "")
+    assert (code, out) == (1, "")
+    assert err == ("fifo-db: error: symbol must be given, got '' (hint: Pass a symbol, e.g. "
+                   "compute_fifo('BTC-USD').) [SQLSTATE 22004]\n")
+    assert db.execute("SELECT count(*) FROM fifo_runs").fetchone()[0] == 0
+
+
+def test_a_version_out_of_range_is_refused_by_the_command_line(db, dsn, capsys):
+    for command in (["compute", "--all-symbols"], ["verify"]):
+        with pytest.raises(SystemExit) as exit_:
+            main(["--dsn", dsn, *command, "--version", "99999999999"])
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err
+        assert "argument --version: must be a whole number from 1 to 2147483647, got '99999999999'" in err
