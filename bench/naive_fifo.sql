@@ -9,9 +9,10 @@
 -- the engine's rows. It has none of the engine's duties: no runs, locks, versions,
 -- suffix recompute, atomic replacement, or readers to keep serving meanwhile.
 -- {pools} is a filter on trade_records t (TRUE, or t.symbol = '...'), pasted in by
--- fifo_db/bench.py, which also drops both tables before each run and times all three
--- statements. (In one statement, the planner cannot estimate the joins on a CTE and
--- picks nested loops: minutes for 100,000 trades. Hence the table and the ANALYZE.)
+-- fifo_db/bench.py, which also drops its tables before each run and times all five
+-- statements. (In one statement the planner misestimates the joins on CTEs and picks
+-- nested loops, or merge joins on the pool alone that compare every segment with every
+-- sell of its pool: minutes for 100,000 trades. Hence the tables and the ANALYZEs.)
 
 -- 1. every event with its interval [lo, hi) on the buy-quantity axis and its ordinal
 CREATE UNLOGGED TABLE bench_naive_events AS
@@ -33,15 +34,19 @@ WINDOW w AS (PARTITION BY e.account, e.symbol ORDER BY e.order_time, e.side, e.o
 ANALYZE bench_naive_events;
 
 -- 2. the sweep: consecutive interval ends bound a segment; its lot and its sell are the
---    first ones ending at or after it; joined back by ordinal; plus rule 4's unmatched rows
+--    first ones ending at or after it (their ordinals)
+CREATE UNLOGGED TABLE bench_naive_segments AS
+SELECT p.account, p.symbol, coalesce(lag(p.hi) OVER w, 0) AS lo, p.hi,
+       (sum(p.nb) OVER w - p.nb + 1)::bigint AS buy_ord, (sum(p.ns) OVER w - p.ns + 1)::bigint AS sell_ord
+FROM (SELECT account, symbol, hi, count(*) FILTER (WHERE side = 'buy') AS nb,
+             count(*) FILTER (WHERE side = 'sell') AS ns
+      FROM bench_naive_events GROUP BY account, symbol, hi) p
+WINDOW w AS (PARTITION BY p.account, p.symbol ORDER BY p.hi ROWS UNBOUNDED PRECEDING);
+
+ANALYZE bench_naive_segments;
+
+-- 3. the join back by ordinal, plus rule 4's unmatched rows
 CREATE UNLOGGED TABLE bench_naive AS
-WITH seg AS (
-    SELECT p.account, p.symbol, coalesce(lag(p.hi) OVER w, 0) AS lo, p.hi,
-           (sum(p.nb) OVER w - p.nb + 1)::bigint AS buy_ord, (sum(p.ns) OVER w - p.ns + 1)::bigint AS sell_ord
-    FROM (SELECT account, symbol, hi, count(*) FILTER (WHERE side = 'buy') AS nb,
-                 count(*) FILTER (WHERE side = 'sell') AS ns
-          FROM bench_naive_events GROUP BY account, symbol, hi) p
-    WINDOW w AS (PARTITION BY p.account, p.symbol ORDER BY p.hi ROWS UNBOUNDED PRECEDING))
 SELECT a.*, a.allocated_size * a.buy_price + a.buy_fees AS cost_basis,
        a.allocated_size * a.sell_price - a.sell_fees AS sale_proceeds,
        (a.allocated_size * a.sell_price - a.sell_fees) - (a.allocated_size * a.buy_price + a.buy_fees) AS pnl_amount
@@ -50,7 +55,7 @@ FROM (SELECT s.account, s.symbol, s.order_id AS sell_trade_id, b.order_id AS buy
              fifo._fee_share(b.total_fees, b.size, g.lo - b.lo, g.hi - b.lo) AS buy_fees,
              fifo._fee_share(s.total_fees, s.size, g.lo - s.lo, g.hi - s.lo) AS sell_fees,
              b.order_time AS buy_time, s.order_time AS sell_time
-      FROM seg g
+      FROM bench_naive_segments g
       JOIN bench_naive_events b ON (b.account, b.symbol, b.side, b.ord) = (g.account, g.symbol, 'buy', g.buy_ord)
       JOIN bench_naive_events s ON (s.account, s.symbol, s.side, s.ord) = (g.account, g.symbol, 'sell', g.sell_ord)
       WHERE g.hi > g.lo

@@ -49,7 +49,7 @@ SCRATCH_DB = "fifo_bench"
 EPOCH_2025_09_01 = 1_756_684_800
 TRADE_COLS = ", ".join(COLUMNS)
 SHAPES = ("low", "accumulating", "decimal8", "long", "seed")
-ALLOCATIONS = "fifo_allocations"
+ALLOCATIONS = "fifo.allocations"
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
 
@@ -202,7 +202,7 @@ class Yardstick:
 
     def run(self, symbols: list[str] | None = None) -> float:
         """Seconds for the yardstick's statements (its tables dropped first, untimed)."""
-        self.conn.execute("DROP TABLE IF EXISTS bench_naive, bench_naive_events")
+        self.conn.execute("DROP TABLE IF EXISTS bench_naive, bench_naive_events, bench_naive_segments")
         self.conn.execute("SET work_mem = '256MB'")   # what the engine's fifo._match uses
         self.conn.execute("SET jit = off")            # ditto
         try:
