@@ -89,6 +89,51 @@ BEGIN
                      a.buy_time DESC, a.buy_trade_id COLLATE "C" DESC
             LIMIT 1
         ) ll ON true
+        -- The lots open at the cut are that lot's remainder and every later buy before
+        -- the cut, but a sell at or after the cut only reaches the oldest of them, up to
+        -- the quantity sold at or after the cut. Walking them in order, the first whose
+        -- cumulative remainder covers that quantity is the last one carried in (none
+        -- covers it: all are). The lots after it cannot change any allocation (see
+        -- docs/engine.md), so what is read is bounded by what the suffix sells, however
+        -- many lots are open. `covered` is the carried quantity, `lots` their number.
+        LEFT JOIN LATERAL (
+            SELECT x.order_time, x.order_id, x.covered, x.lots
+            FROM (
+                SELECT t.order_time, t.side, t.order_id,
+                       sum(t.size - CASE WHEN t.order_id = ll.buy_trade_id THEN ll.used ELSE 0 END)
+                           OVER o AS covered,
+                       count(*) OVER o AS lots
+                FROM fifo.trades t
+                WHERE t.symbol = c.symbol
+                  AND t.account = c.account
+                  AND t.side = 'buy'
+                  AND (t.order_time, t.side, t.order_id COLLATE "C")
+                      >= (coalesce(ll.buy_time, '-infinity'), 'buy', coalesce(ll.buy_trade_id, '') COLLATE "C")
+                  AND t.order_time < c.from_time
+                  AND t.size > CASE WHEN t.order_id = ll.buy_trade_id THEN ll.used ELSE 0 END
+                WINDOW o AS (ORDER BY t.order_time, t.side, t.order_id COLLATE "C" ROWS UNBOUNDED PRECEDING)
+            ) x
+            WHERE x.covered >= (SELECT coalesce(sum(t.size), 0)
+                                FROM fifo.trades t
+                                WHERE t.symbol = c.symbol AND t.account = c.account
+                                  AND t.order_time >= c.from_time AND t.side = 'sell')
+            ORDER BY x.order_time, x.side, x.order_id COLLATE "C"
+            LIMIT 1
+        ) lb ON c.from_time > '-infinity'
+        -- no lot covers it: every open lot is carried in
+        LEFT JOIN LATERAL (
+            SELECT sum(t.size - CASE WHEN t.order_id = ll.buy_trade_id THEN ll.used ELSE 0 END) AS covered,
+                   count(*) AS lots
+            FROM fifo.trades t
+            WHERE lb.order_id IS NULL
+              AND t.symbol = c.symbol
+              AND t.account = c.account
+              AND t.side = 'buy'
+              AND (t.order_time, t.side, t.order_id COLLATE "C")
+                  >= (coalesce(ll.buy_time, '-infinity'), 'buy', coalesce(ll.buy_trade_id, '') COLLATE "C")
+              AND t.order_time < c.from_time
+              AND t.size > CASE WHEN t.order_id = ll.buy_trade_id THEN ll.used ELSE 0 END
+        ) al ON c.from_time > '-infinity'
         CROSS JOIN LATERAL (
             -- the lot's and the sell's columns of each segment, fetched by their
             -- distance back (lag with a per-row offset: no join back to the events)
@@ -117,43 +162,62 @@ BEGIN
                 FROM (
                     SELECT v.*, row_number() OVER d AS rn
                     FROM (
-                        -- each event is one point on the line: a lot's end or a sell's matched end
-                        SELECT m.*,
-                               coalesce(lag(m.m_end) OVER w, 0) AS m_start,
-                               CASE WHEN m.side = 'buy' THEN m.b_end ELSE m.m_end END AS coord,
-                               CASE WHEN m.side = 'buy' THEN 1 ELSE 0 END AS kind,
-                               CASE WHEN m.side = 'buy' THEN m.buy_ord ELSE m.sell_ord END AS ord
+                        -- each event is one point on the line: a lot's end or a sell's
+                        -- matched end. The carried lots come first on the line, from
+                        -- 0 to `carried`, in their own index range ...
+                        SELECT o.order_time, o.order_id, o.size, o.price, o.total_fees, o.lot_offset,
+                               o.qty, o.b_end, NULL::numeric AS m_start, NULL::numeric AS m_end,
+                               o.b_end AS coord, 1 AS kind, o.ord
+                        FROM (
+                            SELECT t.order_time, t.order_id, t.size, t.price, t.total_fees, r.lot_offset,
+                                   t.size - r.lot_offset AS qty,
+                                   sum(t.size - r.lot_offset) OVER o AS b_end,
+                                   count(*) OVER o AS ord
+                            FROM fifo.trades t
+                            CROSS JOIN LATERAL (
+                                SELECT CASE WHEN t.order_id = ll.buy_trade_id THEN ll.used
+                                            ELSE 0::numeric END AS lot_offset) r
+                            WHERE t.symbol = c.symbol
+                              AND t.account = c.account
+                              AND t.side = 'buy'
+                              AND (t.order_time, t.side, t.order_id COLLATE "C")
+                                  >= (coalesce(ll.buy_time, '-infinity'), 'buy',
+                                      coalesce(ll.buy_trade_id, '') COLLATE "C")
+                              AND (t.order_time, t.side, t.order_id COLLATE "C")
+                                  <= (coalesce(lb.order_time, c.from_time), 'buy',
+                                      coalesce(lb.order_id, '') COLLATE "C")
+                              AND t.order_time < c.from_time
+                              AND t.size > r.lot_offset
+                            WINDOW o AS (ORDER BY t.order_time, t.side, t.order_id COLLATE "C"
+                                         ROWS UNBOUNDED PRECEDING)
+                        ) o
+                        UNION ALL
+                        -- ... then every trade from the cut, in one index scan
+                        SELECT m.order_time, m.order_id, m.size, m.price, m.total_fees, 0, m.size,
+                               m.b_end,
+                               coalesce(lag(m.m_end) OVER w, 0),
+                               m.m_end,
+                               CASE WHEN m.side = 'buy' THEN m.b_end ELSE m.m_end END,
+                               CASE WHEN m.side = 'buy' THEN 1 ELSE 0 END,
+                               CASE WHEN m.side = 'buy' THEN m.buy_ord ELSE m.sell_ord END
                         FROM (
                             -- matched quantity M = S + min(0, running min of B - S)
                             SELECT r.*, r.s_end + least(0, min(r.b_end - r.s_end) OVER w) AS m_end
                             FROM (
-                                -- cumulative bought and sold quantities, and each side's ordinal
-                                SELECT e.*,
-                                       e.size - e.lot_offset AS qty,
-                                       sum(CASE WHEN e.side = 'buy' THEN e.size - e.lot_offset ELSE 0 END) OVER w AS b_end,
-                                       sum(CASE WHEN e.side = 'sell' THEN e.size ELSE 0 END) OVER w AS s_end,
-                                       count(*) FILTER (WHERE e.side = 'buy') OVER w AS buy_ord,
-                                       count(*) FILTER (WHERE e.side = 'sell') OVER w AS sell_ord
-                                FROM (
-                                    -- the events, in one index scan from the last consumed lot:
-                                    -- the lots open at the cut (that lot's remainder and every
-                                    -- later buy), then every trade from the cut
-                                    SELECT t.order_time, t.side, t.order_id, t.size, t.price, t.total_fees,
-                                           CASE WHEN t.order_id = ll.buy_trade_id THEN ll.used
-                                                ELSE 0::numeric END AS lot_offset
-                                    FROM fifo.trades t
-                                    WHERE t.symbol = c.symbol
-                                      AND t.account = c.account
-                                      AND t.order_time >= coalesce(ll.buy_time, '-infinity')
-                                      AND (t.order_time >= c.from_time
-                                           OR (t.side = 'buy'
-                                               AND (ll.buy_trade_id IS NULL
-                                                    OR (t.order_time, t.side, t.order_id COLLATE "C")
-                                                       >= (ll.buy_time, 'buy', ll.buy_trade_id COLLATE "C"))
-                                               AND t.size > CASE WHEN t.order_id = ll.buy_trade_id
-                                                                 THEN ll.used ELSE 0 END))
-                                ) e
-                                WINDOW w AS (ORDER BY e.order_time, e.side, e.order_id COLLATE "C"
+                                -- cumulative bought (after the carried lots) and sold
+                                -- quantities, and each side's ordinal
+                                SELECT t.order_time, t.side, t.order_id, t.size, t.price, t.total_fees,
+                                       coalesce(lb.covered, al.covered, 0)
+                                       + sum(CASE WHEN t.side = 'buy' THEN t.size ELSE 0 END) OVER w AS b_end,
+                                       sum(CASE WHEN t.side = 'sell' THEN t.size ELSE 0 END) OVER w AS s_end,
+                                       coalesce(lb.lots, al.lots, 0)
+                                       + count(*) FILTER (WHERE t.side = 'buy') OVER w AS buy_ord,
+                                       count(*) FILTER (WHERE t.side = 'sell') OVER w AS sell_ord
+                                FROM fifo.trades t
+                                WHERE t.symbol = c.symbol
+                                  AND t.account = c.account
+                                  AND t.order_time >= c.from_time
+                                WINDOW w AS (ORDER BY t.order_time, t.side, t.order_id COLLATE "C"
                                              ROWS UNBOUNDED PRECEDING)
                             ) r
                             WINDOW w AS (ORDER BY r.order_time, r.side, r.order_id COLLATE "C"
