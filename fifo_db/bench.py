@@ -1,4 +1,4 @@
-"""fifo-db bench: the performance envelope of issues 2 and 3, printed as figures.
+"""fifo-db bench: the performance envelope, every figure beside a yardstick run on the same data.
 
 Everything runs in a scratch database (`fifo_bench`) on the server given
 (default the embedded one): it is created, fifo-db is installed there, and it
@@ -8,13 +8,23 @@ Timings are wall-clock medians of --runs runs, measured by the client around
 one SQL call (round trip included). Loading data is never timed. Nothing here
 asserts a time: the figures are printed next to their targets.
 
-Data: deterministic trades shaped like fifo_db.sample.synthetic_rows() (buys
-of 0.1-500 units, sells that exit 40% of the time and otherwise sell 10-90% of
-the inventory, about 1 in 50 an oversell, fees 0.6% of notional), generated
-with integer arithmetic and streamed as COPY text, because a Decimal
-generator takes about 14 s per million trades. The price walk reverts to its
-start so a million-trade pool keeps realistic prices. The seed workload uses
-synthetic_rows() and the SAPIEN story themselves.
+The yardstick is bench/naive_fifo.sql: a straightforward set-based FIFO
+(windows with PARTITION BY, one sweep, a join back by ordinal, unlogged tables,
+no indexes). It runs on the same data, in the same run, interleaved with the
+engine's runs, and the bench checks once per data set that it writes exactly
+the engine's rows. On a shared machine absolute times swing 2x between runs;
+the ratio to the yardstick is the figure to compare across runs.
+
+Data shapes (--shapes):
+  low           bench_lines(): buys of 0.1-500 units; sells exit 40% of the time, otherwise
+                sell 10-90% of the inventory; about 1 in 50 an oversell; fees 0.6% of
+                notional. Inventory stays low (about 2 open lots per pool).
+  accumulating  the generator of issue 10 (55% buys, random 8-decimal sizes and prices):
+                inventory grows, a 1,000-trade pool ends with about 100 open lots.
+  decimal8      bench_lines() with 8-decimal sizes and prices (low inventory).
+  long          one pool of max(--sizes) trades, low inventory and accumulating (about
+                100,000 open lots at 1M): full compute, one appended trade, one back-dated.
+  seed          synthetic_rows() with its defaults (171 symbols, 4,513 trades) plus SAPIEN-USD.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ import statistics
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psycopg
 from psycopg import sql
@@ -37,36 +48,69 @@ from fifo_db.sample import COLUMNS, copy_rows, sapien_story, synthetic_rows
 SCRATCH_DB = "fifo_bench"
 EPOCH_2025_09_01 = 1_756_684_800
 TRADE_COLS = ", ".join(COLUMNS)
+SHAPES = ("low", "accumulating", "decimal8", "long", "seed")
+ALLOCATIONS = "fifo.allocations"
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _naive_sql_path() -> Path:
+    """bench/naive_fifo.sql; shipped in the wheel as fifo_db/bench_naive_fifo.sql."""
+    inside = _PACKAGE_DIR / "bench_naive_fifo.sql"
+    return inside if inside.is_file() else _PACKAGE_DIR.parent / "bench" / "naive_fifo.sql"
 
 
 # -- data -------------------------------------------------------------------
 
+def _fixed(units: int, places: int) -> str:
+    return f"{units // 10 ** places}.{units % 10 ** places:0{places}d}"
+
+
 def bench_lines(symbols: int, trades: int, seed: int = 7, max_gap_s: int = 14_400,
-                prefix: str = "B"):
-    """COPY text lines (COLUMNS order) of `trades` trades over `symbols` pools, deterministic."""
+                prefix: str = "B", places: int | None = None):
+    """COPY text lines (COLUMNS order) of `trades` trades over `symbols` pools, deterministic.
+
+    places=None: sizes with 1 decimal, prices with 4; places=8: both with 8 decimals."""
     rnd = random.Random(seed)
+    size_places, price_places = (1, 4) if places is None else (places, places)
     per_pool = [trades // symbols + (1 if i < trades % symbols else 0) for i in range(symbols)]
     for i in range(symbols):
         name = f"{prefix}{i:04d}-USD"
-        anchor = price = rnd.randint(10, 500_000)          # units of 0.0001
-        held = 0                                           # units of 0.1
+        if places is None:
+            anchor = price = rnd.randint(10, 500_000)      # units of 0.0001
+        else:
+            anchor = price = rnd.randint(10 ** (places - 3), 500 * 10 ** places)
+        held = 0                                           # units of 10^-size_places
         t = EPOCH_2025_09_01 + rnd.randint(0, 36_000)
         for n in range(per_pool[i]):
             t += rnd.randint(1, max_gap_s)
             price = max(1, int(price * (1 + rnd.uniform(-0.03, 0.03)) + (anchor - price) * 0.01))
             if held == 0 or rnd.random() < 0.5:
-                side, size = "buy", rnd.randint(1, 5000)
+                side = "buy"
+                size = rnd.randint(1, 5000) if places is None else rnd.randint(1, 500 * 10 ** places)
                 held += size
             else:
                 side = "sell"
                 size = held if rnd.random() < 0.4 else max(1, held * rnd.randint(10, 90) // 100)
-                if rnd.random() < 0.02:
-                    size = held + rnd.randint(1, 50) * 10  # an oversell (rule 4)
+                if rnd.random() < 0.02:                    # an oversell (rule 4)
+                    size = held + (rnd.randint(1, 50) * 10 if places is None else rnd.randint(1, 50 * 10 ** places))
                 held = max(0, held - size)
-            fee = size * price * 6                         # 0.6% of notional, units of 1e-8
-            yield (f"{name}-{n:07d}\tdefault\t{name}\t{side}\t{size // 10}.{size % 10}\t"
-                   f"{price // 10_000}.{price % 10_000:04d}\t{fee // 10**8}.{fee % 10**8:08d}\t"
+            # 0.6% of notional, in units of 1e-8, truncated
+            fee = size * price * 6 * 10 ** 8 // (1000 * 10 ** (size_places + price_places))
+            yield (f"{name}-{n:07d}\tdefault\t{name}\t{side}\t{_fixed(size, size_places)}\t"
+                   f"{_fixed(price, price_places)}\t{_fixed(fee, 8)}\t"
                    f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(t))}+00\tbench\n")
+
+
+# Issue 10's generator of the accumulating shape (55% buys, random 8-decimal sizes and
+# prices), into the staging table; setseed() makes it deterministic.
+ACCUMULATING = """
+    INSERT INTO bench_stage (order_id, account, symbol, side, size, price, total_fees, order_time, source)
+    SELECT 'o' || i, 'default', 'S' || (i %% %(k)s) || '-USD',
+           CASE WHEN random() < 0.55 THEN 'buy' ELSE 'sell' END,
+           round((random() * 10 + 0.001)::numeric, 8), round((random() * 100 + 1)::numeric, 8),
+           round((random() * 0.1)::numeric, 8),
+           timestamptz '2024-01-01' + i * interval '1 second' + (random() * interval '900 ms'), 'bench'
+    FROM generate_series(1, %(n)s) i"""
 
 
 def copy_lines(conn: psycopg.Connection, lines, table: str = "trade_records") -> int:
@@ -92,6 +136,7 @@ def copy_lines(conn: psycopg.Connection, lines, table: str = "trade_records") ->
 class Figure:
     label: str
     seconds: list[float] = field(default_factory=list)
+    naive: list[float] = field(default_factory=list)
     extra: str = ""
     target: str = ""
 
@@ -99,26 +144,89 @@ class Figure:
     def median(self) -> float:
         return statistics.median(self.seconds)
 
+    @property
+    def naive_median(self) -> float | None:
+        return statistics.median(self.naive) if self.naive else None
 
-def timed(conn: psycopg.Connection, query: str, params: tuple = ()) -> tuple[float, tuple | None]:
+    @property
+    def ratio(self) -> str:
+        """How many times faster than the yardstick (above 1: faster)."""
+        return f"{self.naive_median / self.median:,.2f}x" if self.naive else ""
+
+
+def timed(conn: psycopg.Connection, query, params: tuple = ()) -> tuple[float, tuple | None]:
     start = time.perf_counter()
     cur = conn.execute(query, params)
     row = cur.fetchone() if cur.description else None
     return time.perf_counter() - start, row
 
 
-def fmt_time(seconds: float) -> str:
+def fmt_time(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
     return f"{seconds * 1000:,.1f} ms" if seconds < 1 else f"{seconds:,.2f} s"
 
 
 def reset(conn: psycopg.Connection) -> None:
-    conn.execute("TRUNCATE trade_records, fifo_allocations, fifo_runs, "
-                 "fifo.pool_state, fifo.pool_changes")
+    conn.execute(f"TRUNCATE trade_records, {ALLOCATIONS}, fifo_runs, fifo.pool_state, fifo.pool_changes")
 
 
 def settle(conn: psycopg.Connection) -> None:
     """Same starting state for every timed run: no dead rows, fresh statistics."""
-    conn.execute("VACUUM ANALYZE trade_records, fifo_allocations, fifo.pool_changes, fifo.pool_state")
+    conn.execute(f"VACUUM ANALYZE trade_records, {ALLOCATIONS}, fifo.pool_changes, fifo.pool_state")
+
+
+def table_bytes(conn: psycopg.Connection) -> int:
+    return conn.execute("SELECT pg_total_relation_size(%s::regclass)", (ALLOCATIONS,)).fetchone()[0]
+
+
+# -- the yardstick --------------------------------------------------------------
+
+class Yardstick:
+    """bench/naive_fifo.sql over the pools a filter selects."""
+
+    # every column but the engine's bookkeeping (id, version, batch, computed_at, unmatched)
+    COMPARED = ("account, symbol, sell_trade_id, buy_trade_id, allocated_size, buy_price, sell_price, "
+                "buy_fees, sell_fees, cost_basis, sale_proceeds, pnl_amount, buy_time, sell_time")
+
+    def __init__(self, conn: psycopg.Connection):
+        self.conn = conn
+        self.text = _naive_sql_path().read_text()
+
+    def statements(self, symbols: list[str] | None) -> list[sql.Composable]:
+        pools = (sql.SQL("TRUE") if symbols is None
+                 else sql.SQL("t.symbol = ANY({})").format(sql.Literal(symbols)))
+        body = "\n".join(line for line in self.text.splitlines() if not line.lstrip().startswith("--"))
+        return [sql.SQL(s.strip()).format(pools=pools)
+                for s in body.split(";") if s.strip()]
+
+    def run(self, symbols: list[str] | None = None) -> float:
+        """Seconds for the yardstick's statements (its tables dropped first, untimed)."""
+        self.conn.execute("DROP TABLE IF EXISTS bench_naive, bench_naive_events, bench_naive_segments")
+        self.conn.execute("SET work_mem = '256MB'")   # what the engine's fifo._match uses
+        self.conn.execute("SET jit = off")            # ditto
+        try:
+            start = time.perf_counter()
+            for statement in self.statements(symbols):
+                self.conn.execute(statement)
+            return time.perf_counter() - start
+        finally:
+            self.conn.execute("RESET work_mem")
+            self.conn.execute("RESET jit")
+
+    def check(self, symbols: list[str] | None = None) -> int:
+        """The yardstick's last rows equal the engine's (every compared column); returns the row count."""
+        where = "version = 1" + ("" if symbols is None else " AND symbol = ANY(%s)")
+        params = () if symbols is None else (symbols,)
+        engine = f"SELECT {self.COMPARED} FROM {ALLOCATIONS} WHERE {where}"
+        naive = f"SELECT {self.COMPARED} FROM bench_naive"
+        extra = self.conn.execute(f"SELECT count(*) FROM ({naive} EXCEPT ALL {engine}) x", params).fetchone()[0]
+        missing = self.conn.execute(f"SELECT count(*) FROM ({engine} EXCEPT ALL {naive}) x", params).fetchone()[0]
+        rows = self.conn.execute("SELECT count(*) FROM bench_naive").fetchone()[0]
+        if extra or missing:
+            raise FifoError(f"bench: the yardstick disagrees with the engine ({extra} rows only in the yardstick, "
+                            f"{missing} only in the engine, of {rows}); its figures would mean nothing")
+        return rows
 
 
 # -- the benchmarks -----------------------------------------------------------
@@ -129,61 +237,109 @@ class Bench:
         self.runs = runs
         self.out = out
         self.figures: list[Figure] = []
-        self.staged: tuple[int, int] | None = None
+        self.staged: tuple | None = None
+        self.naive = Yardstick(conn)
 
     def record(self, fig: Figure) -> Figure:
         self.figures.append(fig)
-        self.out(f"  {fig.label}: {fmt_time(fig.median)} {fig.extra}".rstrip())
+        naive = (f" | yardstick {fmt_time(fig.naive_median)}, fifo-db {fig.ratio} as fast"
+                 if fig.naive else "")
+        self.out(f"  {fig.label}: {fmt_time(fig.median)}{naive} {fig.extra}".rstrip())
         return fig
 
+    def heading(self, text: str) -> None:
+        self.out(text)
+        self.figures.append(Figure(text))
+
+    def compare(self, fig: Figure, engine, symbols: list[str] | None = None, settle_first: bool = False) -> None:
+        """Runs of `engine()` (returns seconds) interleaved with runs of the yardstick on `symbols`."""
+        for run in range(self.runs):
+            if settle_first:
+                settle(self.conn)
+            fig.seconds.append(engine())
+            fig.naive.append(self.naive.run(symbols))
+            if run == 0:
+                self.naive.check(symbols)
+
+    # data sets
+
+    def stage(self, key: tuple, fill) -> None:
+        """(Re)build the unlogged staging table with fill(conn) unless it already holds `key`."""
+        if self.staged == key:
+            return
+        self.conn.execute("DROP TABLE IF EXISTS bench_stage")
+        self.conn.execute(f"CREATE UNLOGGED TABLE bench_stage AS SELECT {TRADE_COLS} FROM trade_records "
+                          "WITH NO DATA")
+        fill(self.conn)
+        self.staged = key
+
+    def load(self, key: tuple, fill) -> None:
+        """The data set `key` into an empty trade_records (staged once), vacuumed and analysed."""
+        reset(self.conn)
+        self.stage(key, fill)
+        self.conn.execute(f"INSERT INTO trade_records ({TRADE_COLS}) SELECT {TRADE_COLS} FROM bench_stage")
+        settle(self.conn)
+
+    @staticmethod
+    def shape_data(shape: str, n: int, symbols: int):
+        """(key, fill, name of the pool of index i) of a sized data set."""
+        if shape == "low":
+            return (shape, n, symbols), lambda c: copy_lines(c, bench_lines(symbols, n), "bench_stage"), \
+                lambda i: f"B{i:04d}-USD"
+        if shape == "decimal8":
+            return (shape, n, symbols), \
+                lambda c: copy_lines(c, bench_lines(symbols, n, seed=13, prefix="D", places=8), "bench_stage"), \
+                lambda i: f"D{i:04d}-USD"
+        if shape == "accumulating":
+            def fill(c):
+                c.execute("SELECT setseed(0.5)")
+                c.execute(ACCUMULATING, {"k": symbols, "n": n})
+            return (shape, n, symbols), fill, lambda i: f"S{i}-USD"
+        raise ValueError(shape)
+
+    # the figures
+
     def full_recompute(self, label: str, target: str = "") -> Figure:
-        """compute_fifo_all(true): one untimed warm-up (allocations exist), then the runs."""
+        """compute_fifo_all(true) beside the yardstick on every pool; one untimed warm-up first."""
         self.conn.execute("SELECT compute_fifo_all(true)")
         fig = Figure(label, target=target)
-        for _ in range(self.runs):
-            settle(self.conn)
-            seconds, row = timed(self.conn, "SELECT allocations, buys + sells FROM compute_fifo_all(true)")
-            fig.seconds.append(seconds)
-        allocations, trades = row
-        fig.extra = (f"({trades:,} trades, {trades / fig.median:,.0f} trades/s, "
-                     f"{allocations:,} allocations written)")
+        result = {}
+
+        def engine():
+            seconds, result["row"] = timed(self.conn, "SELECT allocations, buys + sells FROM compute_fifo_all(true)")
+            return seconds
+
+        self.compare(fig, engine, settle_first=True)
+        allocations, trades = result["row"]
+        fig.extra = f"({trades:,} trades, {trades / fig.median:,.0f} trades/s, {allocations:,} allocations)"
         return self.record(fig)
 
-    def seed_workload(self) -> Figure:
+    def seed_workload(self) -> None:
+        self.heading("seed workload: synthetic_rows() defaults + the SAPIEN-USD story")
         reset(self.conn)
         copy_rows(self.conn, list(synthetic_rows()) + sapien_story())
-        return self.full_recompute("seed workload, 171 symbols + SAPIEN-USD, compute_fifo_all(true)",
-                                   "<= 100 ms (the seed: 88.3 s)")
+        settle(self.conn)
+        self.staged = None
+        self.full_recompute("seed workload, 171 symbols + SAPIEN-USD, compute_fifo_all(true)",
+                            "<= 100 ms (the seed: 88.3 s)")
 
-    def load(self, n: int, symbols: int) -> None:
-        """n trades over `symbols` pools into an empty trade_records (staged once per size)."""
-        reset(self.conn)
-        if self.staged != (n, symbols):
-            self.conn.execute("DROP TABLE IF EXISTS bench_stage")
-            self.conn.execute(f"CREATE UNLOGGED TABLE bench_stage AS SELECT {TRADE_COLS} FROM trade_records "
-                              "WITH NO DATA")
-            copy_lines(self.conn, bench_lines(symbols, n), "bench_stage")
-            self.staged = (n, symbols)
-        self.conn.execute(f"INSERT INTO trade_records ({TRADE_COLS}) SELECT {TRADE_COLS} FROM bench_stage")
-
-    def sizes(self, sizes: list[int], symbols: int) -> None:
+    def sized(self, shape: str, title: str, sizes: list[int], symbols: int) -> None:
+        self.heading(f"{title}, over {symbols:,} symbols")
         for n in sizes:
-            self.load(n, symbols)
-            self.full_recompute(f"full recompute, {n:,} trades over {symbols:,} symbols",
-                                "<= 4 s" if n == 1_000_000 else "")
+            key, fill, pool = self.shape_data(shape, n, symbols)
+            self.load(key, fill)
+            self.full_recompute(f"{shape}: full recompute, {n:,} trades",
+                                ">= 1.5x the yardstick, <= 4 s" if n == 1_000_000 else "")
             if n == max(sizes):
-                self.one_symbol(n, symbols)
-                self.appended_across_pools(n, symbols)
+                self.one_symbol(shape, pool(symbols // 2), n)
+                self.appended_across_pools(shape, [pool(i) for i in range(0, symbols, max(1, symbols // 100))][:100], n)
 
-    def one_symbol(self, n: int, symbols: int) -> Figure:
-        symbol = f"B{symbols // 2:04d}-USD"
-        count = self.conn.execute("SELECT count(*) FROM trade_records WHERE symbol = %s",
-                                  (symbol,)).fetchone()[0]
-        fig = Figure(f"compute_fifo('{symbol}'), {count:,} trades, in the {n:,}-trade database",
+    def one_symbol(self, shape: str, symbol: str, n: int) -> Figure:
+        count = self.conn.execute("SELECT count(*) FROM trade_records WHERE symbol = %s", (symbol,)).fetchone()[0]
+        fig = Figure(f"{shape}: compute_fifo('{symbol}'), {count:,} trades, in the {n:,}-trade database",
                      target="<= 15 ms" if count == 1000 else "")
         self.conn.execute("SELECT compute_fifo(%s)", (symbol,))
-        for _ in range(self.runs):
-            fig.seconds.append(timed(self.conn, "SELECT compute_fifo(%s)", (symbol,))[0])
+        self.compare(fig, lambda: timed(self.conn, "SELECT compute_fifo(%s)", (symbol,))[0], [symbol])
         return self.record(fig)
 
     def _append(self, pools: list[str], tag: str) -> None:
@@ -197,20 +353,30 @@ class Bench:
                                    ORDER BY r.order_time DESC LIMIT 1) t""",
             (tag, pools))
 
-    def appended_across_pools(self, n: int, symbols: int) -> Figure:
-        pools = [f"B{i:04d}-USD" for i in range(0, symbols, max(1, symbols // 100))][:100]
-        fig = Figure(f"{len(pools)} trades appended across {len(pools)} pools ({n:,}-trade database), "
+    def open_lots(self, pools: list[str]) -> int:
+        return self.conn.execute("SELECT count(*) FROM fifo_open_lots o WHERE o.symbol = ANY(%s)",
+                                 (pools,)).fetchone()[0]
+
+    def appended_across_pools(self, shape: str, pools: list[str], n: int) -> Figure:
+        lots = self.open_lots(pools)
+        fig = Figure(f"{shape}: {len(pools)} trades appended across {len(pools)} pools ({n:,}-trade database), "
                      "compute_fifo_incremental()", target="<= 200 ms")
-        for run in range(self.runs):
-            self._append(pools, f"-append-{run}")
-            seconds, row = timed(self.conn, "SELECT pools, allocations FROM compute_fifo_incremental()")
-            fig.seconds.append(seconds)
-        fig.extra = f"({row[0]} pools, {row[1]} allocations rewritten)"
+        result = {}
+
+        def engine():
+            self._append(pools, f"-append-{len(fig.seconds)}")
+            seconds, result["row"] = timed(self.conn, "SELECT pools, allocations FROM compute_fifo_incremental()")
+            return seconds
+
+        self.compare(fig, engine, pools)
+        pools_done, rewritten = result["row"]
+        fig.extra = f"({pools_done} pools, {lots:,} lots open, {rewritten} allocations rewritten)"
         return self.record(fig)
 
     def change_capture(self, n: int, symbols: int) -> tuple[Figure, Figure]:
         """INSERT ... SELECT of n trades from a staging table, capture trigger on vs off."""
-        self.load(n, symbols)
+        key, fill, _ = self.shape_data("low", n, symbols)
+        self.load(key, fill)
         off = Figure(f"bulk insert of {n:,} trades, change capture off")
         on = Figure(f"bulk insert of {n:,} trades, change capture on", target="<= 15% slower than off")
         insert = f"INSERT INTO trade_records ({TRADE_COLS}) SELECT {TRADE_COLS} FROM bench_stage"
@@ -225,39 +391,72 @@ class Bench:
                 finally:
                     self.conn.execute("ALTER TABLE trade_records ENABLE TRIGGER fifo_capture_insert")
         self.record(off)
-        on.extra = f"(+{(on.median / off.median - 1) * 100:.1f}%)"
+        on.extra = f"({(on.median / off.median - 1) * 100:+.1f}%)"
         self.record(on)
         return off, on
 
-    def long_pool(self, n: int) -> None:
+    def nightly(self, n: int, symbols: int, nights: int) -> Figure:
+        """Table size after `nights` forced full recomputes in a row (no manual VACUUM) vs after one."""
+        key, fill, _ = self.shape_data("low", n, symbols)
+        self.load(key, fill)
+        fig = Figure(f"low: {ALLOCATIONS} size after {nights} forced full recomputes vs after 1 ({n:,} trades)",
+                     target="within 25%")
+        self.conn.execute("SELECT compute_fifo_all(true)")
+        first = table_bytes(self.conn)
+        for _ in range(nights - 1):
+            fig.seconds.append(timed(self.conn, "SELECT compute_fifo_all(true)")[0])
+        last = table_bytes(self.conn)
+        fig.extra = (f"(median of the runs; {first / 2**20:,.0f} MB after 1, {last / 2**20:,.0f} MB after "
+                     f"{nights}: {(last / first - 1) * 100:+.0f}%)")
+        return self.record(fig)
+
+    def long_pool(self, n: int, accumulating: bool) -> None:
         """One pool of n trades: full compute, one appended trade, one back-dated trade."""
-        reset(self.conn)
-        copy_lines(self.conn, bench_lines(1, n, seed=11, max_gap_s=60, prefix="LONG"))
-        settle(self.conn)
-        symbol = "LONG0000-USD"
+        shape = "long accumulating" if accumulating else "long low"
+        if accumulating:
+            symbol = "S0-USD"
+
+            def fill(c):
+                c.execute("SELECT setseed(0.25)")
+                c.execute(ACCUMULATING, {"k": 1, "n": n})
+        else:
+            symbol = "LONG0000-USD"
+
+            def fill(c):
+                copy_lines(c, bench_lines(1, n, seed=11, max_gap_s=60, prefix="LONG"), "bench_stage")
+        self.load((shape, n), fill)
         self.conn.execute("SELECT compute_fifo(%s)", (symbol,))
-        settle(self.conn)
-        full = Figure(f"compute_fifo('{symbol}'), one pool of {n:,} trades (full)")
-        for _ in range(self.runs):
-            full.seconds.append(timed(self.conn, "SELECT compute_fifo(%s)", (symbol,))[0])
+        full = Figure(f"{shape}: compute_fifo('{symbol}'), one pool of {n:,} trades (full)")
+        self.compare(full, lambda: timed(self.conn, "SELECT compute_fifo(%s)", (symbol,))[0], [symbol],
+                     settle_first=True)
         self.record(full)
 
-        appended = Figure(f"one trade appended to the {n:,}-trade pool, compute_fifo_incremental()",
-                          target="<= 50 ms")
-        for run in range(self.runs):
-            self._append([symbol], f"-append-{run}")
-            appended.seconds.append(timed(self.conn, "SELECT compute_fifo_incremental()")[0])
+        lots = self.open_lots([symbol])
+        appended = Figure(f"{shape}: one trade appended to the {n:,}-trade pool, compute_fifo_since()",
+                          target="<= 50 ms, whatever the open lots")
+
+        def append():
+            since = self.conn.execute("SELECT clock_timestamp()").fetchone()[0]
+            self._append([symbol], f"-append-{len(appended.seconds)}")
+            return timed(self.conn, "SELECT compute_fifo_since(%s)", (since,))[0]
+
+        self.compare(appended, append, [symbol])
+        appended.extra = f"({lots:,} lots open before the append)"
         self.record(appended)
 
-        backdated = Figure(f"one back-dated trade near the start of the {n:,}-trade pool, "
+        backdated = Figure(f"{shape}: one back-dated trade near the start of the {n:,}-trade pool, "
                            "compute_fifo_incremental()", target="<= the full recompute above")
-        for run in range(self.runs):
+
+        def backdate():
+            run = len(backdated.seconds)
             self.conn.execute(
                 """INSERT INTO trade_records (order_id, symbol, side, size, price, total_fees, order_time, source)
                    SELECT %s, symbol, 'buy', 1, price, 0, order_time + interval '1 millisecond' * %s, 'bench'
                    FROM trade_records WHERE symbol = %s ORDER BY order_time, side, order_id LIMIT 1""",
                 (f"{symbol}-backdated-{run}", run + 1, symbol))
-            backdated.seconds.append(timed(self.conn, "SELECT compute_fifo_incremental()")[0])
+            return timed(self.conn, "SELECT compute_fifo_incremental()")[0]
+
+        self.compare(backdated, backdate, [symbol])
         backdated.extra = f"({backdated.median / full.median:.2f} x the full recompute)"
         self.record(backdated)
 
@@ -284,12 +483,18 @@ def scratch_database(conn: psycopg.Connection, name: str = SCRATCH_DB):
 def register(sub) -> None:
     p = sub.add_parser("bench", help="run the benchmarks in a scratch database and print figures",
                        description=f"Benchmarks in a scratch database ({SCRATCH_DB}, created and "
-                                   "dropped on the server given; your data is never touched).")
+                                   "dropped on the server given; your data is never touched). Every "
+                                   "compute figure is printed beside a naive set-based FIFO "
+                                   "(bench/naive_fifo.sql) run on the same data in the same run.")
     p.add_argument("--sizes", default="10000,100000,1000000",
                    help="trade counts for the full recompute over --symbols symbols "
-                        "(default 10000,100000,1000000)")
+                        "(default 10000,100000,1000000); the long pools use the largest")
     p.add_argument("--symbols", type=int, default=1000, help="symbols for the sized runs (default 1000)")
     p.add_argument("--runs", type=int, default=3, help="timed runs per figure; medians are printed (default 3)")
+    p.add_argument("--shapes", default=",".join(SHAPES),
+                   help=f"data shapes to run (default {','.join(SHAPES)})")
+    p.add_argument("--nights", type=int, default=10,
+                   help="forced full recomputes in a row for the table-size figure (default 10; 0: skip)")
     p.set_defaults(func=_cli_bench)
 
 
@@ -302,23 +507,47 @@ def _cli_bench(args, conn) -> int:
         raise FifoError(f"--sizes: each size must be at least --symbols ({args.symbols}), got {args.sizes!r}")
     if args.runs < 1:
         raise FifoError(f"--runs: must be at least 1, got {args.runs}")
+    shapes = [s.strip() for s in args.shapes.split(",") if s.strip()]
+    unknown = [s for s in shapes if s not in SHAPES]
+    if unknown or not shapes:
+        raise FifoError(f"--shapes: expected some of {','.join(SHAPES)}, got {args.shapes!r}")
+    if args.nights < 0 or args.nights == 1:
+        raise FifoError(f"--nights: must be 0 (skip) or at least 2, got {args.nights}")
     version = conn.execute("SHOW server_version").fetchone()[0]
     print(f"fifo-db bench: PostgreSQL {version}, {os.cpu_count()} CPUs, scratch database "
-          f"{SCRATCH_DB!r} (dropped at the end), medians of {args.runs} runs", flush=True)
+          f"{SCRATCH_DB!r} (dropped at the end), medians of {args.runs} runs; "
+          f"yardstick: bench/naive_fifo.sql on the same data, same run", flush=True)
+    titles = {"low": "low inventory", "accumulating": "accumulating inventory (issue 10's generator)",
+              "decimal8": "8-decimal sizes and prices"}
     with scratch_database(conn) as bench_conn:
         bench = Bench(bench_conn, args.runs, out=lambda line: print(line, flush=True))
-        bench.seed_workload()
-        bench.sizes(sizes, args.symbols)
-        bench.change_capture(max(sizes), args.symbols)
-        bench.long_pool(max(sizes))
+        if "seed" in shapes:
+            bench.seed_workload()
+        for shape in ("low", "accumulating", "decimal8"):
+            if shape in shapes:
+                bench.sized(shape, titles[shape], sizes, args.symbols)
+        if "low" in shapes:
+            bench.change_capture(max(sizes), args.symbols)
+            if args.nights:
+                bench.nightly(max(sizes), args.symbols, args.nights)
+        if "long" in shapes:
+            bench.heading(f"one pool of {max(sizes):,} trades")
+            bench.long_pool(max(sizes), accumulating=False)
+            bench.long_pool(max(sizes), accumulating=True)
     print()
     print(table(bench.figures))
     return 0
 
 
 def table(figures: list[Figure]) -> str:
-    width = max(len(f.label) for f in figures)
-    lines = [f"{'benchmark':<{width}}  {'median':>10}  target", "-" * (width + 30)]
+    rows = [f for f in figures if f.seconds]
+    width = max((len(f.label) for f in rows), default=10)
+    head = f"{'benchmark':<{width}}  {'fifo-db':>10}  {'yardstick':>10}  {'speed-up':>8}  target"
+    lines = [head, "-" * (len(head) + 30)]
     for f in figures:
-        lines.append(f"{f.label:<{width}}  {fmt_time(f.median):>10}  {f.target}")
+        if not f.seconds:
+            lines.append(f"{f.label}")
+            continue
+        lines.append(f"{f.label:<{width}}  {fmt_time(f.median):>10}  {fmt_time(f.naive_median):>10}  "
+                     f"{f.ratio:>8}  {f.target}")
     return "\n".join(lines)

@@ -191,6 +191,25 @@ def test_sell_is_never_matched_to_a_later_buy(db):
     assert_consistent(db)
 
 
+def test_sell_that_empties_the_inventory_exactly_then_oversells(db):
+    """On the sold-quantity axis a sell that leaves nothing also ends a gap: empty when it
+    used the inventory up exactly (the lot ending at the same point wins), its unmatched
+    part when it oversold. Lots bought after a gap start where it ends."""
+    add_trades(db, [buy("b1", 2, 10, "2025-01-01"), sell("s1", 2, 12, "2025-01-02", fee="0.2"),  # exactly
+                    sell("s2", 1, 13, "2025-01-03", fee="0.1"),                                  # nothing held
+                    buy("b2", 3, 11, "2025-01-04", fee="0.3"), sell("s3", 4, 14, "2025-01-05", fee="0.4"),
+                    buy("b3", 1, 9, "2025-01-06"), sell("s4", 1, 8, "2025-01-07")])
+    compute(db)
+    assert money(db) == [
+        ("s1", "b1", 2, 0, D("0.2"), 20, D("23.8"), D("3.8")),
+        ("s2", None, 1, None, D("0.1"), None, D("12.9"), None),
+        ("s3", "b2", 3, D("0.3"), D("0.3"), D("33.3"), D("41.7"), D("8.4")),   # 3 of the 4 ...
+        ("s3", None, 1, None, D("0.1"), None, D("13.9"), None),               # ... the 4th unmatched
+        ("s4", "b3", 1, 0, 0, 9, 8, -1),
+    ]
+    assert_consistent(db)
+
+
 # -- partial fills and dust ------------------------------------------------------
 
 def test_partial_fills_across_several_lots(db):

@@ -276,3 +276,68 @@ def test_forced_recompute_of_another_version_drops_a_pool_that_lost_its_trades(d
     db.execute("SELECT compute_fifo_all(true, 2)")   # X has no trades, no state, nothing pending
     assert stored(db, 2) == expected(db)             # X's old version 2 row is still there
     assert findings(db, None, 2) == []
+
+
+# -- the carried lots: only the open lots the suffix can reach ----------------------
+
+def open_remainders(db, symbol: str, account: str) -> list[D]:
+    """Remaining sizes of the pool's open lots, oldest first (matching order)."""
+    return [r[0] for r in db.execute(
+        "SELECT remaining_size FROM fifo_open_lots(%s) WHERE account = %s "
+        "ORDER BY order_time, order_id COLLATE \"C\"", (symbol, account))]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_suffix_over_many_open_lots_equals_full_and_reference(db, data):
+    """Accumulating pools (mostly buys, many lots open): a suffix recompute carries in only
+    the open lots its sells can reach. Sells sized exactly to a cumulative lot boundary,
+    just below or above it (dust), beyond the whole inventory, back-dated into the open
+    lots or appended, ties included: always the reference and a full recompute."""
+    reset(db)
+    history = History(db, data)
+    serial = 0
+    rows = []
+    for minute in sorted(data.draw(st.lists(st.integers(0, 30), min_size=4, max_size=30), label="minutes")):
+        serial += 1
+        rows.append({**history.new_trade(minute), "order_id": f"h{serial:03d}", "symbol": "X", "account": "a",
+                     "side": data.draw(st.sampled_from(["buy", "buy", "buy", "sell"]))})
+    add_trades(db, rows)
+    history.trades.update((r["order_id"], r) for r in rows)
+    db.execute("SELECT compute_fifo_all()")
+    assert_current(db)
+    for _ in range(data.draw(st.integers(1, 3), label="batches")):
+        lots = open_remainders(db, "X", "a")
+        covered = [sum(lots[:i + 1], D(0)) for i in range(len(lots))]
+        last = history.last_minute()
+        batch = []
+        for _ in range(data.draw(st.integers(1, 3))):
+            trade = history.new_trade(data.draw(st.integers(max(0, last - 10), last + 2)))
+            trade.update(symbol="X", account="a", side=data.draw(st.sampled_from(["buy", "sell", "sell"])))
+            if trade["side"] == "sell" and covered:
+                exact = covered[data.draw(st.integers(0, len(covered) - 1))]
+                trade["size"] = data.draw(st.sampled_from(
+                    [exact, exact + D("1E-18"), max(exact - D("1E-18"), D("1E-18")), covered[-1] + 1,
+                     trade["size"]]))
+            batch.append(trade)
+        add_trades(db, batch)
+        history.trades.update((t["order_id"], t) for t in batch)
+        run = incremental(db)
+        assert run is not None and run["status"] == "ok"
+        assert_current(db)
+
+
+def test_suffix_reads_only_the_lots_it_reaches(db):
+    """Ten open lots; a sell appended after them takes 4.5 units: b1..b4 and half of b5
+    are what it reaches. The rest stay open, and the result is the full recompute's."""
+    add_trades(db, [buy(f"b{i}", 1, 10 + i, f"2025-01-{i:02d}") for i in range(1, 11)])
+    db.execute("SELECT compute_fifo('X')")
+    add_trades(db, [sell("s1", D("4.5"), 30, "2025-02-01", fee=D("0.9"))])
+    incremental(db)
+    assert pairs(db) == [("s1", f"b{i}", 1, 30 - 10 - i - D("0.2")) for i in range(1, 5)] + \
+        [("s1", "b5", D("0.5"), D("0.5") * (30 - 15) - D("0.1"))]
+    assert open_remainders(db, "X", "default") == [D("0.5")] + [D(1)] * 5
+    add_trades(db, [sell("s2", 1, 30, "2025-02-02")])          # continues inside b5, then b6
+    incremental(db)
+    assert pairs(db)[-2:] == [("s2", "b5", D("0.5"), D("0.5") * 15), ("s2", "b6", D("0.5"), D("0.5") * 14)]
+    assert_current(db)
