@@ -1,4 +1,4 @@
-"""A small plain-Python FIFO, written from design.md's rules, to check the SQL engine.
+"""A small plain-Python FIFO, written from the rules of docs/rules.md, to check the SQL engine.
 
 It walks the pool's events in order with a queue of open lots (the obvious
 algorithm, deliberately not the engine's cumulative-quantity formula), so an
@@ -71,7 +71,7 @@ def fee_share(fee: Decimal, size: Decimal, start: Decimal, end: Decimal) -> Deci
 
 
 def event_order(t: Trade) -> tuple:
-    """design.md rule 2: (order_time, buys before sells, order_id bytewise)."""
+    """docs/rules.md rule 2: (order_time, buys before sells, order_id bytewise)."""
     return (t.order_time, 0 if t.side == "buy" else 1, t.order_id.encode())
 
 

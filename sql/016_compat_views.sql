@@ -58,7 +58,7 @@ $$;
 
 SELECT fifo._create_compat_view('public.fifo_allocations', 'fifo_legacy.fifo_allocations',
     'fifo.allocations a', ARRAY[
-    -- fifo-db's columns (design.md; the seed's spot check reads sell_trade_id and pnl_amount)
+    -- fifo-db's columns (docs/rules.md; the seed's spot check reads sell_trade_id and pnl_amount)
     ['id', 'a.id', 'bigint'],
     ['version', 'a.version', 'integer'],
     ['batch_id', 'a.batch_id', 'uuid'],
@@ -133,7 +133,7 @@ COMMENT ON VIEW public.fifo_computation_log IS
 -- fifo_inventory_snapshot: the open lots (buys with inventory left) of every
 -- computed pool. remaining_cost_basis_usd = remaining size * price + the
 -- part of the buy's fee its allocations did not take (shares add up to the
--- fee exactly, design.md rule 5).
+-- fee exactly, docs/rules.md rule 5).
 SELECT fifo._create_compat_view('public.fifo_inventory_snapshot', 'fifo_legacy.fifo_inventory_snapshot',
     $f$fifo.trades t
        JOIN fifo.pool_state ps

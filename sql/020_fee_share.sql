@@ -2,7 +2,7 @@
 -- `size` with total fee `fee` at quantity offset x, i.e. fee * x / size
 -- rounded half-up to 40 decimal places (exact at x = 0 and x = size).
 -- A row's fee share is _fee_point(to) - _fee_point(from); the shares of one
--- trade telescope, so they add up to its fee exactly (design.md rule 5).
+-- trade telescope, so they add up to its fee exactly (docs/rules.md rule 5).
 --
 -- Deliberately no SET search_path: a SET clause stops the planner from
 -- inlining this SQL function, and it is evaluated twice per allocation row.

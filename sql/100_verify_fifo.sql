@@ -1,4 +1,4 @@
--- verify_fifo([symbol [, version]]): the invariants of design.md checked in
+-- verify_fifo([symbol [, version]]): the invariants of docs/rules.md checked in
 -- SQL, one row per finding (no rows = clean). Checks only pools that are
 -- computed for the version (fifo.pool_state); pools with pending changes
 -- are reported as 'stale' since their allocations may lag their trades.

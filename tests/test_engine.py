@@ -1,4 +1,4 @@
-"""Hand-worked cases of design.md's matching rules, with exact Decimal expectations.
+"""Hand-worked cases of the matching rules (docs/rules.md), with exact Decimal expectations.
 
 Each case writes its arithmetic in a comment; D("0." + "3" * 40) is 1/3 rounded
 half-up at 40 decimals, the engine's fee point (fifo._fee_point).
