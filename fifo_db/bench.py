@@ -177,7 +177,9 @@ def settle(conn: psycopg.Connection) -> None:
 
 
 def table_bytes(conn: psycopg.Connection) -> int:
-    return conn.execute("SELECT pg_total_relation_size(%s::regclass)", (ALLOCATIONS,)).fetchone()[0]
+    """Heap, indexes and TOAST of fifo.allocations, all its partitions included."""
+    return conn.execute("SELECT sum(pg_total_relation_size(relid))::bigint FROM pg_partition_tree(%s::regclass)",
+                        (ALLOCATIONS,)).fetchone()[0]
 
 
 # -- the yardstick --------------------------------------------------------------
