@@ -48,6 +48,9 @@ DECLARE
     v_res record;
     v_err text;
     v_fresh regclass;        -- mode 'all': the fresh table the version is written into, then swapped in
+    v_sessions integer := CASE WHEN p_mode = 'all' THEN fifo._sessions_for(v_n) ELSE 1 END;
+    v_name text;
+    v_indexed boolean := false;   -- the sessions built the fresh table's indexes
     v_failed_syms text[] := '{}';
     v_failed_accs text[] := '{}';
 BEGIN
@@ -130,10 +133,33 @@ BEGIN
                     ELSE ceil(v_run.pools / 20.0)::integer END;
     v_todo_lo := ARRAY(SELECT generate_series(1, v_run.pools, v_chunk));
     v_todo_hi := ARRAY(SELECT least(lo + v_chunk - 1, v_run.pools) FROM unnest(v_todo_lo) lo);
-    --    Mode 'all' writes into a fresh table, swapped in once complete (sql/035).
+    --    Mode 'all' writes into a fresh table, swapped in once complete, in
+    --    several sessions at once where it can (sql/035).
     IF p_mode = 'all' THEN
-        v_fresh := fifo._fresh_allocations(p_version,
-            format('allocations_v%s_%s', p_version, left(replace(v_run.batch_id::text, '-', ''), 12)));
+        PERFORM fifo._drop_stale_fresh_tables();
+        v_name := format('allocations_v%s_%s', p_version, left(replace(v_run.batch_id::text, '-', ''), 12));
+        IF v_sessions > 1 THEN
+            BEGIN
+                v_fresh := fifo._fresh_allocations_committed(p_version, v_name);
+                SELECT * INTO v_res FROM fifo._build_in_sessions(v_sessions, p_version, v_run.batch_id,
+                    v_syms, v_accs, v_from, v_fresh, v_chunk);
+                v_indexed := true;
+                PERFORM fifo._record_pools(p_version, v_run.batch_id, v_syms, v_accs);
+                v_todo_lo := '{}';   -- all done
+                v_run.buys := v_res.buys; v_run.sells := v_res.sells; v_run.allocations := v_res.allocations;
+                v_run.unmatched := v_res.unmatched; v_run.total_pnl := v_res.total_pnl;
+            EXCEPTION WHEN OTHERS THEN
+                GET STACKED DIAGNOSTICS v_err = MESSAGE_TEXT;
+                RAISE NOTICE 'fifo-db: %; computing in one session instead', v_err;
+                v_fresh := NULL;
+                v_indexed := false;
+                v_todo_lo := ARRAY(SELECT generate_series(1, v_run.pools, v_chunk));
+                PERFORM fifo._drop_stale_fresh_tables();   -- the other sessions' table, if committed
+            END;
+        END IF;
+        IF v_fresh IS NULL THEN
+            v_fresh := fifo._fresh_allocations(p_version, v_name);
+        END IF;
     END IF;
     v_i := 1;
     WHILE v_i <= cardinality(v_todo_lo) LOOP
@@ -179,7 +205,7 @@ BEGIN
 
     IF v_fresh IS NOT NULL THEN
         -- a failed pool keeps its previous allocations
-        PERFORM fifo._swap_partition(p_version, v_fresh, v_failed_syms, v_failed_accs);
+        PERFORM fifo._swap_partition(p_version, v_fresh, v_failed_syms, v_failed_accs, v_indexed);
     END IF;
 
     -- 4. the run record (mode 'all' also prunes the change log: it consumed everything)

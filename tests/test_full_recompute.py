@@ -158,6 +158,87 @@ def test_migration_0008_keeps_rows_ids_and_the_views_reading_them(bare, tmp_path
     with bare.transaction():   # new rows continue the ids
         new_id = bare.execute("""
             INSERT INTO fifo.allocations (version, batch_id, account, symbol, sell_trade_id, allocated_size,
-                sell_price, sell_fees, sale_proceeds, sell_time)
-            VALUES (1, gen_random_uuid(), 'default', 'X', 's99', 1, 12, 0, 12, now()) RETURNING id""").fetchone()[0]
+                sell_price, sell_fees, sale_proceeds, sell_time, unmatched)
+            VALUES (1, gen_random_uuid(), 'default', 'X', 's99', 1, 12, 0, 12, now(), true) RETURNING id""").fetchone()[0]
     assert new_id > max(r[0] for r in rows)
+
+
+# -- the second core: a forced run of many pools in two sessions (dblink) ------------
+
+def many_pools(n: int = 240) -> list[dict]:
+    """n pools of 4 trades: a partial sale, an oversell, ties; over 200 pools, so two sessions apply."""
+    out = []
+    for i in range(n):
+        symbol = f"P{i:03d}-USD"
+        out += [{"order_id": f"{symbol}-b", "symbol": symbol, "side": "buy", "size": "1.5", "price": 10,
+                 "total_fees": "0.03", "order_time": "2025-01-01"},
+                {"order_id": f"{symbol}-s", "symbol": symbol, "side": "sell", "size": 1, "price": 12,
+                 "total_fees": "0.01", "order_time": "2025-01-02"},
+                {"order_id": f"{symbol}-s2", "symbol": symbol, "side": "sell", "size": i % 3 + 1, "price": 13,
+                 "order_time": "2025-01-02"},
+                {"order_id": f"{symbol}-b2", "symbol": symbol, "side": "buy", "size": 2, "price": 9,
+                 "order_time": "2025-01-03"}]
+    return out
+
+
+def rows_but_ids(db, version: int = 1) -> list[tuple]:
+    return db.execute("SELECT account, symbol, sell_trade_id, buy_trade_id, allocated_size, buy_price, sell_price, "
+                      "buy_fees, sell_fees, cost_basis, sale_proceeds, pnl_amount, buy_time, sell_time, unmatched "
+                      "FROM fifo.allocations WHERE version = %s ORDER BY 1, 2, 3, 4", (version,)).fetchall()
+
+
+def forced(db, sessions: int) -> tuple[dict, list[str]]:
+    notices: list[str] = []
+    db.add_notice_handler(lambda d: notices.append(d.message_primary))
+    db.execute("SELECT set_config('fifo.full_recompute_sessions', %s, false)", (str(sessions),))
+    run = db.execute("SELECT pools, buys, sells, allocations, unmatched, total_pnl, status "
+                     "FROM compute_fifo_all(true)").fetchone()
+    return run, notices
+
+
+def test_two_sessions_write_what_one_session_writes(db):
+    db.execute("CREATE EXTENSION IF NOT EXISTS dblink")
+    add_trades(db, many_pools())
+    one, _ = forced(db, 1)
+    by_one = rows_but_ids(db)
+    commits = "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+    before = db.execute(commits).fetchone()[0]
+    two, notices = forced(db, 2)
+    # each chunk (20) and each index build (4) committed by a session of its own
+    assert db.execute(commits).fetchone()[0] - before >= 24
+    assert two == one and rows_but_ids(db) == by_one
+    assert stored(db) == expected(db)
+    assert findings(db) == []
+    assert "fifo-db progress: 240 of 240 pools" in notices
+    assert not any("one session instead" in n for n in notices)
+    assert db.execute("SELECT dblink_get_connections()").fetchone()[0] is None   # all closed
+    assert db.execute("SELECT count(DISTINCT batch_id) FROM fifo.allocations").fetchone()[0] == 1
+    assert db.execute("SELECT count(*) FROM fifo.pool_state ps JOIN fifo_runs r USING (batch_id) "
+                      "WHERE r.run_id = (SELECT max(run_id) FROM fifo_runs)").fetchone()[0] == 240
+    assert db.execute("SELECT count(*) FROM pg_class WHERE relnamespace = 'fifo'::regnamespace "
+                      "AND relkind = 'r' AND relname ~ '^allocations_v1_'").fetchone()[0] == 0
+
+
+def test_a_session_failing_falls_back_to_one_session_and_isolates_the_pool(db):
+    db.execute("CREATE EXTENSION IF NOT EXISTS dblink")
+    add_trades(db, many_pools())
+    forced(db, 1)
+    before = db.execute("SELECT * FROM fifo.allocations WHERE symbol = 'P007-USD' ORDER BY id").fetchall()
+    db.execute("ALTER TABLE fifo.allocations ADD CONSTRAINT test_rejects CHECK (symbol <> 'P007-USD') NOT VALID")
+    db.execute("UPDATE trade_records SET price = price + 1")
+    run, notices = forced(db, 2)
+    assert any("one session instead" in n for n in notices)
+    assert run[-1] == "partial"
+    assert db.execute("SELECT * FROM fifo.allocations WHERE symbol = 'P007-USD' ORDER BY id").fetchall() == before
+    assert [a for a in stored(db) if a.symbol != "P007-USD"] == [a for a in expected(db) if a.symbol != "P007-USD"]
+
+
+def test_a_transaction_that_wrote_first_computes_in_one_session(db):
+    """Sessions of their own could not see the caller's uncommitted trades."""
+    db.execute("CREATE EXTENSION IF NOT EXISTS dblink")
+    add_trades(db, many_pools())
+    with db.transaction():
+        add_trades(db, [{"order_id": "late", "symbol": "P001-USD", "side": "sell", "size": 1, "price": 20,
+                         "order_time": "2025-01-04"}])
+        forced(db, 2)
+        assert stored(db) == expected(db)   # the uncommitted trade is matched
