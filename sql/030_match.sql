@@ -222,15 +222,17 @@ BEGIN
 END;
 $$;
 
--- (fifo._match had no `into` argument before; the old signature would make calls ambiguous)
+-- (earlier signatures of fifo._match would make calls ambiguous)
 DROP FUNCTION IF EXISTS fifo._match(integer, uuid, text[], text[], timestamptz[]);
+DROP FUNCTION IF EXISTS fifo._match(integer, uuid, text[], text[], timestamptz[], regclass);
 
--- fifo._match(version, batch, symbols[], accounts[], from_times[] [, into]):
--- replaces, for each pool, the allocations of every sell at or after its cut
--- in `version` with fifo._allocation_rows(), stamped with `batch`, and returns
--- what it processed. `into` (a fresh table shaped like fifo.allocations, see
--- fifo._full_recompute) receives the rows instead, and nothing is deleted.
--- The caller holds the pools' locks.
+-- fifo._match(version, batch, symbols[], accounts[], from_times[] [, into
+-- [, record]]): replaces, for each pool, the allocations of every sell at or
+-- after its cut in `version` with fifo._allocation_rows(), stamped with
+-- `batch`, records the pools as computed (fifo.pool_state), and returns what
+-- it processed. `into` (a fresh table shaped like fifo.allocations, see
+-- sql/035) receives the rows instead, and nothing is deleted; record = false
+-- leaves pool_state to the caller. The caller holds the pools' locks.
 CREATE OR REPLACE FUNCTION fifo._match(
     p_version integer,
     p_batch_id uuid,
@@ -238,6 +240,7 @@ CREATE OR REPLACE FUNCTION fifo._match(
     p_accounts text[],
     p_from timestamptz[],
     p_into regclass DEFAULT NULL,
+    p_record boolean DEFAULT true,
     OUT pools integer,
     OUT buys bigint,
     OUT sells bigint,
@@ -290,8 +293,8 @@ BEGIN
             INSERT INTO fifo.allocations (
                 version, batch_id, account, symbol, sell_trade_id, buy_trade_id,
                 allocated_size, buy_price, sell_price, buy_fees, sell_fees,
-                cost_basis, sale_proceeds, pnl_amount, buy_time, sell_time)
-            SELECT p_version, p_batch_id, r.*
+                cost_basis, sale_proceeds, pnl_amount, buy_time, sell_time, unmatched)
+            SELECT p_version, p_batch_id, r.*, r.buy_trade_id IS NULL
             FROM fifo._allocation_rows(p_version, p_symbols, p_accounts, p_from) r
             RETURNING pnl_amount, buy_trade_id IS NULL AS is_unmatched
         )
@@ -304,8 +307,8 @@ BEGIN
                 INSERT INTO %s (
                     version, batch_id, account, symbol, sell_trade_id, buy_trade_id,
                     allocated_size, buy_price, sell_price, buy_fees, sell_fees,
-                    cost_basis, sale_proceeds, pnl_amount, buy_time, sell_time)
-                SELECT $1, $2, r.*
+                    cost_basis, sale_proceeds, pnl_amount, buy_time, sell_time, unmatched)
+                SELECT $1, $2, r.*, r.buy_trade_id IS NULL
                 FROM fifo._allocation_rows($1, $3, $4, $5) r
                 RETURNING pnl_amount, buy_trade_id IS NULL AS is_unmatched
             )
@@ -315,10 +318,22 @@ BEGIN
         USING p_version, p_batch_id, p_symbols, p_accounts, p_from;
     END IF;
 
+    IF p_record THEN
+        PERFORM fifo._record_pools(p_version, p_batch_id, p_symbols, p_accounts);
+    END IF;
+END;
+$$;
+
+-- fifo._record_pools(version, batch, symbols[], accounts[]): the pools are
+-- computed for `version` by `batch` (fifo.pool_state), and current.
+CREATE OR REPLACE FUNCTION fifo._record_pools(p_version integer, p_batch_id uuid, p_symbols text[], p_accounts text[])
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
     INSERT INTO fifo.pool_state AS ps (version, symbol, account, batch_id, computed_at)
     SELECT p_version, c.symbol, c.account, p_batch_id, now()
     FROM unnest(p_symbols, p_accounts) AS c(symbol, account)
     ON CONFLICT (version, symbol, account)
     DO UPDATE SET batch_id = excluded.batch_id, computed_at = excluded.computed_at, stale_from = NULL;
-END;
 $$;

@@ -47,6 +47,12 @@ DECLARE
     v_i integer;
     v_res record;
     v_err text;
+    v_fresh regclass;        -- mode 'all': the fresh table the version is written into, then swapped in
+    v_sessions integer := CASE WHEN p_mode = 'all' THEN fifo._sessions_for(v_n) ELSE 1 END;
+    v_name text;
+    v_indexed boolean := false;   -- the sessions built the fresh table's indexes
+    v_failed_syms text[] := '{}';
+    v_failed_accs text[] := '{}';
 BEGIN
     IF p_version IS NULL OR p_version < 1 THEN
         RAISE EXCEPTION 'version must be a positive integer, got %', coalesce(p_version::text, 'NULL')
@@ -65,6 +71,9 @@ BEGIN
         v_locked := ARRAY(SELECT generate_series(1, v_n));
     ELSE
         v_locked := ARRAY(SELECT fifo._lock_pools(p_symbols, p_accounts, p_wait));
+    END IF;
+    IF cardinality(v_locked) > 0 AND fifo._version_partition(p_version, p_wait) IS NULL THEN
+        v_locked := '{}';   -- another run is adding this version's partition: busy, like a locked pool
     END IF;
     v_run.skipped_pools := v_n - cardinality(v_locked);
 
@@ -124,13 +133,41 @@ BEGIN
                     ELSE ceil(v_run.pools / 20.0)::integer END;
     v_todo_lo := ARRAY(SELECT generate_series(1, v_run.pools, v_chunk));
     v_todo_hi := ARRAY(SELECT least(lo + v_chunk - 1, v_run.pools) FROM unnest(v_todo_lo) lo);
+    --    Mode 'all' writes into a fresh table, swapped in once complete, in
+    --    several sessions at once where it can (sql/035).
+    IF p_mode = 'all' THEN
+        PERFORM fifo._drop_stale_fresh_tables();
+        v_name := format('allocations_v%s_%s', p_version, left(replace(v_run.batch_id::text, '-', ''), 12));
+        IF v_sessions > 1 THEN
+            BEGIN
+                v_fresh := fifo._fresh_allocations_committed(p_version, v_name);
+                SELECT * INTO v_res FROM fifo._build_in_sessions(v_sessions, p_version, v_run.batch_id,
+                    v_syms, v_accs, v_from, v_fresh, v_chunk);
+                v_indexed := true;
+                PERFORM fifo._record_pools(p_version, v_run.batch_id, v_syms, v_accs);
+                v_todo_lo := '{}';   -- all done
+                v_run.buys := v_res.buys; v_run.sells := v_res.sells; v_run.allocations := v_res.allocations;
+                v_run.unmatched := v_res.unmatched; v_run.total_pnl := v_res.total_pnl;
+            EXCEPTION WHEN OTHERS THEN
+                GET STACKED DIAGNOSTICS v_err = MESSAGE_TEXT;
+                RAISE NOTICE 'fifo-db: %; computing in one session instead', v_err;
+                v_fresh := NULL;
+                v_indexed := false;
+                v_todo_lo := ARRAY(SELECT generate_series(1, v_run.pools, v_chunk));
+                PERFORM fifo._drop_stale_fresh_tables();   -- the other sessions' table, if committed
+            END;
+        END IF;
+        IF v_fresh IS NULL THEN
+            v_fresh := fifo._fresh_allocations(p_version, v_name);
+        END IF;
+    END IF;
     v_i := 1;
     WHILE v_i <= cardinality(v_todo_lo) LOOP
         v_lo := v_todo_lo[v_i];
         v_hi := v_todo_hi[v_i];
         BEGIN
             SELECT * INTO v_res FROM fifo._match(p_version, v_run.batch_id,
-                v_syms[v_lo:v_hi], v_accs[v_lo:v_hi], v_from[v_lo:v_hi]);
+                v_syms[v_lo:v_hi], v_accs[v_lo:v_hi], v_from[v_lo:v_hi], v_fresh);
             v_run.buys := v_run.buys + v_res.buys;
             v_run.sells := v_run.sells + v_res.sells;
             v_run.allocations := v_run.allocations + v_res.allocations;
@@ -159,10 +196,17 @@ BEGIN
                 v_run.error := coalesce(v_run.error || E'\n', '')
                     || format('pool %s/%s: %s', v_syms[v_lo], v_accs[v_lo], v_err);
                 PERFORM fifo._note_changes(ARRAY[v_syms[v_lo]], ARRAY[v_accs[v_lo]], ARRAY[v_from[v_lo]]);
+                v_failed_syms := v_failed_syms || v_syms[v_lo];
+                v_failed_accs := v_failed_accs || v_accs[v_lo];
             END IF;
         END;
         v_i := v_i + 1;
     END LOOP;
+
+    IF v_fresh IS NOT NULL THEN
+        -- a failed pool keeps its previous allocations
+        PERFORM fifo._swap_partition(p_version, v_fresh, v_failed_syms, v_failed_accs, v_indexed);
+    END IF;
 
     -- 4. the run record (mode 'all' also prunes the change log: it consumed everything)
     IF p_mode = 'all' THEN

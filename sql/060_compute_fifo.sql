@@ -64,8 +64,9 @@ BEGIN
         SELECT ps.symbol, ps.account FROM fifo.pool_state ps WHERE ps.version = v_version
         UNION
         SELECT pc.symbol, pc.account FROM fifo.pool_changes pc WHERE pc.processed_at IS NULL
-        UNION   -- a pool that lost its trades (and its state) still has rows to remove
-        SELECT DISTINCT a.symbol, a.account FROM fifo.allocations a WHERE a.version = v_version
+        UNION   -- a pool that lost its trades (and its state) still has rows to remove; a
+                -- forced run replaces the version's rows wholesale (sql/035), so it skips the scan
+        SELECT DISTINCT a.symbol, a.account FROM fifo.allocations a WHERE a.version = v_version AND NOT p_force
     )
     SELECT array_agg(p.symbol), array_agg(p.account),
            array_agg(CASE WHEN p_force THEN '-infinity'::timestamptz END)

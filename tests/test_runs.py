@@ -88,7 +88,7 @@ def test_failing_pool_does_not_abort_the_others_and_the_cli_says_so(bad_pool, ds
     out = capsys.readouterr().out
     assert out.startswith("Computation PARTIAL\n")
     assert "  - Pools failed (previous allocations kept): 1\n" in out
-    assert ('      pool BAD-USD/default: new row for relation "allocations" violates check constraint '
+    assert ('      pool BAD-USD/default: new row for relation "allocations_v1" violates check constraint '
             '"test_reject"') in out
 
     run = db.execute("SELECT mode, status, pools, failed_pools, error FROM fifo_runs "
@@ -139,7 +139,7 @@ def test_single_symbol_run_is_all_or_nothing_and_recorded(db, dsn, capsys):
     assert main(["--dsn", dsn, "compute", "--symbol", "BAD-USD"]) == 1
     out = capsys.readouterr().out
     assert out.startswith("Computation FAILED\n")
-    assert 'new row for relation "allocations" violates check constraint "test_reject"' in out
+    assert 'new row for relation "allocations_v1" violates check constraint "test_reject"' in out
     assert db.execute("SELECT mode, status, pools, failed_pools, allocations FROM fifo_runs").fetchall() == [
         ("symbol", "failed", 1, 1, 0)]
     assert db.execute("SELECT count(*) FROM fifo.allocations").fetchone()[0] == 0

@@ -57,7 +57,7 @@ def test_sell_fee_share_off(computed):
 def test_buy_over_allocated(computed):
     # s2's unmatched unit charged to b2 instead (consistent money; b2 now gives 3 of its 2)
     computed.execute("UPDATE fifo.allocations SET buy_trade_id = 'b2', buy_price = 11, buy_fees = 0, "
-                     "buy_time = '2025-01-02', cost_basis = 11, pnl_amount = sale_proceeds - 11 "
+                     "buy_time = '2025-01-02', cost_basis = 11, pnl_amount = sale_proceeds - 11, unmatched = false "
                      "WHERE sell_trade_id = 's2' AND unmatched")
     assert checks(computed) == {("buy_over_allocated", "b2")}
 
