@@ -5,16 +5,21 @@ Each function returns the fifo_runs row (as a dict) of the run it made.
 
 from __future__ import annotations
 
+import json
 import re
 import sys
+from functools import partial
 from datetime import datetime, timezone
 from decimal import ROUND_HALF_UP, Decimal
 
 import psycopg
 from psycopg.rows import dict_row
+from psycopg.types.json import set_json_loads
 
 from fifo_db.errors import FifoError, from_db_error
+from fifo_db.report import money as report_money
 
+_exact_json = partial(json.loads, parse_float=Decimal, parse_int=Decimal)
 _PROGRESS = re.compile(r"fifo-db progress: (\d+) of (\d+) pools")
 
 
@@ -49,6 +54,7 @@ def _call(conn: psycopg.Connection, sql: str, params: tuple, progress: Progress 
     started = datetime.now(timezone.utc)
     try:
         with conn.cursor(row_factory=dict_row) as cur:
+            set_json_loads(_exact_json, cur)   # pnl_by_currency: exact Decimals, not floats
             cur.execute(sql, params)
             row = cur.fetchone()
     except psycopg.OperationalError as exc:
@@ -125,6 +131,24 @@ def money(value: Decimal) -> str:
     return f"{sign}${abs(cents):,.2f}"
 
 
+def total_pnl(run: dict) -> str:
+    """The run's realized P&L per quote currency, never added across them: '-$0.31' for dollars
+    (the seed's form), '0.0318 BTC', '-$820.20; 0.0318 BTC' for a run over both."""
+    by_currency = run.get("pnl_by_currency") or {}
+    if not by_currency:
+        return money(run["total_pnl"])
+    parts = []
+    for currency in sorted(by_currency, key=lambda c: (c != "USD", c == "?", c)):
+        value = Decimal(by_currency[currency])
+        if currency == "USD":
+            parts.append(money(value))
+        elif currency == "?":
+            parts.append(f"{report_money(value)} (symbols without a quote currency)")
+        else:
+            parts.append(f"{report_money(value, currency)} {currency}")
+    return "; ".join(parts)
+
+
 def format_stats(run: dict) -> str:
     """The seed's statistics block for one run."""
     ok = run["status"] in ("ok", "skipped")
@@ -143,7 +167,7 @@ def format_stats(run: dict) -> str:
         f"  - Sells processed: {run['sells']:,}",
         f"  - Allocations created: {run['allocations']:,}",
         f"  - Unmatched (oversold) rows: {run['unmatched']:,}",
-        f"  - Total PnL: {money(run['total_pnl'])}",
+        f"  - Total PnL: {total_pnl(run)}",
         f"  - Duration: {ms / 1000:.2f}s ({ms:,.0f}ms)",
     ]
     if run["skipped_pools"]:

@@ -104,6 +104,9 @@ BEGIN
         EXECUTE format('CREATE TABLE fifo.%I PARTITION OF fifo.allocations FOR VALUES IN (%s)',
                        'allocations_v' || v_version, v_version);
         EXECUTE format('ALTER TABLE fifo.%I OWNER TO %s', 'allocations_v' || v_version, v_owner);
+        -- like a partition fifo._version_partition makes: ids from the shared identity on direct inserts
+        EXECUTE format('ALTER TABLE fifo.%I ALTER COLUMN id SET DEFAULT nextval(%L)', 'allocations_v' || v_version,
+                       pg_get_serial_sequence('fifo.allocations', 'id'));
     END LOOP;
     INSERT INTO fifo.allocations (id, version, batch_id, account, symbol, sell_trade_id, buy_trade_id,
                                   allocated_size, buy_price, sell_price, buy_fees, sell_fees, cost_basis,

@@ -246,7 +246,8 @@ CREATE OR REPLACE FUNCTION fifo._match(
     OUT sells bigint,
     OUT allocations bigint,
     OUT unmatched bigint,
-    OUT total_pnl numeric)
+    OUT total_pnl numeric,
+    OUT pnl_by_currency jsonb)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -296,11 +297,16 @@ BEGIN
                 cost_basis, sale_proceeds, pnl_amount, buy_time, sell_time, unmatched)
             SELECT p_version, p_batch_id, r.*, r.buy_trade_id IS NULL
             FROM fifo._allocation_rows(p_version, p_symbols, p_accounts, p_from) r
-            RETURNING pnl_amount, buy_trade_id IS NULL AS is_unmatched
+            RETURNING symbol, pnl_amount, buy_trade_id IS NULL AS is_unmatched
+        ),
+        per_symbol AS (
+            SELECT w.symbol, count(*) AS n, count(*) FILTER (WHERE w.is_unmatched) AS u, sum(w.pnl_amount) AS pnl
+            FROM written w GROUP BY w.symbol
         )
-        SELECT count(*), count(*) FILTER (WHERE w.is_unmatched), coalesce(sum(w.pnl_amount), 0)
-        INTO allocations, unmatched, total_pnl
-        FROM written w;
+        SELECT coalesce(sum(g.n), 0), coalesce(sum(g.u), 0), coalesce(sum(g.pnl), 0),
+               fifo._pnl_by_currency(array_agg(g.symbol), array_agg(g.pnl))
+        INTO allocations, unmatched, total_pnl, pnl_by_currency
+        FROM per_symbol g;
     ELSE
         EXECUTE format($q$
             WITH written AS (
@@ -310,11 +316,16 @@ BEGIN
                     cost_basis, sale_proceeds, pnl_amount, buy_time, sell_time, unmatched)
                 SELECT $1, $2, r.*, r.buy_trade_id IS NULL
                 FROM fifo._allocation_rows($1, $3, $4, $5) r
-                RETURNING pnl_amount, buy_trade_id IS NULL AS is_unmatched
+                RETURNING symbol, pnl_amount, buy_trade_id IS NULL AS is_unmatched
+            ),
+            per_symbol AS (
+                SELECT w.symbol, count(*) AS n, count(*) FILTER (WHERE w.is_unmatched) AS u, sum(w.pnl_amount) AS pnl
+                FROM written w GROUP BY w.symbol
             )
-            SELECT count(*), count(*) FILTER (WHERE w.is_unmatched), coalesce(sum(w.pnl_amount), 0)
-            FROM written w$q$, p_into)
-        INTO allocations, unmatched, total_pnl
+            SELECT coalesce(sum(g.n), 0), coalesce(sum(g.u), 0), coalesce(sum(g.pnl), 0),
+                   fifo._pnl_by_currency(array_agg(g.symbol), array_agg(g.pnl))
+            FROM per_symbol g$q$, p_into)
+        INTO allocations, unmatched, total_pnl, pnl_by_currency
         USING p_version, p_batch_id, p_symbols, p_accounts, p_from;
     END IF;
 

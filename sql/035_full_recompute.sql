@@ -343,7 +343,8 @@ CREATE OR REPLACE FUNCTION fifo._build_in_sessions(
     OUT sells bigint,
     OUT allocations bigint,
     OUT unmatched bigint,
-    OUT total_pnl numeric)
+    OUT total_pnl numeric,
+    OUT pnl_by_currency jsonb)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -357,9 +358,11 @@ DECLARE
     v_err text;
     i integer;
 BEGIN
-    buys := 0; sells := 0; allocations := 0; unmatched := 0; total_pnl := 0;
+    buys := 0; sells := 0; allocations := 0; unmatched := 0; total_pnl := 0; pnl_by_currency := '{}';
+    -- each chunk answers "pools,buys,sells,allocations,unmatched,total_pnl|pnl_by_currency"
     SELECT array_agg(format('SELECT concat_ws('','', m.pools, m.buys, m.sells, m.allocations, m.unmatched, '
-                            'm.total_pnl) FROM fifo._match(%s, %L, %L, %L, %L, %L, false) m', p_version, p_batch_id,
+                            'm.total_pnl) || ''|'' || m.pnl_by_currency::text '
+                            'FROM fifo._match(%s, %L, %L, %L, %L, %L, false) m', p_version, p_batch_id,
                             p_symbols[lo:hi], p_accounts[lo:hi], p_from[lo:hi], p_into) ORDER BY lo),
            array_agg(hi - lo + 1 ORDER BY lo)
     INTO v_statements, v_pools
@@ -385,7 +388,8 @@ BEGIN
         sells := sells + split_part(v_out[i], ',', 3)::bigint;
         allocations := allocations + split_part(v_out[i], ',', 4)::bigint;
         unmatched := unmatched + split_part(v_out[i], ',', 5)::bigint;
-        total_pnl := total_pnl + split_part(v_out[i], ',', 6)::numeric;
+        total_pnl := total_pnl + split_part(split_part(v_out[i], '|', 1), ',', 6)::numeric;
+        pnl_by_currency := fifo._add_pnl_by_currency(pnl_by_currency, split_part(v_out[i], '|', 2)::jsonb);
     END LOOP;
 END;
 $$;

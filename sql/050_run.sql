@@ -63,7 +63,7 @@ BEGIN
     v_run.mode := p_mode;
     v_run.started_at := clock_timestamp();
     v_run.buys := 0; v_run.sells := 0; v_run.allocations := 0;
-    v_run.unmatched := 0; v_run.total_pnl := 0; v_run.failed_pools := 0;
+    v_run.unmatched := 0; v_run.total_pnl := 0; v_run.failed_pools := 0; v_run.pnl_by_currency := '{}';
 
     -- 1. locks
     IF p_mode = 'all' THEN
@@ -148,6 +148,7 @@ BEGIN
                 v_todo_lo := '{}';   -- all done
                 v_run.buys := v_res.buys; v_run.sells := v_res.sells; v_run.allocations := v_res.allocations;
                 v_run.unmatched := v_res.unmatched; v_run.total_pnl := v_res.total_pnl;
+                v_run.pnl_by_currency := v_res.pnl_by_currency;
             EXCEPTION WHEN OTHERS THEN
                 GET STACKED DIAGNOSTICS v_err = MESSAGE_TEXT;
                 RAISE NOTICE 'fifo-db: %; computing in one session instead', v_err;
@@ -173,6 +174,7 @@ BEGIN
             v_run.allocations := v_run.allocations + v_res.allocations;
             v_run.unmatched := v_run.unmatched + v_res.unmatched;
             v_run.total_pnl := v_run.total_pnl + v_res.total_pnl;
+            v_run.pnl_by_currency := fifo._add_pnl_by_currency(v_run.pnl_by_currency, v_res.pnl_by_currency);
             v_done := v_done + (v_hi - v_lo + 1);
             IF v_run.pools > v_chunk THEN
                 RAISE NOTICE 'fifo-db progress: % of % pools', v_done, v_run.pools;
@@ -183,7 +185,7 @@ BEGIN
                 GET STACKED DIAGNOSTICS v_err = MESSAGE_TEXT;
                 v_run.failed_pools := v_run.pools;
                 v_run.buys := 0; v_run.sells := 0; v_run.allocations := 0;
-                v_run.unmatched := 0; v_run.total_pnl := 0;
+                v_run.unmatched := 0; v_run.total_pnl := 0; v_run.pnl_by_currency := '{}';
                 v_run.error := v_err;
                 PERFORM fifo._note_changes(v_syms, v_accs, v_from);   -- what it consumed stays pending
                 EXIT;
@@ -221,11 +223,11 @@ BEGIN
         ELSE 'ok' END;
     INSERT INTO public.fifo_runs (batch_id, version, mode, symbols, pools, buys, sells, allocations,
                                   unmatched, total_pnl, skipped_pools, failed_pools,
-                                  started_at, finished_at, duration_ms, status, error)
+                                  started_at, finished_at, duration_ms, status, error, pnl_by_currency)
     VALUES (v_run.batch_id, v_run.version, v_run.mode, v_run.symbols, v_run.pools, v_run.buys,
             v_run.sells, v_run.allocations, v_run.unmatched, v_run.total_pnl, v_run.skipped_pools,
             v_run.failed_pools, v_run.started_at, v_run.finished_at, v_run.duration_ms,
-            v_run.status, v_run.error)
+            v_run.status, v_run.error, v_run.pnl_by_currency)
     RETURNING * INTO v_run;
 
     IF v_run.failed_pools > 0 THEN

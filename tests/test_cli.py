@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from decimal import Decimal as D
 
 import pytest
 
@@ -44,20 +45,36 @@ def test_compute_symbol_prints_the_statistics_block(db, dsn, capsys):
 
 def test_total_pnl_is_rounded_half_up_to_cents(db, dsn, capsys):
     add_trades(db, [
-        {"order_id": "b1", "symbol": "UP", "side": "buy", "size": 1, "price": 0, "order_time": "2025-01-01"},
-        {"order_id": "s1", "symbol": "UP", "side": "sell", "size": 1, "price": "1234.565", "order_time": "2025-01-02"},
-        {"order_id": "b2", "symbol": "DOWN", "side": "buy", "size": 1, "price": "0.305", "order_time": "2025-01-01"},
-        {"order_id": "s2", "symbol": "DOWN", "side": "sell", "size": 1, "price": 0, "order_time": "2025-01-02"},
+        {"order_id": "b1", "symbol": "UP-USD", "side": "buy", "size": 1, "price": 0, "order_time": "2025-01-01"},
+        {"order_id": "s1", "symbol": "UP-USD", "side": "sell", "size": 1, "price": "1234.565",
+         "order_time": "2025-01-02"},
+        {"order_id": "b2", "symbol": "DOWN-USD", "side": "buy", "size": 1, "price": "0.305", "order_time": "2025-01-01"},
+        {"order_id": "s2", "symbol": "DOWN-USD", "side": "sell", "size": 1, "price": 0, "order_time": "2025-01-02"},
     ])
     # 1 * (1234.565 - 0) = 1234.565 -> $1,234.57 (half up, thousands separator)
-    assert stats(run(capsys, dsn, "compute", "--symbol", "UP")[1])["Total PnL"] == "$1,234.57"
+    assert stats(run(capsys, dsn, "compute", "--symbol", "UP-USD")[1])["Total PnL"] == "$1,234.57"
     # 1 * (0 - 0.305) = -0.305 -> -$0.31
-    assert stats(run(capsys, dsn, "compute", "--symbol", "DOWN")[1])["Total PnL"] == "-$0.31"
+    assert stats(run(capsys, dsn, "compute", "--symbol", "DOWN-USD")[1])["Total PnL"] == "-$0.31"
     # all: 1234.565 - 0.305 = 1234.26, two symbols, two allocations
     code, out, _ = run(capsys, dsn, "compute", "--all-symbols", "--force")
     block = stats(out)
     assert code == 0
     assert (block["Total PnL"], block["Symbols processed"], block["Allocations created"]) == ("$1,234.26", "2", "2")
+
+
+def test_total_pnl_is_never_added_across_quote_currencies(db, dsn, capsys):
+    add_trades(db, [
+        {"order_id": "b1", "symbol": "BTC-USD", "side": "buy", "size": 1, "price": 100, "order_time": "2025-01-01"},
+        {"order_id": "s1", "symbol": "BTC-USD", "side": "sell", "size": 1, "price": "95.5", "order_time": "2025-01-02"},
+        {"order_id": "b2", "symbol": "ETH-BTC", "side": "buy", "size": 2, "price": "0.03", "order_time": "2025-01-01"},
+        {"order_id": "s2", "symbol": "ETH-BTC", "side": "sell", "size": 2, "price": "0.0459", "order_time": "2025-01-02"},
+        {"order_id": "s3", "symbol": "ODD", "side": "sell", "size": 1, "price": 1, "order_time": "2025-01-02"},
+    ])
+    code, out, _ = run(capsys, dsn, "compute", "--all-symbols", "--force")
+    # USD: 95.5 - 100 = -4.5; BTC: 2 * (0.0459 - 0.03) = 0.0318; ODD has no quote and no matched P&L
+    assert (code, stats(out)["Total PnL"]) == (0, "-$4.50; 0.0318 BTC; 0.00 (symbols without a quote currency)")
+    assert db.execute("SELECT e.key, e.value::numeric FROM fifo_runs r, jsonb_each_text(r.pnl_by_currency) e "
+                      "ORDER BY 1").fetchall() == [("?", D(0)), ("BTC", D("0.0318")), ("USD", D("-4.5"))]
 
 
 def test_compute_into_another_version(db, dsn, capsys):
