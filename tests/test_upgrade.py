@@ -1,0 +1,78 @@
+"""Upgrading a database that runs the fifo-db users have today (commit ce88bc8, kept in
+tests/data/landed-ce88bc8) with the current install: every migration applies in one
+transaction, the result has exactly the functions, views and tables of a fresh install, the
+allocations already computed survive, and computing again equals the reference FIFO."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import psycopg
+
+from fifo_db import migrate
+from fifo_db.install import MIGRATIONS_DIR, install
+from fifo_db.sample import copy_rows, sapien_story, synthetic_rows
+from tests.helpers import expected, findings, stored
+from tests.test_install import catalog
+
+LANDED = Path(__file__).parent / "data" / "landed-ce88bc8"
+# what only a database with data has: the partition of a second computed version, and the
+# settings and yoyo bookkeeping it had before
+DATA_ONLY = ("allocations_v2",)
+
+
+def install_landed(conn: psycopg.Connection) -> None:
+    """The landed install: its migrations (recorded by yoyo), then its sql/ files."""
+    with conn.transaction():
+        conn.execute("CREATE SCHEMA fifo")
+        conn.execute("SET LOCAL search_path = fifo, pg_catalog")
+        assert migrate.apply(conn, str(LANDED / "migrations")) == ["0001.initial-schema"]
+    with conn.transaction():
+        for path in sorted((LANDED / "sql").glob("*.sql")):
+            conn.execute(path.read_text())
+
+
+def structure(conn: psycopg.Connection) -> dict:
+    """The catalog without what depends on data or on the order things were made in."""
+    cat = catalog(conn)
+    cat["relations"] = [r for r in cat["relations"] if not r[1].startswith(DATA_ONLY)]
+    cat["indexes"] = [r for r in cat["indexes"] if not r[1].startswith(DATA_ONLY)]
+    cat["constraints"] = [r for r in cat["constraints"] if not r[1].startswith(("fifo." + DATA_ONLY[0]))]
+    cat["columns"] = [r for r in cat["columns"] if not r[1].startswith(DATA_ONLY)]
+    for key in ("settings", "migrations"):
+        cat.pop(key)
+    return cat
+
+
+def test_the_landed_schema_upgrades_in_place(db):
+    names = [f"fifo_upgrade_{uuid.uuid4().hex[:8]}", f"fifo_fresh_{uuid.uuid4().hex[:8]}"]
+    for name in names:
+        db.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
+    try:
+        with psycopg.connect(db.info.dsn, dbname=names[0], autocommit=True) as old, \
+                psycopg.connect(db.info.dsn, dbname=names[1], autocommit=True) as fresh:
+            install_landed(old)
+            copy_rows(old, sapien_story())
+            copy_rows(old, synthetic_rows(symbols=6, trades=300, seed=3))
+            old.execute("SELECT compute_fifo_all(true)")
+            old.execute("SELECT compute_fifo_all(true, 2)")
+            before = old.execute("SELECT version, sell_trade_id, buy_trade_id, allocated_size, pnl_amount "
+                                 "FROM public.fifo_allocations ORDER BY 1, 2, 3").fetchall()
+
+            result = install(old)
+            assert result.migrations_applied == sorted(p.stem for p in MIGRATIONS_DIR.glob("*.sql"))[1:]
+            install(fresh)
+            assert structure(old) == structure(fresh)
+            # nothing computed was lost, in either version, and it reads in both vocabularies
+            assert old.execute("SELECT version, sell_trade_id, buy_trade_id, allocated_size, pnl_amount "
+                               "FROM fifo_allocations ORDER BY 1, 2, 3").fetchall() == before
+            assert old.execute("SELECT count(*) FROM fifo_allocations WHERE pnl_usd IS DISTINCT FROM pnl_amount "
+                               "OR sell_order_id <> sell_trade_id").fetchone()[0] == 0
+            assert findings(old) == []
+            old.execute("SELECT compute_fifo_all(true)")
+            assert stored(old) == expected(old) and findings(old) == []
+    finally:
+        for name in names:
+            db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
