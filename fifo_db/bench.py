@@ -398,6 +398,35 @@ class Bench:
         self.record(on)
         return off, on
 
+    def change_log_load(self, statements: int = 20_000, pools: int = 100, tick: int = 1_000) -> Figure:
+        """A bot's sustained write load: `statements` single-trade INSERTs over `pools` pools, an
+        incremental run every `tick` statements (a cron tick); fifo.pool_changes' rows and size
+        after it, and the most pending rows seen (the queue keeps one per pool)."""
+        reset(self.conn)
+        fig = Figure(f"change queue after {statements:,} single-trade statements over {pools} pools, "
+                     f"compute_fifo_incremental() every {tick:,}", target="bounded by the pools, not the writes")
+        most_pending = 0
+        started = time.perf_counter()
+        with self.conn.cursor() as cur:
+            for i in range(statements):
+                cur.execute("INSERT INTO trade_records (order_id, symbol, side, size, price, total_fees, order_time) "
+                            "VALUES (%s, %s, %s, 0.5, %s, 0, timestamptz '2025-01-01' + %s * interval '1 second')",
+                            (f"load-{i}", f"L{i % pools:03d}-USD", "buy" if i % 3 else "sell", 10 + i % 7, i))
+                if i % tick == tick - 1:
+                    most_pending = max(most_pending, cur.execute(
+                        "SELECT count(*) FROM fifo.pool_changes WHERE processed_at IS NULL").fetchone()[0])
+                    cur.execute("SELECT compute_fifo_incremental()")
+        fig.seconds.append(time.perf_counter() - started)
+        rows, size = self.conn.execute("SELECT count(*), pg_total_relation_size('fifo.pool_changes') "
+                                       "FROM fifo.pool_changes").fetchone()
+        self.conn.execute("VACUUM fifo.pool_changes")   # what autovacuum does: the merged rows' old versions
+        vacuumed = self.conn.execute("SELECT pg_total_relation_size('fifo.pool_changes')").fetchone()[0]
+        fig.shown = f"{rows} rows"
+        fig.extra = (f"({rows:,} rows, {size / 1024:,.0f} kB after the load, {vacuumed / 1024:,.0f} kB after VACUUM; "
+                     f"at most {most_pending:,} pending; {statements / fig.median:,.0f} statements/s with capture, "
+                     f"round trips included)")
+        return self.record(fig)
+
     def nightly(self, n: int, symbols: int, nights: int) -> Figure:
         """Table size after `nights` forced full recomputes in a row (no manual VACUUM) vs after one."""
         key, fill, _ = self.shape_data("low", n, symbols)
@@ -545,6 +574,7 @@ def _cli_bench(args, conn) -> int:
             bench.change_capture(max(sizes), args.symbols)
             if args.nights:
                 bench.nightly(max(sizes), args.symbols, args.nights)
+            bench.change_log_load()
         if "long" in shapes:
             bench.heading(f"one pool of {max(sizes):,} trades")
             bench.long_pool(max(sizes), accumulating=False)
