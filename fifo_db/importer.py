@@ -280,8 +280,10 @@ def _stage(cur, path: Path, header: list[str]) -> None:
 
 # Typed rows. The optimistic pass casts every row at once (PostgreSQL's own parsers are fast)
 # and flags, cheaply, the rows that are not acceptable (missing field, unknown side, size <= 0,
-# negative or infinite amount, not an ISO date-time, no zone). Only those rows, or every row
-# when a cast fails, go through the precise checks of _field_checks that name field and value.
+# negative or infinite amount, not an ISO date-time, no zone, a time outside 1970..2200, an id,
+# symbol or account with surrounding whitespace: trade_records' constraints, migration 0004).
+# Only those rows, or every row when a cast fails, go through the precise checks of
+# _field_checks and _stored_rules that name field and value.
 _CAST = """r.line, r.order_id, coalesce(r.account, 'default') AS account, r.symbol,
            lower(r.side) AS side, r.size::numeric AS size, r.price::numeric AS price,
            coalesce(r.total_fees, '0')::numeric AS total_fees,
@@ -291,6 +293,9 @@ _ACCEPTABLE = """coalesce(
            t.order_id IS NOT NULL AND t.symbol IS NOT NULL AND t.side IN ('buy', 'sell') AND t.extra IS NULL
            AND t.size > 0 AND t.size < 'Infinity' AND t.price >= 0 AND t.price < 'Infinity'
            AND t.total_fees >= 0 AND t.total_fees < 'Infinity'
+           AND t.order_time >= '1970-01-01 00:00+00' AND t.order_time < '2200-01-01 00:00+00'
+           AND t.order_id !~ '(^[[:space:]]|[[:space:]]$)' AND t.symbol !~ '(^[[:space:]]|[[:space:]]$)'
+           AND t.account !~ '(^[[:space:]]|[[:space:]]$)'
            -- an ISO 8601 date-time (the cast checked the fields) with a zone (LIKE is cheap)
            AND (t.time_text LIKE '____-__-__T__:__%' OR t.time_text LIKE '____-__-__ __:__%'
                 OR t.time_text LIKE '____-__-__t__:__%')
@@ -299,6 +304,30 @@ _ACCEPTABLE = """coalesce(
                 OR t.time_text LIKE '%+____' OR t.time_text LIKE '%-____'
                 OR upper(right(t.time_text, 3)) IN ('UTC', 'GMT')),
            false)"""
+
+
+def _stored_rules(fmt: Format) -> sql.Composable:
+    """What trade_records also refuses (migration 0004), per row, naming field and value: an
+    order_id, symbol or account with leading or trailing whitespace, a time outside 1970..2200
+    (as an instant: an offset can move it across). The time is cast only once it is known to be
+    a valid ISO date-time with a zone; _field_checks reports the others."""
+    def lab(name):
+        return sql.Literal(fmt.labels[name])
+
+    checks = [sql.SQL("CASE WHEN r.{f} ~ '(^[[:space:]]|[[:space:]]$)' "
+                      "THEN format('%s %L has leading or trailing whitespace', {lab}, r.{f}) END").format(
+                          f=sql.Identifier(name), lab=lab(name))
+              for name in ("order_id", "symbol", "account")]
+    checks.append(sql.SQL("""CASE
+            WHEN r.order_time IS NULL OR r.order_time !~ {with_zone} OR substr(r.order_time, 1, 4) = '0000'
+              OR substr(r.order_time, 9, 2)::int > extract(day from
+                     make_date(substr(r.order_time, 1, 4)::int, substr(r.order_time, 6, 2)::int, 1)
+                     + interval '1 month - 1 day')
+            THEN NULL
+            WHEN r.order_time::timestamptz < '1970-01-01 00:00+00' OR r.order_time::timestamptz >= '2200-01-01 00:00+00'
+            THEN format('%s %L is outside 1970-01-01..2200-01-01 (UTC)', {lab}, r.order_time)
+        END""").format(with_zone=sql.Literal(_TIME_WITH_ZONE), lab=lab("order_time")))
+    return sql.SQL(", ").join(checks)
 
 
 def _validate(conn, cur, fmt: Format, header: list[str], source: str) -> None:
@@ -318,8 +347,10 @@ def _validate(conn, cur, fmt: Format, header: list[str], source: str) -> None:
     cur.execute(sql.SQL("""
         CREATE TEMP TABLE fifo_import_rows ON COMMIT DROP AS
         SELECT r.*, {problems} AS problems
-        FROM ({mapped}) r {where}""").format(mapped=mapped, problems=_field_checks(fmt, header),
-                                             where=recheck or sql.SQL("")))
+        FROM ({mapped}) r {where}""").format(
+            mapped=mapped, where=recheck or sql.SQL(""),
+            problems=sql.SQL("nullif(concat_ws('; ', {}, {}), '')").format(_field_checks(fmt, header),
+                                                                          _stored_rules(fmt))))
     if recheck is None:
         # a value did not even cast: the precise checks ran on every row; cast the rest
         cur.execute(sql.SQL("""
