@@ -390,28 +390,36 @@ def _validate(conn, cur, fmt: Format, header: list[str], source: str) -> None:
         sql.SQL("CASE WHEN t.{f} IS DISTINCT FROM x.{f} THEN format('%s %s (this file: %s)', {lab}, x.{f}, t.{f}) END")
         .format(f=sql.Identifier(f), lab=sql.Literal(labels[f]))
         for f in ("account", "symbol", "side", "size", "price", "total_fees", "order_time"))
+    # the rows whose order_id is stored already: skipped by _INSERT (found here, in a statement of
+    # their own, not by the INSERT probing trade_records while it grows: planned on an empty
+    # table, that probe was a sequential scan per row, quadratic)
     cur.execute(sql.SQL("""
-        INSERT INTO pg_temp.fifo_import_errors (line, message)
-        SELECT t.line, format('%s %L is already stored with different data: %s',
-                              {id_label}, t.order_id, concat_ws(', ', {diffs}))
+        CREATE TEMP TABLE fifo_import_present ON COMMIT DROP AS
+        SELECT t.line,
+               CASE WHEN (x.account, x.symbol, x.side, x.size, x.price, x.total_fees, x.order_time)
+                         IS DISTINCT FROM (t.account, t.symbol, t.side, t.size, t.price, t.total_fees, t.order_time)
+                    THEN format('%s %L is already stored with different data: %s',
+                                {id_label}, t.order_id, concat_ws(', ', {diffs})) END AS message
         FROM pg_temp.fifo_import_typed t
         JOIN public.trade_records x ON x.order_id = t.order_id
         WHERE t.ok
           AND NOT EXISTS (SELECT 1 FROM pg_temp.fifo_import_errors e WHERE e.line = t.line)
-          AND (x.account, x.symbol, x.side, x.size, x.price, x.total_fees, x.order_time)
-              IS DISTINCT FROM (t.account, t.symbol, t.side, t.size, t.price, t.total_fees, t.order_time)
         """).format(id_label=sql.Literal(labels["order_id"]), diffs=diffs))
+    cur.execute("INSERT INTO pg_temp.fifo_import_errors (line, message) "
+                "SELECT p.line, p.message FROM pg_temp.fifo_import_present p WHERE p.message IS NOT NULL")
+    cur.execute("ANALYZE pg_temp.fifo_import_present")
 
 
 # rows already stored with the same data are skipped (idempotent re-import); a concurrent
 # writer inserting one of these order_ids meanwhile makes the import fail whole, never half
+# (the unique index refuses the second). In the file's order.
 _INSERT = """
     INSERT INTO public.trade_records (order_id, account, symbol, side, size, price, total_fees, order_time, source)
     SELECT t.order_id, t.account, t.symbol, t.side, t.size, t.price, t.total_fees, t.order_time, t.source
     FROM pg_temp.fifo_import_typed t
     WHERE t.ok
       AND NOT EXISTS (SELECT 1 FROM pg_temp.fifo_import_errors e WHERE e.line = t.line)
-      AND NOT EXISTS (SELECT 1 FROM public.trade_records x WHERE x.order_id = t.order_id)"""
+      AND NOT EXISTS (SELECT 1 FROM pg_temp.fifo_import_present p WHERE p.line = t.line)"""
 
 
 def write_rejects(result: ImportResult, header: list[str], target: Path) -> None:
