@@ -347,8 +347,10 @@ def _stage(cur, path: Path, header: list[str]) -> None:
 
 # Typed rows. The optimistic pass casts every row at once (PostgreSQL's own parsers are fast)
 # and flags, cheaply, the rows that are not acceptable (missing field, unknown side, size <= 0,
-# negative or infinite amount, not an ISO date-time, no zone). Only those rows, or every row
-# when a cast fails, go through the precise checks of _field_checks that name field and value.
+# negative or infinite amount, not an ISO date-time, no zone, a time outside 1970..2200, an id,
+# symbol or account with surrounding whitespace: trade_records' constraints, migration 0004).
+# Only those rows, or every row when a cast fails, go through the precise checks of
+# _field_checks and _stored_rules that name field and value.
 _CAST = """r.line, r.order_id, coalesce(r.account, 'default') AS account, r.symbol,
            lower(r.side) AS side, r.size::numeric AS size, r.price::numeric AS price,
            coalesce(r.total_fees, '0')::numeric AS total_fees,
@@ -358,6 +360,9 @@ _ACCEPTABLE = """coalesce(
            t.order_id IS NOT NULL AND t.symbol IS NOT NULL AND t.side IN ('buy', 'sell') AND t.extra IS NULL
            AND t.size > 0 AND t.size < 'Infinity' AND t.price >= 0 AND t.price < 'Infinity'
            AND t.total_fees >= 0 AND t.total_fees < 'Infinity'
+           AND t.order_time >= '1970-01-01 00:00+00' AND t.order_time < '2200-01-01 00:00+00'
+           AND t.order_id !~ '(^[[:space:]]|[[:space:]]$)' AND t.symbol !~ '(^[[:space:]]|[[:space:]]$)'
+           AND t.account !~ '(^[[:space:]]|[[:space:]]$)'
            -- an ISO 8601 date-time (the cast checked the fields) with a zone (LIKE is cheap)
            AND (t.time_text LIKE '____-__-__T__:__%' OR t.time_text LIKE '____-__-__ __:__%'
                 OR t.time_text LIKE '____-__-__t__:__%')
@@ -366,6 +371,30 @@ _ACCEPTABLE = """coalesce(
                 OR t.time_text LIKE '%+____' OR t.time_text LIKE '%-____'
                 OR upper(right(t.time_text, 3)) IN ('UTC', 'GMT')),
            false)"""
+
+
+def _stored_rules(fmt: Format) -> sql.Composable:
+    """What trade_records also refuses (migration 0004), per row, naming field and value: an
+    order_id, symbol or account with leading or trailing whitespace, a time outside 1970..2200
+    (as an instant: an offset can move it across). The time is cast only once it is known to be
+    a valid ISO date-time with a zone; _field_checks reports the others."""
+    def lab(name):
+        return sql.Literal(fmt.labels[name])
+
+    checks = [sql.SQL("CASE WHEN r.{f} ~ '(^[[:space:]]|[[:space:]]$)' "
+                      "THEN format('%s %L has leading or trailing whitespace', {lab}, r.{f}) END").format(
+                          f=sql.Identifier(name), lab=lab(name))
+              for name in ("order_id", "symbol", "account")]
+    checks.append(sql.SQL("""CASE
+            WHEN r.order_time IS NULL OR r.order_time !~ {with_zone} OR substr(r.order_time, 1, 4) = '0000'
+              OR substr(r.order_time, 9, 2)::int > extract(day from
+                     make_date(substr(r.order_time, 1, 4)::int, substr(r.order_time, 6, 2)::int, 1)
+                     + interval '1 month - 1 day')
+            THEN NULL
+            WHEN r.order_time::timestamptz < '1970-01-01 00:00+00' OR r.order_time::timestamptz >= '2200-01-01 00:00+00'
+            THEN format('%s %L is outside 1970-01-01..2200-01-01 (UTC)', {lab}, r.order_time)
+        END""").format(with_zone=sql.Literal(_TIME_WITH_ZONE), lab=lab("order_time")))
+    return sql.SQL(", ").join(checks)
 
 
 def _validate(conn, cur, fmt: Format, header: list[str], source: str) -> None:
@@ -385,8 +414,10 @@ def _validate(conn, cur, fmt: Format, header: list[str], source: str) -> None:
     cur.execute(sql.SQL("""
         CREATE TEMP TABLE fifo_import_rows ON COMMIT DROP AS
         SELECT r.*, {problems} AS problems
-        FROM ({mapped}) r {where}""").format(mapped=mapped, problems=_field_checks(fmt, header),
-                                             where=recheck or sql.SQL("")))
+        FROM ({mapped}) r {where}""").format(
+            mapped=mapped, where=recheck or sql.SQL(""),
+            problems=sql.SQL("nullif(concat_ws('; ', {}, {}), '')").format(_field_checks(fmt, header),
+                                                                          _stored_rules(fmt))))
     if recheck is None:
         # a value did not even cast: the precise checks ran on every row; cast the rest
         cur.execute(sql.SQL("""
@@ -426,28 +457,36 @@ def _validate(conn, cur, fmt: Format, header: list[str], source: str) -> None:
         sql.SQL("CASE WHEN t.{f} IS DISTINCT FROM x.{f} THEN format('%s %s (this file: %s)', {lab}, x.{f}, t.{f}) END")
         .format(f=sql.Identifier(f), lab=sql.Literal(labels[f]))
         for f in ("account", "symbol", "side", "size", "price", "total_fees", "order_time"))
+    # the rows whose order_id is stored already: skipped by _INSERT (found here, in a statement of
+    # their own, not by the INSERT probing trade_records while it grows: planned on an empty
+    # table, that probe was a sequential scan per row, quadratic)
     cur.execute(sql.SQL("""
-        INSERT INTO pg_temp.fifo_import_errors (line, message)
-        SELECT t.line, format('%s %L is already stored with different data: %s',
-                              {id_label}, t.order_id, concat_ws(', ', {diffs}))
+        CREATE TEMP TABLE fifo_import_present ON COMMIT DROP AS
+        SELECT t.line,
+               CASE WHEN (x.account, x.symbol, x.side, x.size, x.price, x.total_fees, x.order_time)
+                         IS DISTINCT FROM (t.account, t.symbol, t.side, t.size, t.price, t.total_fees, t.order_time)
+                    THEN format('%s %L is already stored with different data: %s',
+                                {id_label}, t.order_id, concat_ws(', ', {diffs})) END AS message
         FROM pg_temp.fifo_import_typed t
         JOIN public.trade_records x ON x.order_id = t.order_id
         WHERE t.ok
           AND NOT EXISTS (SELECT 1 FROM pg_temp.fifo_import_errors e WHERE e.line = t.line)
-          AND (x.account, x.symbol, x.side, x.size, x.price, x.total_fees, x.order_time)
-              IS DISTINCT FROM (t.account, t.symbol, t.side, t.size, t.price, t.total_fees, t.order_time)
         """).format(id_label=sql.Literal(labels["order_id"]), diffs=diffs))
+    cur.execute("INSERT INTO pg_temp.fifo_import_errors (line, message) "
+                "SELECT p.line, p.message FROM pg_temp.fifo_import_present p WHERE p.message IS NOT NULL")
+    cur.execute("ANALYZE pg_temp.fifo_import_present")
 
 
 # rows already stored with the same data are skipped (idempotent re-import); a concurrent
 # writer inserting one of these order_ids meanwhile makes the import fail whole, never half
+# (the unique index refuses the second). In the file's order.
 _INSERT = """
     INSERT INTO public.trade_records (order_id, account, symbol, side, size, price, total_fees, order_time, source)
     SELECT t.order_id, t.account, t.symbol, t.side, t.size, t.price, t.total_fees, t.order_time, t.source
     FROM pg_temp.fifo_import_typed t
     WHERE t.ok
       AND NOT EXISTS (SELECT 1 FROM pg_temp.fifo_import_errors e WHERE e.line = t.line)
-      AND NOT EXISTS (SELECT 1 FROM public.trade_records x WHERE x.order_id = t.order_id)"""
+      AND NOT EXISTS (SELECT 1 FROM pg_temp.fifo_import_present p WHERE p.line = t.line)"""
 
 
 def write_rejects(result: ImportResult, header: list[str], f) -> None:

@@ -69,7 +69,21 @@ BEGIN
                 -- Per pool, LATERAL: the windows need no PARTITION BY, and the index
                 -- delivers the events in matching order, so only the axis is sorted.
                 -- The newest lot that an allocation before the cut consumed, and how
-                -- much of it: where the open lots start.
+                -- much of it: where the open lots start. First the last sell before the
+                -- cut that took a lot (the per-pool index, backwards: no sort, whatever
+                -- the statistics say), then the newest lot among its rows.
+                LEFT JOIN LATERAL (
+                    SELECT a.sell_time, a.sell_trade_id
+                    FROM fifo.allocations a
+                    WHERE c.from_time > '-infinity'
+                      AND a.version = p_version
+                      AND a.symbol = c.symbol
+                      AND a.account = c.account
+                      AND a.sell_time < c.from_time
+                      AND a.buy_trade_id IS NOT NULL
+                    ORDER BY a.sell_time DESC, a.sell_trade_id COLLATE "C" DESC
+                    LIMIT 1
+                ) ls ON true
                 LEFT JOIN LATERAL (
                     SELECT a.buy_time, a.buy_trade_id,
                            (SELECT coalesce(sum(u.allocated_size), 0)
@@ -78,14 +92,13 @@ BEGIN
                               AND u.version = p_version
                               AND u.sell_time < c.from_time) AS used
                     FROM fifo.allocations a
-                    WHERE c.from_time > '-infinity'
-                      AND a.version = p_version
+                    WHERE a.version = p_version
                       AND a.symbol = c.symbol
                       AND a.account = c.account
-                      AND a.sell_time < c.from_time
+                      AND a.sell_time = ls.sell_time
+                      AND a.sell_trade_id COLLATE "C" = ls.sell_trade_id COLLATE "C"
                       AND a.buy_trade_id IS NOT NULL
-                    ORDER BY a.sell_time DESC, a.sell_trade_id COLLATE "C" DESC,
-                             a.buy_time DESC, a.buy_trade_id COLLATE "C" DESC
+                    ORDER BY a.buy_time DESC, a.buy_trade_id COLLATE "C" DESC
                     LIMIT 1
                 ) ll ON true
                 -- The lots open at the cut are that lot's remainder and every later buy

@@ -208,6 +208,8 @@ BEGIN
     IF v_fresh IS NOT NULL THEN
         -- a failed pool keeps its previous allocations
         PERFORM fifo._swap_partition(p_version, v_fresh, v_failed_syms, v_failed_accs, v_indexed);
+    ELSIF v_run.allocations > 50000 THEN
+        PERFORM fifo._analyze(fifo._version_partition(p_version));   -- its plans need statistics
     END IF;
 
     -- 4. the run record (mode 'all' also prunes the change log: it consumed everything)

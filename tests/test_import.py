@@ -45,6 +45,13 @@ def count(db) -> int:
     (",X-USD,buy,1,10,0,2025-01-01T10:00:00Z", "order_id is missing"),
     ("b1,X-USD,buy,1,,0,2025-01-01T10:00:00Z", "price is missing"),
     ("g1,X-USD,buy,2,10,0.02,2025-01-01T10:00:00Z", "order_id 'g1' is also on line 2"),
+    ("b1,X-USD,buy,1,10,0,1969-12-31T23:59:59.999999Z",
+     "order_time '1969-12-31T23:59:59.999999Z' is outside 1970-01-01..2200-01-01 (UTC)"),
+    ("b1,X-USD,buy,1,10,0,1970-01-01T00:30:00+01:00",   # 1969-12-31 23:30 UTC
+     "order_time '1970-01-01T00:30:00+01:00' is outside 1970-01-01..2200-01-01 (UTC)"),
+    ("b1,X-USD,buy,1,10,0,2200-01-01T00:00:00Z", "order_time '2200-01-01T00:00:00Z' is outside 1970-01-01..2200-01-01"),
+    ("b1 ,X-USD,buy,1,10,0,2025-01-01T10:00:00Z", "order_id 'b1 ' has leading or trailing whitespace"),
+    ("b1,\tX-USD,buy,1,10,0,2025-01-01T10:00:00Z", "symbol '\tX-USD' has leading or trailing whitespace"),
 ])
 def test_each_bad_row_kind_is_named_and_nothing_loads(db, tmp_path, row, message):
     path = write(tmp_path, HEADER, GOOD, row)
@@ -158,3 +165,20 @@ def test_coinbase_units_must_match_the_product(db, tmp_path):
     with pytest.raises(InvalidRows) as info:
         import_csv(db, path, "coinbase")
     assert info.value.result.rejected == [(2, "size unit 'USD' is not the base currency of BTC-USD")]
+
+
+def test_what_trade_records_refuses_is_named_on_its_line_on_both_paths(db, tmp_path):
+    """Whitespace around order_id, symbol or account and times outside 1970..2200 are refused
+    by trade_records' constraints (migration 0004); the import names them with line, field and
+    value, whether or not another row breaks a cast (which sends every row to the precise checks)."""
+    header = "order_id,account,symbol,side,size,price,total_fees,order_time"
+    rows = ["g1,acct,X-USD,buy,2,10,0.02,2025-01-01T10:00:00Z",
+            "w1, acct,X-USD,buy,2,10,0.02,2025-01-01T10:00:00Z",
+            "w2,acct,X-USD,buy,2,10,0.02,2200-01-01T00:00:00.000001Z"]
+    expected = [(3, "account ' acct' has leading or trailing whitespace"),
+                (4, "order_time '2200-01-01T00:00:00.000001Z' is outside 1970-01-01..2200-01-01 (UTC)")]
+    for extra in ([], ["c1,acct,X-USD,buy,1.2.3,10,0,2025-01-01T10:00:00Z"]):
+        with pytest.raises(InvalidRows) as info:
+            import_csv(db, write(tmp_path, header, *rows, *extra))
+        assert info.value.result.rejected[:2] == expected
+        assert count(db) == 0
