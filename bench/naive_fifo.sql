@@ -3,7 +3,7 @@
 -- the merged interval ends, a join back to the buys and the sells by ordinal, into
 -- unlogged tables with no indexes. `fifo-db bench` runs it on the same data in the
 -- same run as the engine and prints the engine's figures as ratios to it, because
--- absolute times on a shared machine swing 2x. It implements design.md rules 2-5
+-- absolute times on a shared machine swing 2x. It implements docs/rules.md rules 2-5
 -- (matched quantity through the running minimum, unmatched rows, fee shares through
 -- fifo._fee_share) and the bench checks, once per data set, that it writes exactly
 -- the engine's rows. It has none of the engine's duties: no runs, locks, versions,

@@ -1,6 +1,6 @@
 -- The engine: fifo._allocation_rows matches, fifo._match writes.
 --
--- Set-based, no loop over trades or lots (design.md rule 3). Per pool, on the
+-- Set-based, no loop over trades or lots (docs/rules.md, rule 3). Per pool, on the
 -- sold-quantity axis (docs/engine.md has the derivation and a worked example):
 --   * events are ordered (order_time, buys first, order_id COLLATE "C");
 --     windows give the cumulative bought B and sold S, and the oversold
@@ -50,7 +50,7 @@ BEGIN
                pr.q * pr.buy_price + pr.buy_fees AS cost,
                pr.q * pr.sell_price - pr.sell_fees AS proceeds
         FROM (
-            -- fee shares: differences of cumulative fee points (design.md rule 5)
+            -- fee shares: differences of cumulative fee points (docs/rules.md, rule 5)
             SELECT p.*,
                    CASE WHEN p.buy_trade_id IS NOT NULL
                         THEN fifo._fee_share(p.b_fee, p.b_size, p.b_from, p.b_from + p.q) END AS buy_fees,
@@ -263,6 +263,7 @@ CREATE OR REPLACE FUNCTION fifo._match(
     OUT pnl_by_currency jsonb)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET jit = off   -- estimates of per-pool statements cross jit_above_cost; compiling took 133 ms of 144
 AS $$
 DECLARE
     v_bad record;
@@ -296,12 +297,7 @@ BEGIN
     ) n;
 
     IF p_into IS NULL THEN
-        DELETE FROM fifo.allocations a
-        USING unnest(p_symbols, p_accounts, p_from) AS c(symbol, account, from_time)
-        WHERE a.version = p_version
-          AND a.symbol = c.symbol
-          AND a.account = c.account
-          AND a.sell_time >= c.from_time;
+        PERFORM fifo._delete_suffixes(p_version, p_symbols, p_accounts, p_from);
 
         WITH written AS (
             INSERT INTO fifo.allocations (
@@ -345,6 +341,30 @@ BEGIN
     IF p_record THEN
         PERFORM fifo._record_pools(p_version, p_batch_id, p_symbols, p_accounts);
     END IF;
+END;
+$$;
+
+-- fifo._delete_suffixes(version, symbols[], accounts[], from_times[]): deletes
+-- each pool's allocations of sells at or after its cut. Planned for every call
+-- (plan_cache_mode): a plan cached after full recomputes (every row goes: a
+-- hash join over a sequential scan) took a second to delete one appended
+-- trade's row from a 1M-row partition; planning takes a fraction of a
+-- millisecond.
+CREATE OR REPLACE FUNCTION fifo._delete_suffixes(p_version integer, p_symbols text[], p_accounts text[],
+                                                 p_from timestamptz[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_custom_plan
+SET jit = off
+AS $$
+BEGIN
+    DELETE FROM fifo.allocations a
+    USING unnest(p_symbols, p_accounts, p_from) AS c(symbol, account, from_time)
+    WHERE a.version = p_version
+      AND a.symbol = c.symbol
+      AND a.account = c.account
+      AND a.sell_time >= c.from_time;
 END;
 $$;
 
