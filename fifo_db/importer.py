@@ -361,8 +361,14 @@ _ACCEPTABLE = """coalesce(
            AND t.size > 0 AND t.size < 'Infinity' AND t.price >= 0 AND t.price < 'Infinity'
            AND t.total_fees >= 0 AND t.total_fees < 'Infinity'
            AND t.order_time >= '1970-01-01 00:00+00' AND t.order_time < '2200-01-01 00:00+00'
-           AND t.order_id !~ '(^[[:space:]]|[[:space:]]$)' AND t.symbol !~ '(^[[:space:]]|[[:space:]]$)'
-           AND t.account !~ '(^[[:space:]]|[[:space:]]$)'
+           -- no surrounding whitespace: a printable ASCII first and last character says so
+           -- without a regex (0.4 s per column per million rows); others get the regex
+           AND (ascii(t.order_id) BETWEEN 33 AND 126 OR t.order_id !~ '^[[:space:]]')
+           AND (ascii(right(t.order_id, 1)) BETWEEN 33 AND 126 OR t.order_id !~ '[[:space:]]$')
+           AND (ascii(t.symbol) BETWEEN 33 AND 126 OR t.symbol !~ '^[[:space:]]')
+           AND (ascii(right(t.symbol, 1)) BETWEEN 33 AND 126 OR t.symbol !~ '[[:space:]]$')
+           AND (ascii(t.account) BETWEEN 33 AND 126 OR t.account !~ '^[[:space:]]')
+           AND (ascii(right(t.account, 1)) BETWEEN 33 AND 126 OR t.account !~ '[[:space:]]$')
            -- an ISO 8601 date-time (the cast checked the fields) with a zone (LIKE is cheap)
            AND (t.time_text LIKE '____-__-__T__:__%' OR t.time_text LIKE '____-__-__ __:__%'
                 OR t.time_text LIKE '____-__-__t__:__%')

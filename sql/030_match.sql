@@ -345,11 +345,13 @@ END;
 $$;
 
 -- fifo._delete_suffixes(version, symbols[], accounts[], from_times[]): deletes
--- each pool's allocations of sells at or after its cut. Planned for every call
--- (plan_cache_mode): a plan cached after full recomputes (every row goes: a
--- hash join over a sequential scan) took a second to delete one appended
--- trade's row from a 1M-row partition; planning takes a fraction of a
--- millisecond.
+-- each pool's allocations of sells at or after its cut. Up to 64 pools, one
+-- DELETE per pool, planned with its own values (plan_cache_mode): a join with
+-- the pool list cannot know how much of a pool lies after its cut (it guesses a
+-- third), so for a pool that fills most of a partition it chose a sequential
+-- scan of the partition: 280-500 ms to delete one appended trade's row from a
+-- 1M-trade pool, against an index range here. More pools: one join (a pool is
+-- then a small part of the partition, and the planner uses the index).
 CREATE OR REPLACE FUNCTION fifo._delete_suffixes(p_version integer, p_symbols text[], p_accounts text[],
                                                  p_from timestamptz[])
 RETURNS void
@@ -358,7 +360,24 @@ SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_custom_plan
 SET jit = off
 AS $$
+DECLARE
+    v_symbol text;
+    v_account text;
+    v_from timestamptz;
 BEGIN
+    IF coalesce(cardinality(p_symbols), 0) <= 64 THEN
+        FOR i IN 1 .. coalesce(cardinality(p_symbols), 0) LOOP
+            v_symbol := p_symbols[i];
+            v_account := p_accounts[i];
+            v_from := p_from[i];
+            DELETE FROM fifo.allocations a
+            WHERE a.version = p_version
+              AND a.symbol = v_symbol
+              AND a.account = v_account
+              AND a.sell_time >= v_from;
+        END LOOP;
+        RETURN;
+    END IF;
     DELETE FROM fifo.allocations a
     USING unnest(p_symbols, p_accounts, p_from) AS c(symbol, account, from_time)
     WHERE a.version = p_version

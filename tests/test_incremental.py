@@ -341,3 +341,26 @@ def test_suffix_reads_only_the_lots_it_reaches(db):
     incremental(db)
     assert pairs(db)[-2:] == [("s2", "b5", D("0.5"), D("0.5") * 15), ("s2", "b6", D("0.5"), D("0.5") * 14)]
     assert_current(db)
+
+
+def test_suffix_delete_over_few_and_many_pools(db):
+    """fifo._delete_suffixes deletes pool by pool up to 64 pools and with one join beyond:
+    both keep each pool's rows before its cut and replace the rest exactly."""
+    for n in (3, 70):
+        reset(db)
+        symbols = [f"P{i:03d}" for i in range(n)]
+        add_trades(db, [t for s in symbols for t in (
+            buy(f"{s}-b1", 4, 10, "2025-01-01", s), sell(f"{s}-s1", 1, 12, "2025-01-02", s),
+            sell(f"{s}-s2", 1, 13, "2025-01-04", s))])
+        db.execute("SELECT compute_fifo_all()")
+        kept = db.execute("SELECT id FROM fifo_allocations WHERE sell_trade_id LIKE '%-s1' ORDER BY id").fetchall()
+        # a back-dated buy between s1 and s2 in every pool (s2 stays on b1), and a sell after s2
+        add_trades(db, [t for s in symbols for t in (
+            buy(f"{s}-b0", 2, 9, "2025-01-03", s), sell(f"{s}-s3", 3, 14, "2025-01-05", s))])
+        run = incremental(db)
+        assert (run["pools"], run["sells"]) == (n, 2 * n)
+        assert db.execute("SELECT id FROM fifo_allocations WHERE sell_trade_id LIKE '%-s1' "
+                          "ORDER BY id").fetchall() == kept
+        assert pairs(db, "P002") == [("P002-s1", "P002-b1", 1, 2), ("P002-s2", "P002-b1", 1, 3),
+                                     ("P002-s3", "P002-b1", 2, 8), ("P002-s3", "P002-b0", 1, 5)]
+        assert_current(db)
