@@ -142,6 +142,7 @@ DECLARE
     v_old regclass := fifo._version_partition(p_version);
     v_index text;
     v_try integer;
+    v_lock_timeout text := pg_catalog.current_setting('lock_timeout');
     v_columns text := 'id, version, batch_id, account, symbol, sell_trade_id, buy_trade_id, allocated_size, '
                       'buy_price, sell_price, buy_fees, sell_fees, cost_basis, sale_proceeds, pnl_amount, '
                       'buy_time, sell_time, unmatched, computed_at';
@@ -157,10 +158,29 @@ BEGIN
         PERFORM fifo._analyze(p_fresh);
         -- the lock is taken with NOWAIT, retried for about a second: waiting in the lock queue
         -- would hold up every reader behind this run, and a session that read allocations
-        -- and then waits for this run's lock would deadlock with it
+        -- and then waits for this run's lock would deadlock with it. Except when only
+        -- autovacuum holds a partition (it vacuums the table the last forced run wrote, which
+        -- can take longer than the retries): then the run waits, and PostgreSQL cancels the
+        -- autovacuum after deadlock_timeout. Falling back to the copy in place would double
+        -- the table (measured: 279 MB -> 561 MB over 10 nightly runs).
         FOR v_try IN 1 .. 20 LOOP
             BEGIN
-                EXECUTE format('LOCK TABLE fifo.allocations, %s IN ACCESS EXCLUSIVE MODE NOWAIT', v_old);
+                IF v_try > 1 AND NOT EXISTS (
+                    SELECT 1
+                    FROM pg_catalog.pg_locks l
+                    LEFT JOIN pg_catalog.pg_stat_activity s ON s.pid = l.pid
+                    WHERE l.relation IN (SELECT t.relid FROM pg_catalog.pg_partition_tree('fifo.allocations') t)
+                      AND l.granted
+                      AND l.pid <> pg_catalog.pg_backend_pid()
+                      AND s.backend_type IS DISTINCT FROM 'autovacuum worker') THEN
+                    PERFORM pg_catalog.set_config('lock_timeout',
+                        (pg_catalog.date_part('epoch', pg_catalog.current_setting('deadlock_timeout')::interval)
+                         * 3000)::bigint::text, true);
+                    EXECUTE format('LOCK TABLE fifo.allocations, %s IN ACCESS EXCLUSIVE MODE', v_old);
+                    PERFORM pg_catalog.set_config('lock_timeout', v_lock_timeout, true);
+                ELSE
+                    EXECUTE format('LOCK TABLE fifo.allocations, %s IN ACCESS EXCLUSIVE MODE NOWAIT', v_old);
+                END IF;
                 EXECUTE format('ALTER TABLE fifo.allocations DETACH PARTITION %s', v_old);
                 EXECUTE format('ALTER TABLE fifo.allocations ATTACH PARTITION %s FOR VALUES IN (%s)',
                                p_fresh, p_version);
@@ -168,7 +188,8 @@ BEGIN
                 EXECUTE format('ALTER TABLE %s RENAME TO %I', p_fresh, 'allocations_v' || p_version);
                 EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', p_fresh, 'holds_version_' || p_version);
                 RETURN true;
-            EXCEPTION WHEN lock_not_available THEN
+            EXCEPTION WHEN lock_not_available OR deadlock_detected THEN
+                PERFORM pg_catalog.set_config('lock_timeout', v_lock_timeout, true);
                 PERFORM pg_sleep(0.05);
             END;
         END LOOP;
