@@ -298,14 +298,17 @@ BEGIN
 
     IF p_into IS NULL THEN
         PERFORM fifo._delete_suffixes(p_version, p_symbols, p_accounts, p_from);
+    END IF;
 
+    -- into fifo.allocations (routed to the version's partition), or into `into`
+    EXECUTE format($q$
         WITH written AS (
-            INSERT INTO fifo.allocations (
+            INSERT INTO %s (
                 version, batch_id, account, symbol, sell_trade_id, buy_trade_id,
                 allocated_size, buy_price, sell_price, buy_fees, sell_fees,
                 cost_basis, sale_proceeds, pnl_amount, buy_time, sell_time, unmatched)
-            SELECT p_version, p_batch_id, r.*, r.buy_trade_id IS NULL
-            FROM fifo._allocation_rows(p_version, p_symbols, p_accounts, p_from) r
+            SELECT $1, $2, r.*, r.buy_trade_id IS NULL
+            FROM fifo._allocation_rows($1, $3, $4, $5) r
             RETURNING symbol, pnl_amount, buy_trade_id IS NULL AS is_unmatched
         ),
         per_symbol AS (
@@ -314,29 +317,9 @@ BEGIN
         )
         SELECT coalesce(sum(g.n), 0), coalesce(sum(g.u), 0), coalesce(sum(g.pnl), 0),
                fifo._pnl_by_currency(array_agg(g.symbol), array_agg(g.pnl))
-        INTO allocations, unmatched, total_pnl, pnl_by_currency
-        FROM per_symbol g;
-    ELSE
-        EXECUTE format($q$
-            WITH written AS (
-                INSERT INTO %s (
-                    version, batch_id, account, symbol, sell_trade_id, buy_trade_id,
-                    allocated_size, buy_price, sell_price, buy_fees, sell_fees,
-                    cost_basis, sale_proceeds, pnl_amount, buy_time, sell_time, unmatched)
-                SELECT $1, $2, r.*, r.buy_trade_id IS NULL
-                FROM fifo._allocation_rows($1, $3, $4, $5) r
-                RETURNING symbol, pnl_amount, buy_trade_id IS NULL AS is_unmatched
-            ),
-            per_symbol AS (
-                SELECT w.symbol, count(*) AS n, count(*) FILTER (WHERE w.is_unmatched) AS u, sum(w.pnl_amount) AS pnl
-                FROM written w GROUP BY w.symbol
-            )
-            SELECT coalesce(sum(g.n), 0), coalesce(sum(g.u), 0), coalesce(sum(g.pnl), 0),
-                   fifo._pnl_by_currency(array_agg(g.symbol), array_agg(g.pnl))
-            FROM per_symbol g$q$, p_into)
-        INTO allocations, unmatched, total_pnl, pnl_by_currency
-        USING p_version, p_batch_id, p_symbols, p_accounts, p_from;
-    END IF;
+        FROM per_symbol g$q$, coalesce(p_into, 'fifo.allocations'::regclass))
+    INTO allocations, unmatched, total_pnl, pnl_by_currency
+    USING p_version, p_batch_id, p_symbols, p_accounts, p_from;
 
     IF p_record THEN
         PERFORM fifo._record_pools(p_version, p_batch_id, p_symbols, p_accounts);
