@@ -277,6 +277,7 @@ def import_csv(conn: psycopg.Connection, path: Path, fmt_name: str = "generic",
     result = ImportResult(path)
     started = time.perf_counter()
     try:
+        _check_target(conn)
         _session_memory(conn)
         with conn.transaction(), conn.cursor() as cur:
             cur.execute("SET LOCAL work_mem = '256MB'")
@@ -308,6 +309,23 @@ def import_csv(conn: psycopg.Connection, path: Path, fmt_name: str = "generic",
         raise from_db_error(exc) from None
     result.seconds = time.perf_counter() - started
     return result
+
+
+_TARGET_COLUMNS = ("order_id", "account", "symbol", "side", "size", "price", "total_fees", "order_time", "source")
+
+
+def _check_target(conn: psycopg.Connection) -> None:
+    """public.trade_records has the columns the import writes; an adopted bot's table has others."""
+    missing = conn.execute(
+        "SELECT array_agg(c ORDER BY o) FROM unnest(%s::text[]) WITH ORDINALITY AS x(c, o) "
+        "WHERE to_regclass('public.trade_records') IS NOT NULL AND NOT EXISTS ("
+        " SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = 'public.trade_records'::regclass"
+        " AND a.attname = x.c AND a.attnum > 0 AND NOT a.attisdropped)", (list(_TARGET_COLUMNS),)).fetchone()[0]
+    if missing:
+        raise FifoError(f"public.trade_records has no column {', '.join(missing)}: it is not fifo-db's own trades "
+                        f"table (a bot's table, adopted?), and `fifo-db import` writes fifo-db's columns; nothing "
+                        f"was imported. Let the bot write its trades (fifo-db picks them up), or import into a "
+                        f"fifo-db database (`fifo-db db create NAME`, then `fifo-db install`)")
 
 
 def _session_memory(conn: psycopg.Connection) -> None:

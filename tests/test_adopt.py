@@ -347,3 +347,20 @@ def test_the_report_shapes_also_run_on_a_fresh_install(worked):
         == c.execute("SELECT version, count(*) FROM fifo_allocations GROUP BY 1 ORDER BY 1").fetchall()
     # the seed's spot check (its db_pnl column is the bot's legacy trade_records.pnl_usd)
     assert c.execute(bottrader.SPOT_CHECK.replace("tr.pnl_usd", "NULL::numeric"), {"since": SINCE}).fetchall()
+
+
+def test_import_into_an_adopted_database_refuses_in_one_line(bot, capsys, tmp_path):
+    """`fifo-db import` writes fifo-db's trade_records columns; the bot's table has others, so it
+    says so and loads nothing (the bot keeps writing its trades itself)."""
+    adopted(bot)
+    before = dump(bot.conn)
+    f = tmp_path / "fills.csv"
+    f.write_text("order_id,symbol,side,size,price,total_fees,order_time\n"
+                 "n1,X-USD,buy,1,10,0,2025-01-01T00:00:00Z\n")
+    capsys.readouterr()
+    assert main(["--dsn", bot.dsn, "import", str(f)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert "not fifo-db's own trades table" in err and "nothing was imported" in err
+    assert "account" in err and "total_fees" in err
+    assert dump(bot.conn) == before
