@@ -2,12 +2,16 @@
 one template database with fifo-db installed per session (pytest-postgresql),
 and a fresh clone of it for every test.
 
-FIFO_DB_TEST_HOME moves the test server (default: <tmp>/fifo-db-tests-<uid>).
+FIFO_DB_TEST_HOME moves the test server (default: <tmp>/fifo-db-tests-<uid>). Two runs
+on one home would drop each other's databases, so a run holds <home>.lock and a second
+run waits for it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -23,16 +27,27 @@ TEST_HOME = Path(os.environ.get("FIFO_DB_TEST_HOME")
                  or Path(tempfile.gettempdir()) / f"fifo-db-tests-{os.geteuid()}")
 SERVER = EmbeddedServer(TEST_HOME)
 _started_here = False
+_home_lock = None
 
 
 def pytest_configure(config):
-    global _started_here
+    global _started_here, _home_lock
+    # O_NOFOLLOW: a link planted in a shared tmp is refused, never followed
+    _home_lock = os.fdopen(os.open(f"{TEST_HOME}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600), "r+")
+    try:
+        fcntl.flock(_home_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"another test run uses {TEST_HOME}; waiting for it to end "
+              f"(FIFO_DB_TEST_HOME=<another path> runs beside it)", file=sys.stderr, flush=True)
+        fcntl.flock(_home_lock, fcntl.LOCK_EX)
     _started_here = SERVER.start()
 
 
 def pytest_unconfigure(config):
     if _started_here:
         SERVER.stop()
+    if _home_lock is not None:
+        _home_lock.close()
 
 
 def load_schema(host, port, user, dbname, password=None, **_):
