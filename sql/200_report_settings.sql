@@ -100,6 +100,9 @@ AS $$ SELECT to_char(p_time AT TIME ZONE fifo._report_tz(), 'YYYY-MM-DD HH24:MI'
 CREATE OR REPLACE FUNCTION public.fifo_report_time(p_text text)
 RETURNS timestamptz
 LANGUAGE plpgsql VOLATILE
+-- SECURITY DEFINER: it reads the report time zone (fifo._report_tz, schema fifo), which a reader
+-- has no right on; it only parses its argument, and its SET clause restores TimeZone on exit.
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET TimeZone = 'UTC'
 AS $$
