@@ -110,6 +110,13 @@ _CLOCK = (r"^[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])[Tt ](?:[01][0
           r"(?::[0-5][0-9](?:\.[0-9]+)?)?")
 _ZONE = r"\s*(?:[Zz]|[+-](?:0[0-9]|1[0-5])(?::?[0-5][0-9])?|UTC|GMT)$"
 _TIME_WITH_ZONE = _CLOCK + _ZONE
+# A space of any kind (the class of trade_records' constraints, migration 0011): [[:space:]] is
+# ASCII only under the database's C ctype, so the Unicode spaces and invisible format characters
+# are named one by one (PostgreSQL regex escapes). Inside a value they are allowed.
+SPACE = (r"[[:space:]\u001c-\u001f\u0085\u00a0\u1680\u180e\u2000-\u200d\u2028\u2029\u202f\u205f"
+         r"\u2060\u3000\ufeff]")
+_LEADING_SPACE = "^" + SPACE
+_TRAILING_SPACE = SPACE + "$"
 _TIME_WITHOUT_ZONE = _CLOCK + "$"
 
 
@@ -381,12 +388,13 @@ _ACCEPTABLE = """coalesce(
            AND t.order_time >= '1970-01-01 00:00+00' AND t.order_time < '2200-01-01 00:00+00'
            -- no surrounding whitespace: a printable ASCII first and last character says so
            -- without a regex (0.4 s per column per million rows); others get the regex
-           AND (ascii(t.order_id) BETWEEN 33 AND 126 OR t.order_id !~ '^[[:space:]]')
-           AND (ascii(right(t.order_id, 1)) BETWEEN 33 AND 126 OR t.order_id !~ '[[:space:]]$')
-           AND (ascii(t.symbol) BETWEEN 33 AND 126 OR t.symbol !~ '^[[:space:]]')
-           AND (ascii(right(t.symbol, 1)) BETWEEN 33 AND 126 OR t.symbol !~ '[[:space:]]$')
-           AND (ascii(t.account) BETWEEN 33 AND 126 OR t.account !~ '^[[:space:]]')
-           AND (ascii(right(t.account, 1)) BETWEEN 33 AND 126 OR t.account !~ '[[:space:]]$')
+           -- (any space: ASCII and Unicode, SPACE)
+           AND (ascii(t.order_id) BETWEEN 33 AND 126 OR t.order_id !~ {leading})
+           AND (ascii(right(t.order_id, 1)) BETWEEN 33 AND 126 OR t.order_id !~ {trailing})
+           AND (ascii(t.symbol) BETWEEN 33 AND 126 OR t.symbol !~ {leading})
+           AND (ascii(right(t.symbol, 1)) BETWEEN 33 AND 126 OR t.symbol !~ {trailing})
+           AND (ascii(t.account) BETWEEN 33 AND 126 OR t.account !~ {leading})
+           AND (ascii(right(t.account, 1)) BETWEEN 33 AND 126 OR t.account !~ {trailing})
            -- an ISO 8601 date-time (the cast checked the fields) with a zone (LIKE is cheap)
            AND (t.time_text LIKE '____-__-__T__:__%' OR t.time_text LIKE '____-__-__ __:__%'
                 OR t.time_text LIKE '____-__-__t__:__%')
@@ -405,9 +413,13 @@ def _stored_rules(fmt: Format) -> sql.Composable:
     def lab(name):
         return sql.Literal(fmt.labels[name])
 
-    checks = [sql.SQL("CASE WHEN r.{f} ~ '(^[[:space:]]|[[:space:]]$)' "
-                      "THEN format('%s %L has leading or trailing whitespace', {lab}, r.{f}) END").format(
-                          f=sql.Identifier(name), lab=lab(name))
+    # the space is named by its code point: U+00A0 or U+FEFF look like nothing in a message
+    checks = [sql.SQL("CASE WHEN r.{f} ~ {leading} OR r.{f} ~ {trailing} "
+                      "THEN format('%s %L has leading or trailing whitespace (U+%s)', {lab}, r.{f}, "
+                      "upper(lpad(to_hex(ascii(CASE WHEN r.{f} ~ {leading} THEN left(r.{f}, 1) "
+                      "ELSE right(r.{f}, 1) END)), 4, '0'))) END").format(
+                          f=sql.Identifier(name), lab=lab(name), leading=sql.Literal(_LEADING_SPACE),
+                          trailing=sql.Literal(_TRAILING_SPACE))
               for name in ("order_id", "symbol", "account")]
     checks.append(sql.SQL("""CASE
             WHEN r.order_time IS NULL OR r.order_time !~ {with_zone} OR substr(r.order_time, 1, 4) = '0000'
@@ -431,7 +443,9 @@ def _validate(conn, cur, fmt: Format, header: list[str], source: str) -> None:
                 SELECT t.line, t.order_id, t.account, t.symbol, t.side, t.size, t.price, t.total_fees,
                        t.order_time, t.source, {acceptable} AS ok
                 FROM (SELECT {cast}, r.order_time AS time_text, r.extra FROM ({mapped}) r) t""").format(
-                    acceptable=sql.SQL(_ACCEPTABLE), cast=sql.SQL(_CAST), mapped=mapped))
+                    acceptable=sql.SQL(_ACCEPTABLE).format(leading=sql.Literal(_LEADING_SPACE),
+                                                           trailing=sql.Literal(_TRAILING_SPACE)),
+                    cast=sql.SQL(_CAST), mapped=mapped))
         recheck = sql.SQL("WHERE r.line IN (SELECT t.line FROM pg_temp.fifo_import_typed t WHERE NOT t.ok)")
     except psycopg.errors.DataError:
         recheck = None

@@ -59,6 +59,14 @@ BEGIN
         EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow THEN
             problem := 'must be an interval such as ''7 days'' or ''36 hours''';
         END;
+    ELSIF p_name = 'run_retention' THEN
+        -- how many runs fifo_runs keeps (every run prunes the older ones, sql/055)
+        example := '10000';
+        IF p_value !~ '^[0-9]{1,9}$' THEN
+            problem := 'must be a whole number of runs from 100 to 100000000';
+        ELSIF p_value::integer NOT BETWEEN 100 AND 100000000 THEN
+            problem := 'must be a whole number of runs from 100 to 100000000';
+        END IF;
     ELSIF p_name = 'fill_statuses' THEN
         -- an adopted bot's table: which status values are fills ('*': every row counts)
         example := 'filled,done';
@@ -142,7 +150,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$ SELECT fifo._setting('current_version')::integer $$;
 
 -- fifo_set_setting(name, value): change a setting (current_version,
--- long_term_days, report_timezone, change_retention, fill_statuses),
+-- long_term_days, report_timezone, change_retention, run_retention, fill_statuses),
 -- validating the name and value first.
 CREATE OR REPLACE FUNCTION public.fifo_set_setting(p_name text, p_value text)
 RETURNS void

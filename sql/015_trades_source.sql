@@ -92,6 +92,11 @@ BEGIN
                       FROM fifo.settings s WHERE s.name = 'fill_statuses')$e$;
         problem := $e$CASE
             WHEN t.symbol IS NULL OR t.symbol = '' THEN 'symbol is missing'
+            -- a space of any kind around a key: a look-alike pool or trade (migration 0011's class)
+            WHEN t.symbol ~ '^[[:space:]\u001c-\u001f\u0085\u00a0\u1680\u180e\u2000-\u200d\u2028\u2029\u202f\u205f\u2060\u3000\ufeff]|[[:space:]\u001c-\u001f\u0085\u00a0\u1680\u180e\u2000-\u200d\u2028\u2029\u202f\u205f\u2060\u3000\ufeff]$'
+                THEN pg_catalog.format('symbol %L begins or ends with a space character', t.symbol)
+            WHEN t.order_id ~ '^[[:space:]\u001c-\u001f\u0085\u00a0\u1680\u180e\u2000-\u200d\u2028\u2029\u202f\u205f\u2060\u3000\ufeff]|[[:space:]\u001c-\u001f\u0085\u00a0\u1680\u180e\u2000-\u200d\u2028\u2029\u202f\u205f\u2060\u3000\ufeff]$'
+                THEN pg_catalog.format('order_id %L begins or ends with a space character', t.order_id)
             WHEN t.side IS NULL OR t.side NOT IN ('buy', 'sell') THEN pg_catalog.format('side %L is not buy or sell', t.side)
             WHEN t.order_time IS NULL THEN 'order_time is missing'
             WHEN t.order_time < '1970-01-01 00:00+00' OR t.order_time >= '2200-01-01 00:00+00'

@@ -175,7 +175,7 @@ def test_what_trade_records_refuses_is_named_on_its_line_on_both_paths(db, tmp_p
     rows = ["g1,acct,X-USD,buy,2,10,0.02,2025-01-01T10:00:00Z",
             "w1, acct,X-USD,buy,2,10,0.02,2025-01-01T10:00:00Z",
             "w2,acct,X-USD,buy,2,10,0.02,2200-01-01T00:00:00.000001Z"]
-    expected = [(3, "account ' acct' has leading or trailing whitespace"),
+    expected = [(3, "account ' acct' has leading or trailing whitespace (U+0020)"),
                 (4, "order_time '2200-01-01T00:00:00.000001Z' is outside 1970-01-01..2200-01-01 (UTC)")]
     for extra in ([], ["c1,acct,X-USD,buy,1.2.3,10,0,2025-01-01T10:00:00Z"]):
         with pytest.raises(InvalidRows) as info:

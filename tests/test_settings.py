@@ -23,7 +23,7 @@ def refused(db, name, value) -> psycopg.Error:
 
 DEFAULTS = {"current_version": "1", "long_term_days": "365", "report_timezone": "UTC", "trades_source": "fifo-db",
             "change_retention": "7 days", "fill_statuses": "*", "long_term_rule": "anniversary",
-            "report_currency": "USD", "report_currency_aliases": ""}
+            "report_currency": "USD", "report_currency_aliases": "", "run_retention": "10000"}
 
 
 @pytest.mark.parametrize("name, value", [
@@ -40,6 +40,8 @@ DEFAULTS = {"current_version": "1", "long_term_days": "365", "report_timezone": 
     ("fill_statuses", "filled,done"),
     ("fill_statuses", "filled"),
     ("long_term_rule", "days"),
+    ("run_retention", "100"),
+    ("run_retention", "100000000"),
     ("report_currency", "EUR"),
     ("report_currency_aliases", "USDC,USDT"),
 ])
@@ -72,6 +74,9 @@ def test_valid_values_are_stored(db, name, value):
     ("fill_statuses", "filled, done", "* (every row counts) or a comma-separated list of status values, e.g. filled,done"),
     ("long_term_rule", "months", "anniversary (long-term when sold after the one-year anniversary of the acquisition "
                                  "date) or days (when sold more than long_term_days days after it)"),
+    ("run_retention", "99", "a whole number of runs from 100 to 100000000"),
+    ("run_retention", "100000001", "a whole number of runs from 100 to 100000000"),
+    ("run_retention", "1e4", "a whole number of runs from 100 to 100000000"),
     ("report_currency", "US D", "a currency code of letters and digits, such as USD"),
     ("report_currency", "", "a currency code of letters and digits, such as USD"),
     ("report_currency_aliases", "USDC, USDT", "a comma-separated list of currency codes without spaces (or empty)"),
@@ -84,7 +89,7 @@ def test_invalid_values_are_refused_and_nothing_changes(db, name, value, rule):
         " (e.g. UTC, Europe/London)" if name == "report_timezone" else "")
     example = {"current_version": "1", "long_term_days": "365", "report_timezone": "America/New_York",
                "change_retention": "7 days", "fill_statuses": "filled,done", "long_term_rule": "anniversary",
-               "report_currency": "USD", "report_currency_aliases": "USDC,USDT"}[name]
+               "report_currency": "USD", "report_currency_aliases": "USDC,USDT", "run_retention": "10000"}[name]
     assert err.diag.message_hint == f"Example: SELECT fifo_set_setting('{name}', '{example}');"
     assert stored(db) == DEFAULTS
 
@@ -93,12 +98,12 @@ def test_null_and_unknown_names_and_null_values_are_refused(db):
     err = refused(db, None, "5")
     assert (err.sqlstate, err.diag.message_primary) == ("22004", "fifo_set_setting: the setting name is NULL")
     assert err.diag.message_hint == ("Name one of: change_retention, current_version, fill_statuses, long_term_days, "
-                                     "long_term_rule, report_currency, report_currency_aliases, report_timezone.")
+                                     "long_term_rule, report_currency, report_currency_aliases, report_timezone, run_retention.")
 
     err = refused(db, "long_term_dayz", "5")
     assert (err.sqlstate, err.diag.message_primary) == ("42704", 'unknown fifo-db setting "long_term_dayz"')
     assert err.diag.message_hint == ("Settings are: change_retention, current_version, fill_statuses, long_term_days, "
-                                     "long_term_rule, report_currency, report_currency_aliases, report_timezone.")
+                                     "long_term_rule, report_currency, report_currency_aliases, report_timezone, run_retention.")
 
     err = refused(db, "long_term_days", None)
     assert (err.sqlstate, err.diag.message_primary) == \
