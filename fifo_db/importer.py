@@ -130,13 +130,130 @@ class ImportResult:
     seconds: float = 0.0
 
 
-def read_header(path: Path) -> list[str]:
+# Limits that keep an import's memory bounded whatever the file holds (a 300 MB field once cost
+# 2.5 GB of client memory and ended in the server's 'invalid memory alloc'): a field of more
+# than FIELD_MAX characters or a line of more than LINE_MAX bytes is refused, by scan(), before
+# anything is sent, with its line and field. Numbers: NUMBER_DIGITS digits at most before and
+# after the decimal point (checked in SQL, _field_checks).
+FIELD_MAX = 1000
+LINE_MAX = 64 * 1024
+NUMBER_DIGITS = 30
+_CHUNK = 1 << 20
+SHOW_MAX = 80   # a value echoed in a message: at most this many characters, then '... (N chars)'
+
+
+def _shown(expr: str, quote: str = "quote_literal") -> str:
+    """SQL that quotes the text `expr` for a message, cut to SHOW_MAX characters (a long value
+    would otherwise be echoed whole, once per message); quote='' leaves it unquoted."""
+    return ("CASE WHEN length(" + expr + ") > " + str(SHOW_MAX) + " THEN " + quote + "(left(" + expr + ", "
+            + str(SHOW_MAX) + ")) || '... (' || length(" + expr + ") || ' chars)' ELSE " + quote + "(" + expr
+            + ") END")
+
+
+def _bounded_lines(f, limit: int = LINE_MAX):
+    """(line number, bytes) of a binary file, each line read with at most `limit` + 1 bytes in memory;
+    a longer line is yielded cut at limit + 1 bytes, without its newline (the caller refuses it)."""
+    number = 0
+    while True:
+        line = f.readline(limit + 1)
+        if not line:
+            return
+        number += 1
+        if len(line) > limit and not line.endswith(b"\n"):
+            yield number, line
+            while line and not line.endswith(b"\n"):   # skip the rest of the long line, chunk by chunk
+                line = f.readline(_CHUNK)
+            continue
+        yield number, line
+
+
+def _field_at(header: list[str] | None, prefix: bytes) -> str:
+    """The field a byte offset of a line falls in: the one the line's text before it has begun."""
+    text = prefix.decode("utf-8", errors="replace")
+    n = len(next(csv.reader([text]), [""])) if text else 1
+    if header is None:
+        return "the header"
+    return f"field {header[n - 1]!r}" if n <= len(header) else f"field {n} (the header has {len(header)})"
+
+
+def _line_problem(header: list[str] | None, line: bytes) -> str | None:
+    """What makes one physical line unreadable (NUL byte, invalid UTF-8, too long), naming the field."""
+    body = line[:-1] if line.endswith(b"\n") else line
+    if len(body) > LINE_MAX:
+        return (f"{_field_at(header, body[:LINE_MAX])} makes the line longer than {LINE_MAX:,} bytes "
+                f"(a field may have at most {FIELD_MAX:,} characters)")
+    nul = body.find(b"\x00")
+    if nul >= 0:
+        return f"{_field_at(header, body[:nul])} contains a NUL byte (0x00) at byte {nul + 1} of the line"
     try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            header = next(csv.reader(f), None)
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad = body[exc.start:exc.start + 1].hex().upper()
+        return (f"{_field_at(header, body[:exc.start])} is not valid UTF-8 (byte 0x{bad} at byte {exc.start + 1} "
+                f"of the line): save the file as UTF-8")
+    if header is not None and len(body) > FIELD_MAX:
+        fields = next(csv.reader([body.decode("utf-8")]), [])
+        for name, value in zip(header, fields):
+            if len(value) > FIELD_MAX:
+                return f"field {name!r} has {len(value):,} characters (at most {FIELD_MAX:,})"
+    return None
+
+
+def scan(path: Path, header: list[str]) -> None:
+    """Refuse, before anything is sent, a file with a NUL byte, invalid UTF-8, a field longer than
+    FIELD_MAX characters or a line longer than LINE_MAX bytes: one line naming line and field.
+    Reads the file a chunk at a time (memory stays under LINE_MAX + 2 chunks); the common case, a
+    chunk of short, valid lines, costs a few C-level passes over the chunk."""
+    try:
+        with open(path, "rb") as f:
+            carry = b""
+            first = 1   # the line number of the chunk's first line
+            while chunk := f.read(_CHUNK):
+                data = carry + chunk
+                cut = data.rfind(b"\n") + 1
+                block, carry = data[:cut], data[cut:]
+                if len(carry) > LINE_MAX:
+                    block, carry = data, b""   # a line without end in sight: refused below
+                suspect = b"\x00" in block
+                if not suspect:
+                    try:
+                        block.decode("utf-8")
+                    except UnicodeDecodeError:
+                        suspect = True
+                if suspect or max(map(len, block.split(b"\n"))) > FIELD_MAX:
+                    _scan_lines(path, header, block, first)
+                first += block.count(b"\n")
+            if carry:
+                _scan_lines(path, header, carry, first)
+    except OSError as exc:
+        raise FifoError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+def _scan_lines(path: Path, header: list[str], block: bytes, first: int) -> None:
+    for offset, line in enumerate(block.split(b"\n")):
+        number = first + offset
+        if number == 1 and line.startswith(b"\xef\xbb\xbf"):
+            line = line[3:]   # a UTF-8 byte order mark before the header
+        problem = _line_problem(None if number == 1 else header, line)
+        if problem:
+            raise FifoError(f"{path}: line {number}: {problem}; nothing was imported")
+
+
+def read_header(path: Path) -> list[str]:
+    """The header's column names, read with bounded memory (a header line longer than LINE_MAX
+    bytes, or not UTF-8, is refused naming line 1)."""
+    try:
+        with open(path, "rb") as f:
+            lines = _bounded_lines(f)
+            number, line = next(lines, (1, b""))
+            problem = _line_problem(None, line[3:] if line.startswith(b"\xef\xbb\xbf") else line)
+            if problem:
+                raise FifoError(f"{path}: line 1: {problem}")
+            text = line.decode("utf-8-sig")
+            header = next(csv.reader([text]), None)
     except FileNotFoundError:
         raise FifoError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise FifoError(f"{path}: cannot read: {exc}") from None
     if not header:
         raise FifoError(f"{path}: empty file (expected a header line)")
@@ -164,11 +281,15 @@ _PREAMBLE_LINES = 20   # how far to look for a header below preamble lines (Coin
 
 
 def _first_lines(path: Path, n: int = _PREAMBLE_LINES) -> list[str]:
+    """The first n lines, each read with bounded memory (read_header and scan say what is wrong)."""
     try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            return [line for _, line in zip(range(n), f)]
+        with open(path, "rb") as f:
+            lines = [line for _, (_, line) in zip(range(n), _bounded_lines(f))]
+        if lines and lines[0].startswith(b"\xef\xbb\xbf"):
+            lines[0] = lines[0][3:]
+        return [line.decode("utf-8") for line in lines]
     except (OSError, UnicodeDecodeError):
-        return []   # read_header says what is wrong with the file
+        return []
 
 
 def describe_foreign(path: Path) -> str | None:
@@ -235,25 +356,30 @@ def _field_checks(fmt: Format, present: list[str]) -> sql.Composable:
     checks = [sql.SQL("CASE {m} END").format(m=missing(name)) for name in ("order_id", "symbol")]
     checks.append(sql.SQL(
         "CASE {m} WHEN lower(r.side) NOT IN ('buy', 'sell') "
-        "THEN format('%s %L is not buy or sell', {lab}, r.side) END").format(m=missing("side"), lab=lab("side")))
+        "THEN format('%s %s is not buy or sell', {lab}, " + _shown("r.side") + ") END").format(m=missing("side"), lab=lab("side")))
     for name, positive in (("size", True), ("price", False), ("total_fees", False)):
         if name == "total_fees" and fmt.name == "generic" and "total_fees" not in present:
             continue  # an absent optional column means no fees
         checks.append(sql.SQL(
-            "CASE {m} WHEN r.{f} !~ {num} THEN format('%s %L is not a number', {lab}, r.{f}) "
-            "WHEN r.{f}::numeric {cond} THEN format('%s %L {text}', {lab}, r.{f}) END").format(
+            "CASE {m} WHEN r.{f} !~ {num} THEN format('%s %s is not a number', {lab}, " + _shown("r.{f}") + ") "
+            "WHEN abs(r.{f}::numeric) >= {big} THEN format('%s %s has more than {digits} digits before the "
+            "decimal point', {lab}, " + _shown("r.{f}") + ") "
+            "WHEN scale(r.{f}::numeric) > {digits} THEN format('%s %s has more than {digits} digits after the "
+            "decimal point', {lab}, " + _shown("r.{f}") + ") "
+            "WHEN r.{f}::numeric {cond} THEN format('%s %s {text}', {lab}, " + _shown("r.{f}") + ") END").format(
+                big=sql.SQL(f"1e{NUMBER_DIGITS}"), digits=sql.SQL(str(NUMBER_DIGITS)),
                 m=missing(name), f=sql.Identifier(name), num=sql.Literal(_NUMBER), lab=lab(name),
                 cond=sql.SQL("<= 0" if positive else "< 0"),
                 text=sql.SQL("must be positive" if positive else "must not be negative")))
     checks.append(sql.SQL("""CASE {m}
             WHEN r.order_time ~ {without_zone}
-            THEN format('%s %L has no time zone (add Z or an offset such as +00:00)', {lab}, r.order_time)
+            THEN format('%s %s has no time zone (add Z or an offset such as +00:00)', {lab}, """ + _shown("r.order_time") + """)
             WHEN r.order_time !~ {with_zone}
               OR substr(r.order_time, 1, 4) = '0000'
               OR substr(r.order_time, 9, 2)::int > extract(day from
                      make_date(substr(r.order_time, 1, 4)::int, substr(r.order_time, 6, 2)::int, 1)
                      + interval '1 month - 1 day')
-            THEN format('%s %L is not a valid ISO 8601 time (e.g. 2025-12-03T23:40:00Z)', {lab}, r.order_time)
+            THEN format('%s %s is not a valid ISO 8601 time (e.g. 2025-12-03T23:40:00Z)', {lab}, """ + _shown("r.order_time") + """)
         END""").format(m=missing("order_time"), lab=lab("order_time"),
                        without_zone=sql.Literal(_TIME_WITHOUT_ZONE), with_zone=sql.Literal(_TIME_WITH_ZONE)))
     checks.append(sql.SQL("r.extra"))
@@ -281,6 +407,7 @@ def import_csv(conn: psycopg.Connection, path: Path, fmt_name: str = "generic",
     path = Path(path)
     header = read_header(path)
     check_header(header, fmt, path)
+    scan(path, header)
     result = ImportResult(path)
     started = time.perf_counter()
     try:
@@ -385,6 +512,9 @@ _ACCEPTABLE = """coalesce(
            t.order_id IS NOT NULL AND t.symbol IS NOT NULL AND t.side IN ('buy', 'sell') AND t.extra IS NULL
            AND t.size > 0 AND t.size < 'Infinity' AND t.price >= 0 AND t.price < 'Infinity'
            AND t.total_fees >= 0 AND t.total_fees < 'Infinity'
+           -- at most NUMBER_DIGITS (30) digits before and after the decimal point
+           AND t.size < 1e30 AND t.price < 1e30 AND t.total_fees < 1e30
+           AND scale(t.size) <= 30 AND scale(t.price) <= 30 AND scale(t.total_fees) <= 30
            AND t.order_time >= '1970-01-01 00:00+00' AND t.order_time < '2200-01-01 00:00+00'
            -- no surrounding whitespace: a printable ASCII first and last character says so
            -- without a regex (0.4 s per column per million rows); others get the regex
@@ -415,7 +545,7 @@ def _stored_rules(fmt: Format) -> sql.Composable:
 
     # the space is named by its code point: U+00A0 or U+FEFF look like nothing in a message
     checks = [sql.SQL("CASE WHEN r.{f} ~ {leading} OR r.{f} ~ {trailing} "
-                      "THEN format('%s %L has leading or trailing whitespace (U+%s)', {lab}, r.{f}, "
+                      "THEN format('%s %s has leading or trailing whitespace (U+%s)', {lab}, " + _shown("r.{f}") + ", "
                       "upper(lpad(to_hex(ascii(CASE WHEN r.{f} ~ {leading} THEN left(r.{f}, 1) "
                       "ELSE right(r.{f}, 1) END)), 4, '0'))) END").format(
                           f=sql.Identifier(name), lab=lab(name), leading=sql.Literal(_LEADING_SPACE),
@@ -485,14 +615,15 @@ def _validate(conn, cur, fmt: Format, header: list[str], source: str) -> None:
                concat_ws('; ',
                          CASE WHEN b.rejected THEN coalesce(r.problems, 'not accepted') END,
                          CASE WHEN b.first_line < b.line
-                              THEN format('%s %L is also on line %s', {id_label}, b.order_id, b.first_line) END)
+                              THEN format('%s %s is also on line %s', {id_label}, """ + _shown("b.order_id") + """, b.first_line) END)
                    AS message
         FROM bad b
         LEFT JOIN pg_temp.fifo_import_rows r ON r.line = b.line""").format(id_label=sql.Literal(labels["order_id"])))
     cur.execute("ANALYZE pg_temp.fifo_import_errors")
     # the same order_id already stored with different data: name both values
     diffs = sql.SQL(", ").join(
-        sql.SQL("CASE WHEN t.{f} IS DISTINCT FROM x.{f} THEN format('%s %s (this file: %s)', {lab}, x.{f}, t.{f}) END")
+        sql.SQL("CASE WHEN t.{f} IS DISTINCT FROM x.{f} THEN format('%s %s (this file: %s)', {lab}, "
+                + _shown("x.{f}::text", quote="") + ", " + _shown("t.{f}::text", quote="") + ") END")
         .format(f=sql.Identifier(f), lab=sql.Literal(labels[f]))
         for f in ("account", "symbol", "side", "size", "price", "total_fees", "order_time"))
     # the rows whose order_id is stored already: skipped by _INSERT (found here, in a statement of
@@ -503,8 +634,8 @@ def _validate(conn, cur, fmt: Format, header: list[str], source: str) -> None:
         SELECT t.line,
                CASE WHEN (x.account, x.symbol, x.side, x.size, x.price, x.total_fees, x.order_time)
                          IS DISTINCT FROM (t.account, t.symbol, t.side, t.size, t.price, t.total_fees, t.order_time)
-                    THEN format('%s %L is already stored with different data: %s',
-                                {id_label}, t.order_id, concat_ws(', ', {diffs})) END AS message
+                    THEN format('%s %s is already stored with different data: %s',
+                                {id_label}, """ + _shown("t.order_id") + """, concat_ws(', ', {diffs})) END AS message
         FROM pg_temp.fifo_import_typed t
         JOIN public.trade_records x ON x.order_id = t.order_id
         WHERE t.ok
