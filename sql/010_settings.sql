@@ -129,7 +129,7 @@ BEGIN
     END IF;
     v_rule := fifo._setting_rule(p_name, v_value, false);
     IF v_rule.problem IS NOT NULL THEN
-        RAISE EXCEPTION 'fifo-db setting "%" holds "%", which is not valid: it %', p_name, v_value, v_rule.problem
+        RAISE EXCEPTION 'fifo-db setting "%" holds "%", which is not valid: it %', p_name, fifo._shown(v_value), v_rule.problem
             USING ERRCODE = 'F0001',
                   HINT = CASE WHEN v_rule.set_by IS NULL
                               THEN format('Set a valid value, e.g. SELECT fifo_set_setting(%L, %L);', p_name, v_rule.example)
@@ -169,20 +169,20 @@ BEGIN
     END IF;
     v_rule := fifo._setting_rule(p_name, p_value, true);
     IF v_rule.example IS NULL THEN
-        RAISE EXCEPTION 'unknown fifo-db setting "%"', p_name
+        RAISE EXCEPTION 'unknown fifo-db setting "%"', fifo._shown(p_name)
             USING ERRCODE = '42704', HINT = format('Settings are: %s.', v_known);
     END IF;
     IF v_rule.set_by IS NOT NULL THEN
-        RAISE EXCEPTION 'fifo-db setting "%" is not changed with fifo_set_setting', p_name
+        RAISE EXCEPTION 'fifo-db setting "%" is not changed with fifo_set_setting', fifo._shown(p_name)
             USING ERRCODE = '55000', HINT = format('It is set by %s.', v_rule.set_by);
     END IF;
     IF p_value IS NULL THEN
-        RAISE EXCEPTION 'fifo-db setting "%" cannot be set to NULL', p_name
+        RAISE EXCEPTION 'fifo-db setting "%" cannot be set to NULL', fifo._shown(p_name)
             USING ERRCODE = '22004',
                   HINT = format('Give a value, e.g. SELECT fifo_set_setting(%L, %L);', p_name, v_rule.example);
     END IF;
     IF v_rule.problem IS NOT NULL THEN
-        RAISE EXCEPTION 'fifo-db setting "%" cannot be "%": it %', p_name, p_value, v_rule.problem
+        RAISE EXCEPTION 'fifo-db setting "%" cannot be "%": it %', fifo._shown(p_name), fifo._shown(p_value), v_rule.problem
             USING ERRCODE = '22023',
                   HINT = format('Example: SELECT fifo_set_setting(%L, %L);', p_name, v_rule.example);
     END IF;

@@ -22,7 +22,7 @@ BEGIN
           SELECT DISTINCT a.account FROM fifo.allocations a
           WHERE a.version = v_version AND a.symbol = p_symbol) pools;
     IF v_accounts IS NULL THEN
-        RAISE EXCEPTION 'no trades for symbol "%"', p_symbol
+        RAISE EXCEPTION 'no trades for symbol "%"', fifo._shown(p_symbol)
             USING ERRCODE = 'P0002',
                   HINT = 'Symbols are case-sensitive; SELECT DISTINCT symbol FROM trade_records lists them.';
     END IF;

@@ -114,7 +114,7 @@ BEGIN
     END IF;
     RETURN p_text::timestamptz;
 EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow THEN
-    RAISE EXCEPTION 'cannot read "%" as a time', p_text
+    RAISE EXCEPTION 'cannot read "%" as a time', fifo._shown(p_text)
         USING ERRCODE = '22007',
               HINT = 'Use a date (2025-12-01, midnight in the report time zone), a time with a zone '
                      '(2025-12-03T23:40:00Z) or a span back from now (7 days ago).';
@@ -176,7 +176,7 @@ DECLARE
     v_version integer := fifo._current_version();
 BEGIN
     IF p_symbol IS NOT NULL AND NOT EXISTS (SELECT 1 FROM fifo.trades t WHERE t.symbol = p_symbol) THEN
-        RAISE EXCEPTION 'no trades for symbol "%"', p_symbol
+        RAISE EXCEPTION 'no trades for symbol "%"', fifo._shown(p_symbol)
             USING ERRCODE = 'P0002',
                   HINT = 'Symbols are case-sensitive; SELECT DISTINCT symbol FROM trade_records lists them.';
     END IF;

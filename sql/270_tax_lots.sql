@@ -108,7 +108,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF p_reported IS NULL OR p_reported NOT IN ('none', 'proceeds', 'basis') THEN
-        RAISE EXCEPTION 'reported must be none, proceeds or basis, got "%"', p_reported
+        RAISE EXCEPTION 'reported must be none, proceeds or basis, got "%"', fifo._shown(p_reported)
             USING ERRCODE = '22023',
                   HINT = 'What the broker reported to the IRS on Form 1099-B / 1099-DA: none (no form), '
                          'proceeds (proceeds only), basis (proceeds and cost basis).';

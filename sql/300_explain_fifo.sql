@@ -23,7 +23,7 @@ BEGIN
     PERFORM fifo._require_text('order_id', p_order_id);
     SELECT * INTO v_trade FROM fifo.trades t WHERE t.order_id = p_order_id;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'no trade with order_id "%"', p_order_id
+        RAISE EXCEPTION 'no trade with order_id "%"', fifo._shown(p_order_id)
             USING ERRCODE = 'P0002',
                   HINT = 'order_id is exact and case-sensitive; '
                          'SELECT order_id FROM trade_records WHERE order_id LIKE ''abc%'' finds near matches.';
@@ -32,10 +32,10 @@ BEGIN
                    WHERE ps.version = v_version AND ps.symbol = v_trade.symbol
                      AND ps.account = v_trade.account) THEN
         RAISE EXCEPTION 'pool (account "%", symbol "%") of order_id "%" is not computed in version %',
-                        v_trade.account, v_trade.symbol, p_order_id, v_version
+                        fifo._shown(v_trade.account), fifo._shown(v_trade.symbol), fifo._shown(p_order_id), v_version
             USING ERRCODE = '55000',
                   HINT = format('Run SELECT compute_fifo(%L); (or fifo-db compute --symbol %s) first.',
-                                v_trade.symbol, v_trade.symbol);
+                                fifo._shown(v_trade.symbol), fifo._shown(v_trade.symbol));
     END IF;
 
     IF v_trade.side = 'sell' THEN

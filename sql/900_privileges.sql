@@ -27,7 +27,7 @@ DECLARE
 BEGIN
     IF p_kind IS NULL OR p_kind NOT IN ('bot', 'reader', 'operator') THEN
         RAISE EXCEPTION 'unknown kind of role %; the kinds are bot, reader and operator',
-                coalesce(quote_literal(p_kind), 'NULL')
+                coalesce(quote_literal(fifo._shown(p_kind)), 'NULL')
             USING ERRCODE = '22023', HINT = 'Example: SELECT fifo_grant(''reader'', ''analyst'');';
     END IF;
     IF p_kind = 'bot' THEN
@@ -86,7 +86,7 @@ DECLARE
     v_count integer := 0;
 BEGIN
     IF p_role IS NULL OR NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = p_role) THEN
-        RAISE EXCEPTION 'role % does not exist', coalesce(quote_literal(p_role), 'NULL')
+        RAISE EXCEPTION 'role % does not exist', coalesce(quote_literal(fifo._shown(p_role)), 'NULL')
             USING ERRCODE = '42704', HINT = 'Create it first: CREATE ROLE name LOGIN PASSWORD ...;';
     END IF;
     FOR v_row IN SELECT * FROM fifo._privileges(p_kind) LOOP   -- one statement per object
