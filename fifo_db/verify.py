@@ -11,8 +11,12 @@ from dataclasses import dataclass
 import psycopg
 
 from fifo_db.compute import version_arg
-from fifo_db.errors import from_db_error
+from fifo_db.errors import FifoError, from_db_error
 from fifo_db.reference import Allocation, Trade, match_all
+
+# verify's statements stop after this long unless --timeout says otherwise (a verify that never
+# ends blocks nothing, but a nightly job should end with a line that says why)
+DEFAULT_TIMEOUT = "30min"
 
 _ALLOC_COLUMNS = ("a.account, a.symbol, a.sell_trade_id, a.buy_trade_id, a.allocated_size, a.buy_price, "
                   "a.sell_price, a.buy_fees, a.sell_fees, a.cost_basis, a.sale_proceeds, a.pnl_amount, "
@@ -80,7 +84,20 @@ def register(sub) -> None:
                                    "with a plain-Python FIFO; exit 1 on any finding.")
     p.add_argument("--symbol", help="only this symbol")
     p.add_argument("--version", type=version_arg, help="allocation version (default: the current one)")
+    p.add_argument("--timeout", default=DEFAULT_TIMEOUT, metavar="DURATION",
+                   help=f"stop each statement after DURATION (PostgreSQL's statement_timeout: 90s, 30min, 2h; "
+                        f"0 = no limit; default {DEFAULT_TIMEOUT})")
     p.set_defaults(func=_cli_verify)
+
+
+def bound_statements(conn, timeout: str) -> None:
+    """statement_timeout for this session (verify's queries), or one line saying what is wrong with it."""
+    try:
+        with conn.transaction():
+            conn.execute("SELECT set_config('statement_timeout', %s, false)", (timeout,))
+    except psycopg.Error:
+        raise FifoError(f"verify: --timeout {timeout!r} is not a duration PostgreSQL reads "
+                        f"(e.g. 90s, 30min, 2h; 0 = no limit)") from None
 
 
 def unfinished_runs(conn, limit: int = 5) -> list[str]:
@@ -115,6 +132,20 @@ def unfinished_runs(conn, limit: int = 5) -> list[str]:
 
 
 def _cli_verify(args, conn) -> int:
+    bound_statements(conn, args.timeout)
+    stopped = (f"verify: stopped after --timeout {args.timeout} (statement_timeout), nothing was concluded: "
+               f"give it more time (--timeout 2h) or verify one symbol at a time (--symbol)")
+    try:
+        return _verify_and_print(args, conn)
+    except FifoError as exc:
+        if getattr(exc, "sqlstate", None) == "57014":
+            raise FifoError(stopped) from None
+        raise
+    except psycopg.errors.QueryCanceled:
+        raise FifoError(stopped) from None
+
+
+def _verify_and_print(args, conn) -> int:
     if args.symbol:
         from fifo_db.report import check_scope
         check_scope(conn, args.symbol)   # a symbol with no trades: the error compute gives
