@@ -69,3 +69,24 @@ $migration$;
 
 INSERT INTO fifo.settings (name, value) VALUES ('run_retention', '10000')
 ON CONFLICT (name) DO NOTHING;
+
+-- fifo.pool_changes: concurrent writers of one pool end with one pending row.
+-- A writer records its changes in rows of its own transaction (xact), and at
+-- commit (a deferred trigger, sql/080) folds the pool's other pending rows
+-- into its own, holding the pool's row in fifo.pool_change_slots for that
+-- instant only: writers of one pool take turns at commit, never for longer,
+-- and never wait for a running computation (rows it holds are skipped).
+-- Rows recorded before this migration have no xact: they are folded like
+-- any other writer's.
+ALTER TABLE fifo.pool_changes ADD COLUMN xact xid8;
+ALTER TABLE fifo.pool_changes ALTER COLUMN xact SET DEFAULT pg_current_xact_id();
+COMMENT ON COLUMN fifo.pool_changes.xact IS
+    'The transaction that recorded the pending row, until its commit folds it (then NULL).';
+CREATE INDEX pool_changes_unfolded_idx ON fifo.pool_changes (xact) WHERE xact IS NOT NULL AND processed_at IS NULL;
+CREATE TABLE fifo.pool_change_slots (
+    symbol  text NOT NULL,
+    account text NOT NULL,
+    PRIMARY KEY (symbol, account)
+);
+COMMENT ON TABLE fifo.pool_change_slots IS
+    'One row per pool: a committing writer holds it while it folds the pool''s pending changes into one row.';

@@ -10,11 +10,13 @@
 -- arguments and write only the pools the statement touched.
 
 -- fifo._note_changes(symbols[], accounts[], from_times[]): record that these
--- pools changed from these times on. At most one pending row per pool: a
--- pool's pending row is merged into (earliest time wins) unless a running
--- computation holds it, in which case a new pending row is added (never
--- wait for a computation). So the queue stays bounded by the number of
--- pools, whatever the write rate.
+-- pools changed from these times on. A transaction keeps one pending row per
+-- pool of its own (xact = its id; later statements merge into it, earliest
+-- time wins); it locks nothing another transaction holds, so a writer never
+-- waits here. At commit, fifo._coalesce_changes folds the pool's other
+-- pending rows into that one: so the queue holds one pending row per pool
+-- whatever the write rate and however many writers commit at once (plus,
+-- while a computation runs, the rows it holds).
 CREATE OR REPLACE FUNCTION fifo._note_changes(p_symbols text[], p_accounts text[], p_from timestamptz[])
 RETURNS void
 LANGUAGE plpgsql
@@ -22,26 +24,95 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     WITH c AS (
-        SELECT x.symbol, x.account, x.from_time
+        SELECT x.symbol, x.account, min(coalesce(x.from_time, '-infinity')) AS from_time
         FROM unnest(p_symbols, p_accounts, p_from) AS x(symbol, account, from_time)
         WHERE x.symbol IS NOT NULL AND x.account IS NOT NULL
+        GROUP BY 1, 2
     ),
     merged AS (
         UPDATE fifo.pool_changes pc
         SET from_time = least(pc.from_time, c.from_time), changed_at = clock_timestamp()
         FROM c
-        WHERE pc.id = (SELECT p.id FROM fifo.pool_changes p
-                       WHERE p.processed_at IS NULL AND p.symbol = c.symbol AND p.account = c.account
-                       ORDER BY p.id LIMIT 1
-                       FOR UPDATE SKIP LOCKED)
+        WHERE pc.xact = pg_current_xact_id() AND pc.processed_at IS NULL
+          AND pc.symbol = c.symbol AND pc.account = c.account
         RETURNING pc.symbol, pc.account
     )
     INSERT INTO fifo.pool_changes (symbol, account, from_time)
-    SELECT c.symbol, c.account, coalesce(c.from_time, '-infinity')
+    SELECT c.symbol, c.account, c.from_time
     FROM c
     WHERE NOT EXISTS (SELECT 1 FROM merged m WHERE m.symbol = c.symbol AND m.account = c.account);
 END;
 $$;
+
+-- fifo._coalesce_changes(): the deferred trigger on fifo.pool_changes (fires
+-- at commit, once per row the transaction added; the first firing does the
+-- work for all of them). For each pool the committing transaction changed,
+-- in (symbol, account) order so that no two writers deadlock: hold the pool's
+-- slot row (fifo.pool_change_slots), then delete the pool's other pending
+-- rows and widen this transaction's row to their earliest from_time. Writers
+-- of one pool thus take turns, each for the instant of its commit, and each
+-- sees the rows of those before it. Pending rows another transaction holds
+-- (a running computation, SKIP LOCKED) are left alone: the run consumes them.
+-- A slot held longer than lock_timeout (a transaction that ran SET
+-- CONSTRAINTS ALL IMMEDIATE and stayed open), a deadlock, or an isolation
+-- level above READ COMMITTED (whose snapshot would not see the others' rows)
+-- leaves the rows as they are, never fails the writer's commit: the next
+-- writer of the pool folds them.
+CREATE OR REPLACE FUNCTION fifo._coalesce_changes()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER   -- fires at the writer's commit, outside the capture trigger: a bot has no right on fifo.*
+SET search_path = pg_catalog, pg_temp
+SET lock_timeout = '2s'
+AS $$
+DECLARE
+    v_ids bigint[];
+    v_symbols text[];
+    v_accounts text[];
+BEGIN
+    -- this transaction's rows, marked folded; none left: an earlier firing of this commit did it
+    WITH mine AS (
+        UPDATE fifo.pool_changes pc SET xact = NULL
+        WHERE pc.xact = pg_current_xact_id() AND pc.processed_at IS NULL
+        RETURNING pc.id, pc.symbol, pc.account
+    )
+    SELECT array_agg(m.id), array_agg(m.symbol), array_agg(m.account) INTO v_ids, v_symbols, v_accounts FROM mine m;
+    IF v_ids IS NULL OR current_setting('transaction_isolation') <> 'read committed' THEN
+        RETURN NULL;
+    END IF;
+    BEGIN
+        -- the pools' slots, in order: the writers before this one have committed once it holds them
+        INSERT INTO fifo.pool_change_slots AS s (symbol, account)
+        SELECT DISTINCT x.symbol, x.account FROM unnest(v_symbols, v_accounts) AS x(symbol, account)
+        ORDER BY 1, 2
+        ON CONFLICT (symbol, account) DO UPDATE SET symbol = s.symbol;
+        -- a new statement: it sees their rows; fold them into this transaction's
+        WITH gone AS (
+            DELETE FROM fifo.pool_changes pc
+            WHERE pc.id IN (SELECT p.id FROM fifo.pool_changes p
+                            JOIN (SELECT DISTINCT x.symbol, x.account
+                                  FROM unnest(v_symbols, v_accounts) AS x(symbol, account)) x USING (symbol, account)
+                            WHERE p.processed_at IS NULL AND p.id <> ALL (v_ids)
+                            FOR UPDATE OF p SKIP LOCKED)
+            RETURNING pc.symbol, pc.account, pc.from_time
+        )
+        UPDATE fifo.pool_changes pc
+        SET from_time = g.from_time
+        FROM (SELECT g.symbol, g.account, min(g.from_time) AS from_time FROM gone g GROUP BY 1, 2) g
+        WHERE pc.id = ANY (v_ids) AND pc.symbol = g.symbol AND pc.account = g.account
+          AND g.from_time < pc.from_time;
+    EXCEPTION WHEN lock_not_available OR deadlock_detected THEN
+        NULL;   -- the rows stay as they are; the next writer of the pool folds them
+    END;
+    RETURN NULL;
+END;
+$$;
+
+DROP TRIGGER IF EXISTS fifo_coalesce_changes ON fifo.pool_changes;
+CREATE CONSTRAINT TRIGGER fifo_coalesce_changes
+    AFTER INSERT ON fifo.pool_changes
+    DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW EXECUTE FUNCTION fifo._coalesce_changes();
 
 -- fifo._fold_consumed_changes(symbols[], accounts[]): keep at most one
 -- consumed change row per pool, for compute_fifo_since(): the newest one,
