@@ -81,8 +81,8 @@ ON CONFLICT (name) DO NOTHING;
 ALTER TABLE fifo.pool_changes ADD COLUMN xact xid8;
 ALTER TABLE fifo.pool_changes ALTER COLUMN xact SET DEFAULT pg_current_xact_id();
 COMMENT ON COLUMN fifo.pool_changes.xact IS
-    'The transaction that recorded the pending row, until its commit folds it (then NULL).';
-CREATE INDEX pool_changes_unfolded_idx ON fifo.pool_changes (xact) WHERE xact IS NOT NULL AND processed_at IS NULL;
+    'The transaction that recorded the row (its commit folds the pool''s other pending rows into it).';
+CREATE INDEX pool_changes_xact_idx ON fifo.pool_changes (xact) WHERE processed_at IS NULL;
 CREATE TABLE fifo.pool_change_slots (
     symbol  text NOT NULL,
     account text NOT NULL,

@@ -70,14 +70,15 @@ DECLARE
     v_symbols text[];
     v_accounts text[];
 BEGIN
-    -- this transaction's rows, marked folded; none left: an earlier firing of this commit did it
-    WITH mine AS (
-        UPDATE fifo.pool_changes pc SET xact = NULL
-        WHERE pc.xact = pg_current_xact_id() AND pc.processed_at IS NULL
-        RETURNING pc.id, pc.symbol, pc.account
-    )
-    SELECT array_agg(m.id), array_agg(m.symbol), array_agg(m.account) INTO v_ids, v_symbols, v_accounts FROM mine m;
-    IF v_ids IS NULL OR current_setting('transaction_isolation') <> 'read committed' THEN
+    -- this transaction's rows; the firing of the first does the work for all of them
+    SELECT array_agg(pc.id ORDER BY pc.id), array_agg(pc.symbol ORDER BY pc.id), array_agg(pc.account ORDER BY pc.id)
+    INTO v_ids, v_symbols, v_accounts
+    FROM fifo.pool_changes pc
+    WHERE pc.xact = pg_current_xact_id() AND pc.processed_at IS NULL;
+    IF v_ids IS NULL OR v_ids[1] <> NEW.id THEN
+        RETURN NULL;
+    END IF;
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
         RETURN NULL;
     END IF;
     BEGIN

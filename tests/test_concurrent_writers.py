@@ -55,7 +55,7 @@ def at_once(conns, work) -> list[BaseException]:
 
 
 def pending(db):
-    return db.execute("SELECT symbol, account, from_time::text, xact IS NULL FROM fifo.pool_changes "
+    return db.execute("SELECT symbol, account, from_time::text FROM fifo.pool_changes "
                       "WHERE processed_at IS NULL ORDER BY 1, 2").fetchall()
 
 
@@ -66,7 +66,7 @@ def test_twenty_writers_committing_at_once_leave_one_pending_row(db, bots):
 
     assert at_once(bots, work) == []
     assert db.execute("SELECT count(*) FROM trade_records").fetchone()[0] == WRITERS
-    assert pending(db) == [("X", "default", "2025-01-02 00:00:00+00", True)]   # the earliest of the 20
+    assert pending(db) == [("X", "default", "2025-01-02 00:00:00+00")]   # the earliest of the 20
     db.execute("SELECT compute_fifo_incremental()")
     assert stored(db) == expected(db) and findings(db) == []
 
@@ -84,9 +84,9 @@ def test_writers_of_the_same_pools_in_opposite_orders_never_deadlock(db, bots):
         conn.execute("UPDATE trade_records SET price = 11 WHERE order_id = %s", (f"w{i}-{orders[i % 3][0]}",))
 
     assert at_once(bots, work) == []
-    assert pending(db) == [("A", "default", "2025-02-01 00:00:00+00", True),
-                           ("B", "default", "2025-02-02 00:00:00+00", True),
-                           ("C", "default", "2025-02-02 00:00:00+00", True)]
+    assert pending(db) == [("A", "default", "2025-02-01 00:00:00+00"),
+                           ("B", "default", "2025-02-02 00:00:00+00"),
+                           ("C", "default", "2025-02-02 00:00:00+00")]
 
 
 def test_the_queue_stays_at_one_row_per_pool_under_repeated_bursts(db, bots):
@@ -110,7 +110,7 @@ def test_a_writer_does_not_wait_for_a_run_holding_the_pools_pending_row(db, conn
     add_trades(bot, [{"order_id": "b2", "symbol": "X", "side": "buy", "size": 1, "price": 11,
                       "order_time": "2025-01-03"}])
     run.commit()
-    assert pending(db) == [("X", "default", "2025-01-03 00:00:00+00", True)]
+    assert pending(db) == [("X", "default", "2025-01-03 00:00:00+00")]
     db.execute("SELECT compute_fifo_incremental()")
     assert stored(db) == expected(db) and findings(db) == []
 
@@ -126,4 +126,4 @@ def test_repeatable_read_writers_commit_and_are_folded_by_the_next_writer(db, co
     assert len(pending(db)) == 3                       # left as they were, never a failed commit
     add_trades(db, [{"order_id": "c1", "symbol": "X", "side": "buy", "size": 1, "price": 10,
                      "order_time": "2025-01-09"}])
-    assert pending(db) == [("X", "default", "2025-01-02 00:00:00+00", True)]
+    assert pending(db) == [("X", "default", "2025-01-02 00:00:00+00")]
