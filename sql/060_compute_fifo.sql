@@ -7,11 +7,13 @@ RETURNS public.fifo_runs
 LANGUAGE plpgsql
 SECURITY DEFINER   -- a reader recomputes P&L without any right to write it (sql/045, sql/120)
 SET search_path = pg_catalog, pg_temp
+SET lock_timeout = '30s'   -- every wait bounded (sql/040); the caller's value is back on return
 AS $$
 DECLARE
     v_version integer := fifo._entry_version(p_version);
     v_accounts text[];
 BEGIN
+    PERFORM fifo._bound_waits();
     PERFORM fifo._require_text('symbol', p_symbol);
     SELECT array_agg(account ORDER BY account) INTO v_accounts
     FROM (SELECT DISTINCT t.account FROM fifo.trades t WHERE t.symbol = p_symbol
@@ -43,20 +45,31 @@ RETURNS public.fifo_runs
 LANGUAGE plpgsql
 SECURITY DEFINER   -- the operator's full recompute writes allocations it may not write itself
 SET search_path = pg_catalog, pg_temp
+SET lock_timeout = '30s'   -- every wait bounded (sql/040); the caller's value is back on return
 AS $$
 DECLARE
     v_version integer := fifo._entry_version(p_version);
     v_syms text[];
     v_accs text[];
     v_from timestamptz[];
+    v_started timestamptz := clock_timestamp();
+    v_err text;
+    v_hint text;
 BEGIN
+    PERFORM fifo._bound_waits();
     IF p_force IS NULL THEN
         RAISE EXCEPTION 'force must be true or false, got NULL' USING ERRCODE = '22004',
             HINT = 'compute_fifo_all(true) recomputes every pool; compute_fifo_all(false) brings them current.';
     END IF;
     IF p_force THEN
-        -- the exclusive lock first, so the pool list cannot go stale
-        PERFORM fifo._lock_all();
+        -- the exclusive lock first, so the pool list cannot go stale; a wait that runs out
+        -- is recorded as a failed run naming the holders
+        BEGIN
+            PERFORM fifo._lock_all();
+        EXCEPTION WHEN lock_not_available THEN
+            GET STACKED DIAGNOSTICS v_err = MESSAGE_TEXT, v_hint = PG_EXCEPTION_HINT;
+            RETURN fifo._lock_failed_run('all', v_version, '{}', 0, v_started, v_err || '. ' || coalesce(v_hint, ''));
+        END;
     END IF;
     WITH pools AS (
         SELECT DISTINCT t.symbol, t.account FROM fifo.trades t
