@@ -37,22 +37,46 @@ AS $$
         greatest(1, round(extract(epoch FROM fifo._lock_timeout()) * 1000))::bigint::text, true)
 $$;
 
--- fifo._lock_holders(xmax, table): who holds a row lock, as one line: the
--- live transactions behind the row's xmax (a MultiXactId when several
--- sessions hold it FOR SHARE), each as 'pid N (role R, STATE, transaction
--- open since T)'. What another role's session is doing (state, start) is
--- shown only to a superuser or a member of pg_read_all_stats; otherwise the
--- line says so. With `table` and no live holder found (a row another
--- transaction inserted and has not committed), the sessions holding a lock
--- on `table`. NULL when nobody is found (the holder has ended since).
-CREATE OR REPLACE FUNCTION fifo._lock_holders(p_xmax xid, p_table regclass DEFAULT NULL)
+-- fifo._describe_sessions(pids[]): 'pid N (role R, STATE, transaction open
+-- since T)' for each, '; ' between; NULL for none. What another role's
+-- session does and since when is shown only to a superuser or a member of
+-- pg_read_all_stats (the owner, whose rights fifo-db runs with); otherwise the
+-- text says so.
+CREATE OR REPLACE FUNCTION fifo._describe_sessions(p_pids integer[])
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.string_agg(pg_catalog.format('pid %s (role %s, %s)', a.pid, coalesce(a.usename::text, '?'),
+               CASE WHEN a.xact_start IS NULL AND a.state IS NULL
+                    THEN pg_catalog.format('what it does and since when is not visible to role %s, '
+                                           'which is not a member of pg_read_all_stats', current_user)
+                    ELSE pg_catalog.format('%s, transaction open since %s', coalesce(a.state, '?'),
+                                           coalesce(pg_catalog.date_trunc('second', a.xact_start)::text, '?'))
+               END), '; ' ORDER BY a.pid)
+    FROM pg_catalog.pg_stat_activity a
+    WHERE a.pid = ANY (p_pids)
+$$;
+
+-- fifo._lock_holders(xmax, table): who holds a row lock of `table`, as one
+-- line (fifo._describe_sessions). A transaction that locked the row at its
+-- top level is found by its xid (the row's xmax, or the members of a
+-- MultiXactId when several sessions hold it FOR SHARE). One that locked it in
+-- a subtransaction (a PL/pgSQL block with EXCEPTION, as fifo-db's runs do)
+-- shows only its top xid, which is older than the lock's: then the holders
+-- are the sessions holding a lock on `table` that wait for nothing and whose
+-- xid is no newer than the row's locker ('one of' them when several). With
+-- xmax NULL (a row another transaction inserted, not committed yet) the
+-- sessions holding a lock on `table`. NULL when nobody is found (the holder
+-- has ended since).
+CREATE OR REPLACE FUNCTION fifo._lock_holders(p_xmax xid, p_table regclass)
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_xids bigint[] := '{}';
-    v_pids integer[];
+    v_pids integer[] := '{}';
 BEGIN
     IF p_xmax IS NOT NULL AND p_xmax::text <> '0' THEN
         v_xids := ARRAY[p_xmax::text::bigint];
@@ -61,9 +85,10 @@ BEGIN
                           AND l.transactionid::text::bigint = ANY (v_xids));
         IF cardinality(v_pids) = 0 THEN
             BEGIN   -- several holders: xmax is a MultiXactId
-                v_xids := ARRAY(SELECT m.xid::text::bigint FROM pg_catalog.pg_get_multixact_members(p_xmax) m);
+                v_xids := v_xids || ARRAY(SELECT m.xid::text::bigint
+                                          FROM pg_catalog.pg_get_multixact_members(p_xmax) m);
             EXCEPTION WHEN OTHERS THEN
-                v_xids := '{}';
+                NULL;   -- not one
             END;
             v_pids := ARRAY(SELECT DISTINCT l.pid FROM pg_catalog.pg_locks l
                             WHERE l.locktype = 'transactionid' AND l.granted
@@ -71,21 +96,21 @@ BEGIN
                               AND l.transactionid::text::bigint = ANY (v_xids));
         END IF;
     END IF;
-    IF coalesce(cardinality(v_pids), 0) = 0 AND p_table IS NOT NULL THEN
-        v_pids := ARRAY(SELECT DISTINCT l.pid FROM pg_catalog.pg_locks l
-                        WHERE l.locktype = 'relation' AND l.relation = p_table AND l.granted
-                          AND l.pid <> pg_catalog.pg_backend_pid());
+    IF cardinality(v_pids) = 0 THEN
+        v_pids := ARRAY(
+            SELECT DISTINCT l.pid
+            FROM pg_catalog.pg_locks l
+            JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+            WHERE l.locktype = 'relation' AND l.relation = p_table AND l.granted
+              AND l.pid <> pg_catalog.pg_backend_pid()
+              AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_locks w WHERE w.pid = l.pid AND NOT w.granted)
+              AND (cardinality(v_xids) = 0
+                   OR a.backend_xid::text::bigint <= (SELECT max(x) FROM unnest(v_xids) x)));
+        IF cardinality(v_pids) > 1 THEN
+            RETURN 'one of ' || fifo._describe_sessions(v_pids);
+        END IF;
     END IF;
-    RETURN (
-        SELECT pg_catalog.string_agg(pg_catalog.format('pid %s (role %s, %s)', a.pid, coalesce(a.usename::text, '?'),
-                   CASE WHEN a.xact_start IS NULL AND a.state IS NULL
-                        THEN pg_catalog.format('what it does and since when is not visible to role %s, '
-                                               'which is not a member of pg_read_all_stats', current_user)
-                        ELSE pg_catalog.format('%s, transaction open since %s', coalesce(a.state, '?'),
-                                               coalesce(pg_catalog.date_trunc('second', a.xact_start)::text, '?'))
-                   END), '; ' ORDER BY a.pid)
-        FROM pg_catalog.pg_stat_activity a
-        WHERE a.pid = ANY (v_pids));
+    RETURN fifo._describe_sessions(v_pids);
 END;
 $$;
 
@@ -99,6 +124,53 @@ AS $$
         'A session holds a fifo-db lock until its transaction ends: COMMIT or ROLLBACK there, or end it '
         '(SELECT pg_terminate_backend(pid), as a superuser or a member of its role), then run again. '
         'Runs wait at most the fifo-db setting lock_timeout (now %s).', fifo._setting('lock_timeout'))
+$$;
+
+-- fifo._lock_shared(): the 'all' row FOR SHARE, as every per-pool run holds
+-- it; waits while a forced full recompute runs, at most lock_timeout, then
+-- raises 55P03 naming it.
+CREATE OR REPLACE FUNCTION fifo._lock_shared()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM 1 FROM fifo.run_locks r WHERE r.name = 'all' FOR SHARE;
+EXCEPTION WHEN lock_not_available THEN
+    RAISE EXCEPTION 'a forced full recompute (compute_fifo_all(true)) holds every pool: %; gave up after '
+                    'lock_timeout %',
+            coalesce(fifo._lock_holders((SELECT r.xmax FROM fifo.run_locks r WHERE r.name = 'all'),
+                                        'fifo.run_locks'), 'it has ended since'),
+            fifo._setting('lock_timeout')
+        USING ERRCODE = '55P03', HINT = fifo._lock_hint();
+END;
+$$;
+
+-- fifo._lock_failure(message, hint): the text a run that gave up waiting is
+-- recorded with: fifo-db's own message and hint (who holds what, what to do),
+-- or, for a wait fifo-db did not name (PostgreSQL's bare 'canceling statement
+-- due to lock timeout'), the sessions holding a lock on a table of schema
+-- fifo in a mode that blocks readers or writers.
+CREATE OR REPLACE FUNCTION fifo._lock_failure(p_message text, p_hint text)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_pids integer[];
+BEGIN
+    IF p_message IS DISTINCT FROM 'canceling statement due to lock timeout' THEN
+        RETURN p_message || '. ' || coalesce(p_hint, '');
+    END IF;
+    v_pids := ARRAY(SELECT DISTINCT l.pid FROM pg_catalog.pg_locks l
+                    JOIN pg_catalog.pg_class c ON c.oid = l.relation
+                    WHERE c.relnamespace = 'fifo'::regnamespace AND l.granted
+                      AND l.pid <> pg_catalog.pg_backend_pid()
+                      AND l.mode IN ('ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock'));
+    RETURN pg_catalog.format('a table of fifo-db was locked by another session: %s; gave up after lock_timeout %s. %s',
+        coalesce(fifo._describe_sessions(v_pids), 'a session that has ended since'),
+        fifo._setting('lock_timeout'), fifo._lock_hint());
+END;
 $$;
 
 -- fifo._lock_pools(symbols[], accounts[], wait): lock the pools (after the
@@ -117,16 +189,7 @@ DECLARE
     i integer;
 BEGIN
     IF p_wait THEN
-        BEGIN
-            PERFORM 1 FROM fifo.run_locks r WHERE r.name = 'all' FOR SHARE;
-        EXCEPTION WHEN lock_not_available THEN
-            RAISE EXCEPTION 'a forced full recompute (compute_fifo_all(true)) holds every pool: %; gave up after '
-                            'lock_timeout %',
-                    coalesce(fifo._lock_holders((SELECT r.xmax FROM fifo.run_locks r WHERE r.name = 'all'),
-                                                'fifo.run_locks'), 'it has ended since'),
-                    fifo._setting('lock_timeout')
-                USING ERRCODE = '55P03', HINT = fifo._lock_hint();
-        END;
+        PERFORM fifo._lock_shared();
     ELSIF NOT EXISTS (SELECT 1 FROM fifo.run_locks r WHERE r.name = 'all' FOR SHARE SKIP LOCKED) THEN
         RETURN;   -- a forced full recompute is running: it covers every pool
     END IF;
@@ -143,7 +206,15 @@ BEGIN
             ORDER BY d.symbol COLLATE "C", d.account COLLATE "C"
             ON CONFLICT DO NOTHING;
         EXCEPTION WHEN lock_not_available THEN
-            RAISE EXCEPTION 'another transaction is adding pools of this run: %; gave up after lock_timeout %',
+            SELECT pg_catalog.string_agg(pg_catalog.format('%s/%s', d.symbol, d.account), ', '
+                                         ORDER BY d.symbol COLLATE "C", d.account COLLATE "C")
+            INTO v_held
+            FROM (SELECT DISTINCT p.symbol, p.account FROM unnest(p_symbols, p_accounts) AS p(symbol, account)
+                  WHERE NOT EXISTS (SELECT 1 FROM fifo.pool_locks l
+                                    WHERE l.symbol = p.symbol AND l.account = p.account)
+                  LIMIT 5) d;
+            RAISE EXCEPTION 'pool % is held by the transaction adding it: %; gave up after lock_timeout %',
+                    coalesce(v_held, '?'),
                     coalesce(fifo._lock_holders(NULL, 'fifo.pool_locks'), 'it has ended since'),
                     fifo._setting('lock_timeout')
                 USING ERRCODE = '55P03', HINT = fifo._lock_hint();
@@ -188,7 +259,7 @@ BEGIN
             SELECT pg_catalog.string_agg(pg_catalog.format('pool %s/%s is held by %s', h.symbol, h.account, h.who),
                                          '; ' ORDER BY h.symbol COLLATE "C", h.account COLLATE "C")
             INTO v_held
-            FROM (SELECT l.symbol, l.account, fifo._lock_holders(l.xmax) AS who
+            FROM (SELECT l.symbol, l.account, fifo._lock_holders(l.xmax, 'fifo.pool_locks') AS who
                   FROM fifo.pool_locks l
                   JOIN unnest(p_symbols, p_accounts) AS p(symbol, account)
                     ON l.symbol = p.symbol AND l.account = p.account
@@ -219,7 +290,7 @@ AS $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM fifo.run_locks r WHERE r.name = 'all' FOR SHARE SKIP LOCKED) THEN
         RETURN 'every pool is held by a forced full recompute: '
-               || coalesce(fifo._lock_holders((SELECT r.xmax FROM fifo.run_locks r WHERE r.name = 'all')),
+               || coalesce(fifo._lock_holders((SELECT r.xmax FROM fifo.run_locks r WHERE r.name = 'all'), 'fifo.run_locks'),
                            'it has ended since');
     END IF;
     RETURN (
@@ -228,7 +299,7 @@ BEGIN
                                      '; ' ORDER BY h.n)
                || CASE WHEN max(h.total) > 5 THEN pg_catalog.format('; and %s more', max(h.total) - 5) ELSE '' END
         FROM (SELECT p.symbol, p.account,
-                     fifo._lock_holders(l.xmax, CASE WHEN l.symbol IS NULL THEN 'fifo.pool_locks'::regclass END) AS who,
+                     fifo._lock_holders(l.xmax, 'fifo.pool_locks') AS who,
                      row_number() OVER (ORDER BY p.symbol COLLATE "C", p.account COLLATE "C") AS n,
                      count(*) OVER () AS total
               FROM unnest(p_symbols, p_accounts) AS p(symbol, account)
@@ -251,9 +322,13 @@ DECLARE
 BEGIN
     PERFORM 1 FROM fifo.run_locks r ORDER BY r.name COLLATE "C" FOR UPDATE;
 EXCEPTION WHEN lock_not_available THEN
-    SELECT pg_catalog.string_agg(h.who, '; ') INTO v_held
-    FROM (SELECT DISTINCT fifo._lock_holders(r.xmax) AS who FROM fifo.run_locks r WHERE r.xmax::text <> '0') h
-    WHERE h.who IS NOT NULL;
+    -- every run in progress holds a row of fifo.run_locks: the sessions holding that table
+    -- and waiting for nothing
+    v_held := fifo._describe_sessions(ARRAY(
+        SELECT DISTINCT l.pid FROM pg_catalog.pg_locks l
+        WHERE l.locktype = 'relation' AND l.relation = 'fifo.run_locks'::regclass AND l.granted
+          AND l.pid <> pg_catalog.pg_backend_pid()
+          AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_locks w WHERE w.pid = l.pid AND NOT w.granted)));
     RAISE EXCEPTION 'a forced full recompute waits for every run in progress to end, and these did not: %; '
                     'gave up after lock_timeout %',
             coalesce(v_held, 'a run that has ended since'), fifo._setting('lock_timeout')

@@ -80,13 +80,8 @@ BEGIN
         END IF;
     EXCEPTION WHEN lock_not_available THEN
         GET STACKED DIAGNOSTICS v_err = MESSAGE_TEXT, v_held = PG_EXCEPTION_HINT;
-        IF v_err = 'canceling statement due to lock timeout' THEN
-            v_err := format('waited lock_timeout %s for a lock on fifo.allocations: %s', fifo._setting('lock_timeout'),
-                            coalesce(fifo._lock_holders(NULL, 'fifo.allocations'), 'its holder has ended since'));
-            v_held := fifo._lock_hint();
-        END IF;
         RETURN fifo._lock_failed_run(p_mode, p_version, p_symbols, v_n, v_run.started_at,
-                                     v_err || '. ' || coalesce(v_held, ''));
+                                     fifo._lock_failure(v_err, v_held));
     END;
     v_run.skipped_pools := v_n - cardinality(v_locked);
     IF v_run.skipped_pools > 0 AND v_held IS NULL THEN
@@ -218,6 +213,12 @@ BEGIN
     -- 4. the run record (mode 'all' also prunes the change log: it consumed everything)
     IF p_mode = 'all' THEN
         PERFORM fifo._prune_changes();
+        -- every pool has its lock row from now on (no other run can be adding one: they
+        -- all hold the 'all' row this run holds exclusively)
+        INSERT INTO fifo.pool_locks (symbol, account)
+        SELECT p.symbol, p.account FROM unnest(v_syms, v_accs) AS p(symbol, account)
+        WHERE NOT EXISTS (SELECT 1 FROM fifo.pool_locks l WHERE l.symbol = p.symbol AND l.account = p.account)
+        ON CONFLICT DO NOTHING;
     END IF;
     v_run.finished_at := clock_timestamp();
     v_run.duration_ms := round(extract(epoch FROM v_run.finished_at - v_run.started_at) * 1000, 3);

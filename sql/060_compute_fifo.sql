@@ -12,17 +12,29 @@ AS $$
 DECLARE
     v_version integer := fifo._entry_version(p_version);
     v_accounts text[];
+    v_started timestamptz := clock_timestamp();
+    v_err text;
+    v_hint text;
 BEGIN
     PERFORM fifo._bound_waits();
     PERFORM fifo._require_text('symbol', p_symbol);
-    SELECT array_agg(account ORDER BY account) INTO v_accounts
-    FROM (SELECT DISTINCT t.account FROM fifo.trades t WHERE t.symbol = p_symbol
-          UNION
-          SELECT ps.account FROM fifo.pool_state ps
-          WHERE ps.version = v_version AND ps.symbol = p_symbol
-          UNION   -- a pool that lost its trades (and its state) still has rows to remove
-          SELECT DISTINCT a.account FROM fifo.allocations a
-          WHERE a.version = v_version AND a.symbol = p_symbol) pools;
+    BEGIN
+        -- shared with other per-pool runs, first: a forced run in progress holds every pool
+        -- (and fifo.allocations, which the pool list reads)
+        PERFORM fifo._lock_shared();
+        SELECT array_agg(account ORDER BY account) INTO v_accounts
+        FROM (SELECT DISTINCT t.account FROM fifo.trades t WHERE t.symbol = p_symbol
+              UNION
+              SELECT ps.account FROM fifo.pool_state ps
+              WHERE ps.version = v_version AND ps.symbol = p_symbol
+              UNION   -- a pool that lost its trades (and its state) still has rows to remove
+              SELECT DISTINCT a.account FROM fifo.allocations a
+              WHERE a.version = v_version AND a.symbol = p_symbol) pools;
+    EXCEPTION WHEN lock_not_available THEN
+        GET STACKED DIAGNOSTICS v_err = MESSAGE_TEXT, v_hint = PG_EXCEPTION_HINT;
+        RETURN fifo._lock_failed_run('symbol', v_version, ARRAY[p_symbol], 0, v_started,
+                                     fifo._lock_failure(v_err, v_hint));
+    END;
     IF v_accounts IS NULL THEN
         RAISE EXCEPTION 'no trades for symbol "%"', p_symbol
             USING ERRCODE = 'P0002',
@@ -61,37 +73,40 @@ BEGIN
         RAISE EXCEPTION 'force must be true or false, got NULL' USING ERRCODE = '22004',
             HINT = 'compute_fifo_all(true) recomputes every pool; compute_fifo_all(false) brings them current.';
     END IF;
-    IF p_force THEN
-        -- the exclusive lock first, so the pool list cannot go stale; a wait that runs out
-        -- is recorded as a failed run naming the holders
-        BEGIN
+    -- the locks first (a forced run's exclusive one, so the pool list cannot go stale;
+    -- else the shared one); a wait that runs out is recorded as a failed run naming the holders
+    BEGIN
+        IF p_force THEN
             PERFORM fifo._lock_all();
-        EXCEPTION WHEN lock_not_available THEN
-            GET STACKED DIAGNOSTICS v_err = MESSAGE_TEXT, v_hint = PG_EXCEPTION_HINT;
-            RETURN fifo._lock_failed_run('all', v_version, '{}', 0, v_started, v_err || '. ' || coalesce(v_hint, ''));
-        END;
-    END IF;
-    WITH pools AS (
-        SELECT DISTINCT t.symbol, t.account FROM fifo.trades t
-        UNION
-        SELECT ps.symbol, ps.account FROM fifo.pool_state ps WHERE ps.version = v_version
-        UNION
-        SELECT pc.symbol, pc.account FROM fifo.pool_changes pc WHERE pc.processed_at IS NULL
-        UNION   -- a pool that lost its trades (and its state) still has rows to remove; a
-                -- forced run replaces the version's rows wholesale (sql/035), so it skips the scan
-        SELECT DISTINCT a.symbol, a.account FROM fifo.allocations a WHERE a.version = v_version AND NOT p_force
-    )
-    SELECT array_agg(p.symbol), array_agg(p.account),
-           array_agg(CASE WHEN p_force THEN '-infinity'::timestamptz END)
-    INTO v_syms, v_accs, v_from
-    FROM pools p
-    LEFT JOIN fifo.pool_state ps
-           ON ps.version = v_version AND ps.symbol = p.symbol AND ps.account = p.account
-    WHERE p_force
-       OR ps.version IS NULL
-       OR ps.stale_from IS NOT NULL
-       OR EXISTS (SELECT 1 FROM fifo.pool_changes pc
-                  WHERE pc.processed_at IS NULL AND pc.symbol = p.symbol AND pc.account = p.account);
+        ELSE
+            PERFORM fifo._lock_shared();
+        END IF;
+        WITH pools AS (
+            SELECT DISTINCT t.symbol, t.account FROM fifo.trades t
+            UNION
+            SELECT ps.symbol, ps.account FROM fifo.pool_state ps WHERE ps.version = v_version
+            UNION
+            SELECT pc.symbol, pc.account FROM fifo.pool_changes pc WHERE pc.processed_at IS NULL
+            UNION   -- a pool that lost its trades (and its state) still has rows to remove; a
+                    -- forced run replaces the version's rows wholesale (sql/035), so it skips the scan
+            SELECT DISTINCT a.symbol, a.account FROM fifo.allocations a WHERE a.version = v_version AND NOT p_force
+        )
+        SELECT array_agg(p.symbol), array_agg(p.account),
+               array_agg(CASE WHEN p_force THEN '-infinity'::timestamptz END)
+        INTO v_syms, v_accs, v_from
+        FROM pools p
+        LEFT JOIN fifo.pool_state ps
+               ON ps.version = v_version AND ps.symbol = p.symbol AND ps.account = p.account
+        WHERE p_force
+           OR ps.version IS NULL
+           OR ps.stale_from IS NOT NULL
+           OR EXISTS (SELECT 1 FROM fifo.pool_changes pc
+                      WHERE pc.processed_at IS NULL AND pc.symbol = p.symbol AND pc.account = p.account);
+    EXCEPTION WHEN lock_not_available THEN
+        GET STACKED DIAGNOSTICS v_err = MESSAGE_TEXT, v_hint = PG_EXCEPTION_HINT;
+        RETURN fifo._lock_failed_run(CASE WHEN p_force THEN 'all' ELSE 'incremental' END, v_version, '{}', 0,
+                                     v_started, fifo._lock_failure(v_err, v_hint));
+    END;
     RETURN fifo._run(CASE WHEN p_force THEN 'all' ELSE 'incremental' END, v_version,
                      coalesce(v_syms, '{}'), coalesce(v_accs, '{}'), coalesce(v_from, '{}'), true);
 END;
