@@ -289,3 +289,59 @@ def test_a_share_update_exclusive_holder_the_owner_cannot_tell_from_autovacuum_i
     assert run["status"] == "ok" and any("replaced in place" in n for n in notices)
     assert 900 <= run["duration_ms"] < 8_000   # waited the bound once; 19 waits of it were 17 s
     assert stored(conn) == expected(conn) and findings(conn) == []
+
+
+# -- install: one at a time, bounded, on nothing a stranger can lock ----------------------------
+
+def test_an_install_waits_for_another_at_most_its_bound_and_names_it(db, monkeypatch):
+    from fifo_db import install as install_module
+    from fifo_db.errors import FifoError
+
+    monkeypatch.setattr(install_module, "INSTALL_LOCK_TIMEOUT", "1s")
+    other = psycopg.connect(db.info.dsn, autocommit=False)   # another installer, in its transaction
+    try:
+        install_module.lock_install(other)
+        with pytest.raises(FifoError) as err:
+            install(db)
+        assert re.fullmatch(
+            rf"another fifo-db install, adopt or uninstall holds database '{db.info.dbname}': pid "
+            rf"{other.info.backend_pid} \(role postgres, idle in transaction, transaction open since [^)]+\); "
+            rf"gave up after 1s; let it finish \(or end it\), then run this again", str(err.value)), str(err.value)
+    finally:
+        other.close()
+    install(db)   # free again
+
+
+def test_two_first_installs_at_once_one_wins_the_other_changes_nothing(db, dsn):
+    import threading
+
+    from fifo_db.errors import FifoError
+
+    name = f"{db.info.dbname}_first"
+    db.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
+    first = psycopg.connect(dsn.replace(f"dbname={db.info.dbname}", f"dbname={name}"), autocommit=False)
+    second = psycopg.connect(dsn.replace(f"dbname={db.info.dbname}", f"dbname={name}"), autocommit=True)
+    try:
+        first.execute("CREATE SCHEMA fifo")   # the first install, not committed yet
+        outcome: dict = {}
+
+        def run():
+            try:
+                install(second)
+            except FifoError as exc:
+                outcome["error"] = str(exc)
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        while not db.execute("SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = %s AND NOT granted)",
+                             (second.info.backend_pid,)).fetchone()[0]:
+            assert thread.is_alive(), outcome
+        first.commit()
+        thread.join(60)
+        assert outcome["error"] == (f"another fifo-db install created schema fifo in database '{name}' at the "
+                                    f"same time; nothing was changed by this one: run it again")
+        assert second.execute("SELECT to_regclass('fifo._yoyo_migration')").fetchone()[0] is None
+    finally:
+        first.close()
+        second.close()
+        db.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
