@@ -149,8 +149,9 @@ $$;
 -- fifo._lock_failure(message, hint): the text a run that gave up waiting is
 -- recorded with: fifo-db's own message and hint (who holds what, what to do),
 -- or, for a wait fifo-db did not name (PostgreSQL's bare 'canceling statement
--- due to lock timeout'), the sessions holding a lock on a table of schema
--- fifo in a mode that blocks readers or writers.
+-- due to lock timeout'), the sessions holding a lock on a table of this
+-- database in a mode that blocks readers or writers (fifo-db's own tables,
+-- or the trades table a bot may have locked).
 CREATE OR REPLACE FUNCTION fifo._lock_failure(p_message text, p_hint text)
 RETURNS text
 LANGUAGE plpgsql
@@ -163,11 +164,12 @@ BEGIN
         RETURN p_message || '. ' || coalesce(p_hint, '');
     END IF;
     v_pids := ARRAY(SELECT DISTINCT l.pid FROM pg_catalog.pg_locks l
-                    JOIN pg_catalog.pg_class c ON c.oid = l.relation
-                    WHERE c.relnamespace = 'fifo'::regnamespace AND l.granted
+                    WHERE l.locktype = 'relation' AND l.granted
+                      AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
+                                        WHERE d.datname = pg_catalog.current_database())
                       AND l.pid <> pg_catalog.pg_backend_pid()
                       AND l.mode IN ('ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock'));
-    RETURN pg_catalog.format('a table of fifo-db was locked by another session: %s; gave up after lock_timeout %s. %s',
+    RETURN pg_catalog.format('a table fifo-db reads or writes is locked by another session: %s; gave up after lock_timeout %s. %s',
         coalesce(fifo._describe_sessions(v_pids), 'a session that has ended since'),
         fifo._setting('lock_timeout'), fifo._lock_hint());
 END;

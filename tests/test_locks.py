@@ -76,7 +76,8 @@ def test_an_operator_cancelled_in_a_forced_run_keeps_no_connection_and_no_backen
     db.execute("CREATE EXTENSION IF NOT EXISTS dblink")
     add_trades(db, pools([f"P{i:03d}-USD" for i in range(240)]))
     name, op = roles("operator")
-    backends = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+    backends = ("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND backend_type = 'client backend'")   # (autovacuum workers come and go)
     before = db.execute(backends).fetchone()[0]
     op.execute(f"SET statement_timeout = {timeout_ms}")
     with pytest.raises(psycopg.errors.QueryCanceled):
@@ -345,3 +346,18 @@ def test_two_first_installs_at_once_one_wins_the_other_changes_nothing(db, dsn):
         first.close()
         second.close()
         db.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def test_a_bot_locking_the_trades_table_is_named_too(db, roles):
+    add_trades(db, pools(["X"]))
+    db.execute("SELECT fifo_set_setting('lock_timeout', '1 s')")
+    bot = psycopg.connect(db.info.dsn, autocommit=False)
+    try:
+        bot.execute("LOCK TABLE trade_records IN ACCESS EXCLUSIVE MODE")   # an ALTER TABLE, say
+        run = run_of(db, "compute_fifo('X')")
+        assert run["status"] == "failed"
+        assert run["error"].startswith(f"a table fifo-db reads or writes is locked by another session: pid "
+                                       f"{bot.info.backend_pid} (role postgres, idle in transaction, "), run["error"]
+    finally:
+        bot.close()
+    assert run_of(db, "compute_fifo('X')")["status"] == "ok"
