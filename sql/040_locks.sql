@@ -187,6 +187,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_held text;
+    v_held_syms text[];
+    v_held_accs text[];
     v_lock_timeout text := pg_catalog.current_setting('lock_timeout');
     i integer;
 BEGIN
@@ -258,17 +260,19 @@ BEGIN
             ORDER BY l.symbol COLLATE "C", l.account COLLATE "C"
             FOR UPDATE OF l;
         EXCEPTION WHEN lock_not_available THEN
-            SELECT pg_catalog.string_agg(pg_catalog.format('pool %s/%s is held by %s', h.symbol, h.account, h.who),
-                                         '; ' ORDER BY h.symbol COLLATE "C", h.account COLLATE "C")
-            INTO v_held
-            FROM (SELECT l.symbol, l.account, fifo._lock_holders(l.xmax, 'fifo.pool_locks') AS who
-                  FROM fifo.pool_locks l
-                  JOIN unnest(p_symbols, p_accounts) AS p(symbol, account)
-                    ON l.symbol = p.symbol AND l.account = p.account
-                  WHERE l.xmax::text <> '0') h
-            WHERE h.who IS NOT NULL;
+            -- which pools are held: those a SKIP LOCKED pass does not get (it locks the free
+            -- ones until the error below rolls them back)
+            SELECT coalesce(array_agg(p.symbol), '{}'), coalesce(array_agg(p.account), '{}')
+            INTO v_held_syms, v_held_accs
+            FROM (SELECT DISTINCT q.symbol, q.account FROM unnest(p_symbols, p_accounts) AS q(symbol, account)) p
+            WHERE NOT EXISTS (SELECT 1 FROM (SELECT l.symbol, l.account FROM fifo.pool_locks l
+                                             JOIN unnest(p_symbols, p_accounts) AS u(symbol, account)
+                                               ON l.symbol = u.symbol AND l.account = u.account
+                                             FOR UPDATE OF l SKIP LOCKED) f
+                              WHERE f.symbol = p.symbol AND f.account = p.account);
             RAISE EXCEPTION '%; gave up after lock_timeout %',
-                    coalesce(v_held, 'a pool of this run was held by a transaction that has ended since'),
+                    coalesce(fifo._held_pools(v_held_syms, v_held_accs, 'is held by'),
+                             'a pool of this run was held by a transaction that has ended since'),
                     fifo._setting('lock_timeout')
                 USING ERRCODE = '55P03', HINT = fifo._lock_hint();
         END;
@@ -282,9 +286,10 @@ BEGIN
 END;
 $$;
 
--- fifo._held_pools(symbols[], accounts[]): the pools of a run that it could
--- not lock, and who holds them, as one line (at most 5 pools named).
-CREATE OR REPLACE FUNCTION fifo._held_pools(p_symbols text[], p_accounts text[])
+-- fifo._held_pools(symbols[], accounts[] [, verb]): pools another run holds,
+-- and who holds them, as one line ('pool S/A held by pid N (...)'; at most 5
+-- pools named, the holders looked up for those only).
+CREATE OR REPLACE FUNCTION fifo._held_pools(p_symbols text[], p_accounts text[], p_verb text DEFAULT 'held by')
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -292,22 +297,23 @@ AS $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM fifo.run_locks r WHERE r.name = 'all' FOR SHARE SKIP LOCKED) THEN
         RETURN 'every pool is held by a forced full recompute: '
-               || coalesce(fifo._lock_holders((SELECT r.xmax FROM fifo.run_locks r WHERE r.name = 'all'), 'fifo.run_locks'),
+               || coalesce(fifo._lock_holders((SELECT r.xmax FROM fifo.run_locks r WHERE r.name = 'all'),
+                                              'fifo.run_locks'),
                            'it has ended since');
     END IF;
     RETURN (
-        SELECT pg_catalog.string_agg(pg_catalog.format('pool %s/%s held by %s', h.symbol, h.account,
-                                                       coalesce(h.who, 'a transaction that has ended since')),
+        SELECT pg_catalog.string_agg(pg_catalog.format('pool %s/%s %s %s', h.symbol, h.account, p_verb,
+                                                       coalesce(fifo._lock_holders(l.xmax, 'fifo.pool_locks'),
+                                                                'a transaction that has ended since')),
                                      '; ' ORDER BY h.n)
                || CASE WHEN max(h.total) > 5 THEN pg_catalog.format('; and %s more', max(h.total) - 5) ELSE '' END
         FROM (SELECT p.symbol, p.account,
-                     fifo._lock_holders(l.xmax, 'fifo.pool_locks') AS who,
                      row_number() OVER (ORDER BY p.symbol COLLATE "C", p.account COLLATE "C") AS n,
                      count(*) OVER () AS total
               FROM unnest(p_symbols, p_accounts) AS p(symbol, account)
-              LEFT JOIN fifo.pool_locks l ON l.symbol = p.symbol AND l.account = p.account
               ORDER BY p.symbol COLLATE "C", p.account COLLATE "C"
-              LIMIT 5) h);
+              LIMIT 5) h
+        LEFT JOIN fifo.pool_locks l ON l.symbol = h.symbol AND l.account = h.account);
 END;
 $$;
 

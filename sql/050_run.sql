@@ -85,10 +85,11 @@ BEGIN
     END;
     v_run.skipped_pools := v_n - cardinality(v_locked);
     IF v_run.skipped_pools > 0 AND v_held IS NULL THEN
-        v_held := fifo._held_pools(ARRAY(SELECT p_symbols[i] FROM generate_subscripts(p_symbols, 1) i
-                                         WHERE i <> ALL (v_locked) ORDER BY i),
-                                   ARRAY(SELECT p_accounts[i] FROM generate_subscripts(p_accounts, 1) i
-                                         WHERE i <> ALL (v_locked) ORDER BY i));
+        SELECT fifo._held_pools(array_agg(p_symbols[s.i] ORDER BY s.i), array_agg(p_accounts[s.i] ORDER BY s.i))
+        INTO v_held
+        FROM generate_subscripts(p_symbols, 1) AS s(i)
+        LEFT JOIN unnest(v_locked) AS l(i) ON l.i = s.i
+        WHERE l.i IS NULL;
     END IF;
     IF v_held IS NOT NULL THEN
         v_run.error := format('skipped %s held pool%s, still pending: %s', v_run.skipped_pools,

@@ -361,3 +361,20 @@ def test_a_bot_locking_the_trades_table_is_named_too(db, roles):
     finally:
         bot.close()
     assert run_of(db, "compute_fifo('X')")["status"] == "ok"
+
+
+def test_only_the_pools_really_held_are_named(db, roles):
+    """A pool last locked by a run that has committed keeps that run's xid in its row: it is
+    not named as held."""
+    add_trades(db, pools(["X", "Y", "Z"]))
+    db.execute("SELECT compute_fifo_all(true)")
+    db.execute("SELECT fifo_set_setting('lock_timeout', '1 s')")
+    name, reader = roles("reader", autocommit=False)
+    reader.execute("SELECT compute_fifo('X')")                  # the older transaction
+    db.execute("SELECT compute_fifo('Y')")                      # newer, committed
+    add_trades(db, pools(["X", "Y", "Z"], "2025-01-02", "sell", "s"))
+    run = run_of(db, "compute_fifo_all()")
+    assert re.fullmatch(rf"pool X/default is held by pid {reader.info.backend_pid} \(role {name}, idle in "
+                        rf"transaction, transaction open since [^)]+\); gave up after lock_timeout 1 s\. .*",
+                        run["error"]), run["error"]
+    reader.rollback()
