@@ -378,3 +378,22 @@ def test_only_the_pools_really_held_are_named(db, roles):
                         rf"transaction, transaction open since [^)]+\); gave up after lock_timeout 1 s\. .*",
                         run["error"]), run["error"]
     reader.rollback()
+
+
+def test_an_upgrade_drops_the_two_session_functions(db):
+    """The functions of the dblink path as the previous release had them (signatures of
+    5514922's sql/035): an install over it leaves none behind."""
+    for signature, returns in [
+            ("_sessions_for(integer)", "integer"), ("_self_conninfo()", "text"),
+            ("_dblink_call(text, text, text)", "text"), ("_in_sessions(text[], text[], integer[])", "text[]"),
+            ("_build_in_sessions(integer, integer, uuid, text[], text[], timestamptz[], regclass, integer)", "void"),
+            ("_dblink_disconnect(text[])", "void"), ("_fresh_allocations_committed(integer, text)", "regclass"),
+            ("_swap_partition(integer, regclass, text[], text[], boolean)", "boolean"),
+            ("_pool_key(text, text)", "integer")]:
+        db.execute(f"CREATE FUNCTION fifo.{signature} RETURNS {returns} LANGUAGE sql AS 'SELECT NULL::{returns}'")
+    install(db)
+    assert db.execute("SELECT array_agg(p.oid::regprocedure::text ORDER BY 1) FROM pg_proc p "
+                      "WHERE p.pronamespace = 'fifo'::regnamespace AND p.proname IN ('_sessions_for', "
+                      "'_self_conninfo', '_dblink_call', '_in_sessions', '_build_in_sessions', '_dblink_disconnect', "
+                      "'_fresh_allocations_committed', '_swap_partition', '_pool_key')").fetchone()[0] == [
+        "fifo._swap_partition(integer,regclass,text[],text[])"]
