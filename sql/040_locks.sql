@@ -114,7 +114,7 @@ BEGIN
 END;
 $$;
 
--- fifo._lock_hint(pids): what to do about a lock held too long.
+-- fifo._lock_hint(): what to do about a lock held too long.
 CREATE OR REPLACE FUNCTION fifo._lock_hint()
 RETURNS text
 LANGUAGE sql STABLE

@@ -1,6 +1,8 @@
 -- compute_fifo(symbol [, version]): recompute every pool (account) of one
 -- symbol in full, atomically, and return the run. Waits for any other run
--- on those pools. Raises P0002 when the symbol has neither trades nor
+-- on those pools, at most the setting lock_timeout: then the run computes
+-- nothing and is returned (and recorded) as failed, naming the holder
+-- (sql/040). Raises P0002 when the symbol has neither trades nor
 -- allocations.
 CREATE OR REPLACE FUNCTION public.compute_fifo(p_symbol text, p_version integer DEFAULT NULL)
 RETURNS public.fifo_runs
@@ -51,7 +53,8 @@ COMMENT ON FUNCTION public.compute_fifo(text, integer) IS
 -- compute_fifo_all([force [, version]]): force = true recomputes every pool
 -- in full under the exclusive global lock; force = false brings every pool
 -- current: pools with pending changes from their earliest change, pools
--- never computed for the version in full.
+-- never computed for the version in full. Every wait is bounded by the
+-- setting lock_timeout, as for compute_fifo.
 CREATE OR REPLACE FUNCTION public.compute_fifo_all(p_force boolean DEFAULT false, p_version integer DEFAULT NULL)
 RETURNS public.fifo_runs
 LANGUAGE plpgsql
