@@ -458,7 +458,7 @@ def adopt(conn: psycopg.Connection, dry_run: bool = False, source: Source | None
     """
     try:
         with conn.transaction() as tx:
-            conn.execute(install.INSTALL_LOCK)
+            install.lock_install(conn)
             # a bot transaction holding trade_records must not make us (and the bot, queued
             # behind our lock) wait long: give up and say so
             conn.execute("SELECT pg_catalog.set_config('lock_timeout', %s, true)", (lock_timeout,))

@@ -513,16 +513,6 @@ def scratch_database(conn: psycopg.Connection, name: str = SCRATCH_DB):
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(ident))
 
 
-def sessions_used(conn: psycopg.Connection) -> str:
-    """dblink in the scratch database where the server has it and we may (a forced run then uses two sessions)."""
-    try:
-        with conn.transaction():
-            conn.execute("CREATE EXTENSION IF NOT EXISTS dblink")
-    except psycopg.Error as exc:
-        return f"one session (no dblink: {exc.diag.message_primary})"
-    return "two sessions at once over 200 pools (dblink), else one"
-
-
 def register(sub) -> None:
     p = sub.add_parser("bench", help="run the benchmarks in a scratch database and print figures",
                        description=f"Benchmarks in a scratch database ({SCRATCH_DB}, created and "
@@ -563,7 +553,7 @@ def _cli_bench(args, conn) -> int:
     titles = {"low": "low inventory", "accumulating": "accumulating inventory (issue 10's generator)",
               "decimal8": "8-decimal sizes and prices"}
     with scratch_database(conn) as bench_conn:
-        print(f"forced full recomputes: {sessions_used(bench_conn)}", flush=True)
+        print("forced full recomputes: one session (fifo-db opens no connection of its own)", flush=True)
         bench = Bench(bench_conn, args.runs, out=lambda line: print(line, flush=True))
         if "seed" in shapes:
             bench.seed_workload()

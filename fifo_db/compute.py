@@ -16,7 +16,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import set_json_loads
 
-from fifo_db.errors import FifoError, from_db_error
+from fifo_db.errors import FifoError, from_db_error, run_gave_up
 from fifo_db.report import money as report_money
 
 _exact_json = partial(json.loads, parse_float=Decimal, parse_int=Decimal)
@@ -172,6 +172,8 @@ def format_stats(run: dict) -> str:
     ]
     if run["skipped_pools"]:
         lines.append(f"  - Pools skipped (held by another run, still pending): {run['skipped_pools']:,}")
+        if run["error"] and not run["failed_pools"]:
+            lines.append(f"      {run['error']}")
     if run["failed_pools"]:
         lines.append(f"  - Pools failed (previous allocations kept): {run['failed_pools']:,}")
         lines.extend(f"      {line}" for line in (run["error"] or "").splitlines())
@@ -216,5 +218,8 @@ def _cli_compute(args, conn) -> int:
         run = compute_since(conn, parse_since(conn, args.since), args.version, progress)
     else:
         run = compute_all(conn, args.force, args.version, progress)
+    gave_up = run_gave_up(run)
+    if gave_up:
+        raise gave_up
     print(format_stats(run))
     return 0 if run["status"] in ("ok", "skipped") else 1

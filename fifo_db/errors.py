@@ -25,6 +25,7 @@ _ADVICE = {
     "08": "cannot reach PostgreSQL: check --dsn / FIFO_DB_DSN, or omit both to use the embedded server",
     "57014": "the statement was cancelled (statement_timeout or a cancel request)",
     "40P01": "deadlock detected; the transaction was rolled back and can be retried",
+    "55P03": "gave up waiting for a lock (lock_timeout): another session holds what this needed",
 }
 
 
@@ -75,4 +76,14 @@ def from_db_error(exc: psycopg.Error) -> FifoError:
         text = f"{text} [SQLSTATE {sqlstate}]"
     err = FifoError(text)
     err.sqlstate = sqlstate  # type: ignore[attr-defined]
+    return err
+
+
+def run_gave_up(run: dict) -> FifoError | None:
+    """A run that computed nothing because it gave up waiting for a lock (status failed, no
+    pool failed: sql/040 fifo._lock_failed_run) as one line naming the holders; else None."""
+    if run.get("status") != "failed" or run.get("failed_pools"):
+        return None
+    err = FifoError(f"run {run['run_id']} ({run['mode']}) computed nothing: {' '.join((run.get('error') or '').split())}")
+    err.sqlstate = "55P03"  # type: ignore[attr-defined]
     return err

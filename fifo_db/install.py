@@ -21,7 +21,49 @@ from fifo_db import migrate
 from fifo_db.errors import FifoError, from_db_error
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
-INSTALL_LOCK = "SELECT pg_advisory_xact_lock(1718185569 + 3, 0)"   # one installer at a time
+INSTALL_LOCK_TIMEOUT = "60s"   # how long an installer waits for another one (or a run holding a table)
+
+
+def lock_install(conn: psycopg.Connection) -> None:
+    """One installer (install, adopt, uninstall) at a time, inside the caller's transaction.
+
+    No advisory lock (any role may take any key): the lock is on fifo-db's own bookkeeping
+    table fifo._yoyo_migration (SHARE ROW EXCLUSIVE conflicts with itself; nobody but the
+    owner may lock it, and readers of `yoyo list` still read it). Before fifo-db is
+    installed there is nothing of ours to lock: two first installs then conflict on
+    CREATE SCHEMA fifo / CREATE TABLE fifo._yoyo_migration (the second waits for the
+    first's commit, then fails and changes nothing; run it again). Every wait of the
+    install is bounded by lock_timeout INSTALL_LOCK_TIMEOUT (for this transaction only);
+    the lock's, when it runs out, names the sessions holding the table.
+    """
+    conn.execute("SELECT pg_catalog.set_config('lock_timeout', %s, true)", (INSTALL_LOCK_TIMEOUT,))
+    table = conn.execute(
+        "SELECT c.oid::regclass::text FROM pg_catalog.pg_class c "
+        "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = 'fifo' AND c.relname = '_yoyo_migration' "
+        "AND pg_catalog.has_schema_privilege(n.oid, 'USAGE') "
+        "AND pg_catalog.has_table_privilege(c.oid, 'UPDATE')").fetchone()
+    if table is None:
+        return
+    try:
+        with conn.transaction():
+            conn.execute("LOCK TABLE fifo._yoyo_migration IN SHARE ROW EXCLUSIVE MODE NOWAIT")
+        return
+    except psycopg.errors.LockNotAvailable:
+        holders = conn.execute(
+            "SELECT string_agg(format('pid %s (role %s, %s)', a.pid, a.usename, "
+            "coalesce(a.state || ', transaction open since ' || date_trunc('second', a.xact_start), "
+            "'not visible to ' || current_user)), '; ' ORDER BY a.pid) "
+            "FROM pg_catalog.pg_stat_activity a WHERE a.pid IN (SELECT l.pid FROM pg_catalog.pg_locks l "
+            "WHERE l.relation = 'fifo._yoyo_migration'::regclass AND l.granted AND l.pid <> pg_backend_pid())"
+        ).fetchone()[0]
+    try:
+        with conn.transaction():
+            conn.execute("LOCK TABLE fifo._yoyo_migration IN SHARE ROW EXCLUSIVE MODE")
+    except psycopg.errors.LockNotAvailable:
+        raise FifoError(f"another fifo-db install, adopt or uninstall holds database {conn.info.dbname!r}: "
+                        f"{holders or 'a session that has ended since'}; gave up after {INSTALL_LOCK_TIMEOUT}; "
+                        f"let it finish (or end it), then run this again") from None
 
 
 def _resource_dir(name: str) -> Path:
@@ -80,7 +122,13 @@ def check_schema_owner(conn: psycopg.Connection) -> None:
 def apply_migrations(conn: psycopg.Connection) -> list[str]:
     """The pending migrations, inside the caller's transaction. Returns their ids."""
     check_schema_owner(conn)
-    conn.execute("CREATE SCHEMA IF NOT EXISTS fifo")
+    try:
+        with conn.transaction():
+            conn.execute("CREATE SCHEMA IF NOT EXISTS fifo")
+    except psycopg.errors.UniqueViolation:
+        # a first install beside ours created it and committed while we waited (lock_install)
+        raise FifoError(f"another fifo-db install created schema fifo in database {conn.info.dbname!r} "
+                        f"at the same time; nothing was changed by this one: run it again") from None
     conn.execute("SET LOCAL search_path = fifo, pg_catalog")   # yoyo's tables live in fifo
     return migrate.apply(conn, str(MIGRATIONS_DIR))
 
@@ -106,7 +154,7 @@ def install(conn: psycopg.Connection) -> InstallResult:
     """Install or upgrade fifo-db in the database of `conn` (autocommit connection), atomically."""
     try:
         with conn.transaction():
-            conn.execute(INSTALL_LOCK)
+            lock_install(conn)
             found = foreign_tables(conn)
             if found:
                 raise FifoError(

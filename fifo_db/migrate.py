@@ -6,7 +6,7 @@ database. Here yoyo runs on the caller's connection, inside the caller's
 transaction: every yoyo transaction becomes a savepoint, nothing commits
 until the caller does, and a failure anywhere (a migration, the sql/ files,
 adoption) rolls back migrations and bookkeeping alike. Concurrent installers
-are serialised by the caller's advisory lock instead of yoyo's lock table.
+are serialised by the caller's lock (fifo_db.install.lock_install) instead of yoyo's lock table.
 
 The bookkeeping tables are yoyo's own (fifo._yoyo_migration, _yoyo_log,
 _yoyo_version, yoyo_lock), so `yoyo list` still reads them.

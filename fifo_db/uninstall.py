@@ -171,7 +171,7 @@ def uninstall(conn: psycopg.Connection, restore: bool = False, dry_run: bool = F
     names: list[str] = []
     try:
         with conn.transaction() as tx:
-            conn.execute(install.INSTALL_LOCK)
+            install.lock_install(conn)
             conn.execute("SELECT pg_catalog.set_config('lock_timeout', %s, true)", (lock_timeout,))
             if not install.is_installed(conn):
                 raise psycopg.Rollback(tx)

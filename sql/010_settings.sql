@@ -67,6 +67,17 @@ BEGIN
         ELSIF p_value::integer NOT BETWEEN 100 AND 100000000 THEN
             problem := 'must be a whole number of runs from 100 to 100000000';
         END IF;
+    ELSIF p_name = 'lock_timeout' THEN
+        -- how long a run waits for a lock another session holds before it gives up,
+        -- records the run as failed and names the holder (sql/040)
+        example := '30 s';
+        BEGIN
+            IF p_value::interval < interval '100 milliseconds' OR p_value::interval > interval '1 hour' THEN
+                problem := 'must be an interval from 100 milliseconds to 1 hour';
+            END IF;
+        EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow THEN
+            problem := 'must be an interval such as ''30 s'' or ''2 min''';
+        END;
     ELSIF p_name = 'fill_statuses' THEN
         -- an adopted bot's table: which status values are fills ('*': every row counts)
         example := 'filled,done';
@@ -150,7 +161,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$ SELECT fifo._setting('current_version')::integer $$;
 
 -- fifo_set_setting(name, value): change a setting (current_version,
--- long_term_days, report_timezone, change_retention, run_retention, fill_statuses),
+-- long_term_days, report_timezone, change_retention, run_retention, fill_statuses, lock_timeout),
 -- validating the name and value first.
 CREATE OR REPLACE FUNCTION public.fifo_set_setting(p_name text, p_value text)
 RETURNS void

@@ -12,7 +12,10 @@
 -- are read, not consumed. A pool never computed for `version` is always
 -- recomputed in full.
 -- mode 'all' holds the global lock exclusively; other modes lock per pool,
--- waiting (wait = true) or skipping pools held by another run.
+-- waiting (wait = true) or skipping pools held by another run (sql/040). A
+-- wait that runs out (the setting lock_timeout) ends the run: it computes
+-- nothing, and is recorded as failed with who holds what, and returned. A
+-- run that skipped pools says which and who holds them in its error.
 -- Failures never vanish: multi-pool modes isolate them (a failing pool keeps
 -- its previous allocations, is recorded in the run and queued again); in
 -- mode 'symbol' the whole call is rolled back to its previous allocations.
@@ -48,9 +51,7 @@ DECLARE
     v_res record;
     v_err text;
     v_fresh regclass;        -- mode 'all': the fresh table the version is written into, then swapped in
-    v_sessions integer := CASE WHEN p_mode = 'all' THEN fifo._sessions_for(v_n) ELSE 1 END;
-    v_name text;
-    v_indexed boolean := false;   -- the sessions built the fresh table's indexes
+    v_held text;
     v_failed_syms text[] := '{}';
     v_failed_accs text[] := '{}';
 BEGIN
@@ -65,17 +66,36 @@ BEGIN
     v_run.buys := 0; v_run.sells := 0; v_run.allocations := 0;
     v_run.unmatched := 0; v_run.total_pnl := 0; v_run.failed_pools := 0; v_run.pnl_by_currency := '{}';
 
-    -- 1. locks
-    IF p_mode = 'all' THEN
-        PERFORM fifo._lock_all();
-        v_locked := ARRAY(SELECT generate_series(1, v_n));
-    ELSE
-        v_locked := ARRAY(SELECT fifo._lock_pools(p_symbols, p_accounts, p_wait));
-    END IF;
-    IF cardinality(v_locked) > 0 AND fifo._version_partition(p_version, p_wait) IS NULL THEN
-        v_locked := '{}';   -- another run is adding this version's partition: busy, like a locked pool
-    END IF;
+    -- 1. locks, every wait bounded by lock_timeout: one that runs out ends the run here
+    BEGIN
+        IF p_mode = 'all' THEN
+            PERFORM fifo._lock_all();
+            v_locked := ARRAY(SELECT generate_series(1, v_n));
+        ELSE
+            v_locked := ARRAY(SELECT fifo._lock_pools(p_symbols, p_accounts, p_wait));
+        END IF;
+        IF cardinality(v_locked) > 0 AND fifo._version_partition(p_version, p_wait) IS NULL THEN
+            v_locked := '{}';   -- another run is adding this version's partition: busy, like a locked pool
+            v_held := 'another run is adding the partition of version ' || p_version;
+        END IF;
+    EXCEPTION WHEN lock_not_available THEN
+        GET STACKED DIAGNOSTICS v_err = MESSAGE_TEXT, v_held = PG_EXCEPTION_HINT;
+        RETURN fifo._lock_failed_run(p_mode, p_version, p_symbols, v_n, v_run.started_at,
+                                     fifo._lock_failure(v_err, v_held));
+    END;
     v_run.skipped_pools := v_n - cardinality(v_locked);
+    IF v_run.skipped_pools > 0 AND v_held IS NULL THEN
+        SELECT fifo._held_pools(array_agg(p_symbols[s.i] ORDER BY s.i), array_agg(p_accounts[s.i] ORDER BY s.i))
+        INTO v_held
+        FROM generate_subscripts(p_symbols, 1) AS s(i)
+        LEFT JOIN unnest(v_locked) AS l(i) ON l.i = s.i
+        WHERE l.i IS NULL;
+    END IF;
+    IF v_held IS NOT NULL THEN
+        v_run.error := format('skipped %s held pool%s, still pending: %s', v_run.skipped_pools,
+                              CASE WHEN v_run.skipped_pools = 1 THEN '' ELSE 's' END, v_held);
+        RAISE NOTICE 'fifo-db: %', v_run.error;
+    END IF;
 
     -- 2. where each locked pool starts: its own cut, its pending changes,
     --    or -infinity when the version has never been computed for it
@@ -133,34 +153,13 @@ BEGIN
                     ELSE ceil(v_run.pools / 20.0)::integer END;
     v_todo_lo := ARRAY(SELECT generate_series(1, v_run.pools, v_chunk));
     v_todo_hi := ARRAY(SELECT least(lo + v_chunk - 1, v_run.pools) FROM unnest(v_todo_lo) lo);
-    --    Mode 'all' writes into a fresh table, swapped in once complete, in
-    --    several sessions at once where it can (sql/035).
+    --    Mode 'all' writes into a fresh table, swapped in once complete
+    --    (sql/035). It is created in the run's own transaction: a run that
+    --    fails or is cancelled leaves nothing behind.
     IF p_mode = 'all' THEN
-        PERFORM fifo._drop_stale_fresh_tables();
-        v_name := format('allocations_v%s_%s', p_version, left(replace(v_run.batch_id::text, '-', ''), 12));
-        IF v_sessions > 1 THEN
-            BEGIN
-                v_fresh := fifo._fresh_allocations_committed(p_version, v_name);
-                SELECT * INTO v_res FROM fifo._build_in_sessions(v_sessions, p_version, v_run.batch_id,
-                    v_syms, v_accs, v_from, v_fresh, v_chunk);
-                v_indexed := true;
-                PERFORM fifo._record_pools(p_version, v_run.batch_id, v_syms, v_accs);
-                v_todo_lo := '{}';   -- all done
-                v_run.buys := v_res.buys; v_run.sells := v_res.sells; v_run.allocations := v_res.allocations;
-                v_run.unmatched := v_res.unmatched; v_run.total_pnl := v_res.total_pnl;
-                v_run.pnl_by_currency := v_res.pnl_by_currency;
-            EXCEPTION WHEN OTHERS THEN
-                GET STACKED DIAGNOSTICS v_err = MESSAGE_TEXT;
-                RAISE NOTICE 'fifo-db: %; computing in one session instead', v_err;
-                v_fresh := NULL;
-                v_indexed := false;
-                v_todo_lo := ARRAY(SELECT generate_series(1, v_run.pools, v_chunk));
-                PERFORM fifo._drop_stale_fresh_tables();   -- the other sessions' table, if committed
-            END;
-        END IF;
-        IF v_fresh IS NULL THEN
-            v_fresh := fifo._fresh_allocations(p_version, v_name);
-        END IF;
+        PERFORM fifo._drop_stale_fresh_tables();   -- left by a failed run of an older version
+        v_fresh := fifo._fresh_allocations(p_version,
+            format('allocations_v%s_%s', p_version, left(replace(v_run.batch_id::text, '-', ''), 12)));
     END IF;
     v_i := 1;
     WHILE v_i <= cardinality(v_todo_lo) LOOP
@@ -186,7 +185,7 @@ BEGIN
                 v_run.failed_pools := v_run.pools;
                 v_run.buys := 0; v_run.sells := 0; v_run.allocations := 0;
                 v_run.unmatched := 0; v_run.total_pnl := 0; v_run.pnl_by_currency := '{}';
-                v_run.error := v_err;
+                v_run.error := concat_ws(E'\n', v_run.error, v_err);
                 PERFORM fifo._note_changes(v_syms, v_accs, v_from);   -- what it consumed stays pending
                 EXIT;
             ELSIF v_hi > v_lo THEN
@@ -207,7 +206,7 @@ BEGIN
 
     IF v_fresh IS NOT NULL THEN
         -- a failed pool keeps its previous allocations
-        PERFORM fifo._swap_partition(p_version, v_fresh, v_failed_syms, v_failed_accs, v_indexed);
+        PERFORM fifo._swap_partition(p_version, v_fresh, v_failed_syms, v_failed_accs);
     ELSIF v_run.allocations > 50000 THEN
         PERFORM fifo._analyze(fifo._version_partition(p_version));   -- its plans need statistics
     END IF;
@@ -215,6 +214,12 @@ BEGIN
     -- 4. the run record (mode 'all' also prunes the change log: it consumed everything)
     IF p_mode = 'all' THEN
         PERFORM fifo._prune_changes();
+        -- every pool has its lock row from now on (no other run can be adding one: they
+        -- all hold the 'all' row this run holds exclusively)
+        INSERT INTO fifo.pool_locks (symbol, account)
+        SELECT p.symbol, p.account FROM unnest(v_syms, v_accs) AS p(symbol, account)
+        WHERE NOT EXISTS (SELECT 1 FROM fifo.pool_locks l WHERE l.symbol = p.symbol AND l.account = p.account)
+        ON CONFLICT DO NOTHING;
     END IF;
     v_run.finished_at := clock_timestamp();
     v_run.duration_ms := round(extract(epoch FROM v_run.finished_at - v_run.started_at) * 1000, 3);

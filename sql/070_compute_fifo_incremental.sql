@@ -3,24 +3,26 @@
 -- left when another version consumed their changes), each from its earliest
 -- changed order_time, and prunes the consumed changes beyond
 -- change_retention. Returns quietly (NULL, no run row) when there is nothing
--- to do or another incremental run holds the scheduler lock; pools held by an
--- analyst's compute_fifo are skipped, counted in the run, and stay pending.
+-- to do. Never waits: pools held by another run (an analyst's compute_fifo,
+-- an overlapping tick) are skipped, counted in the run, named with their
+-- holders in its error, and stay pending; the other pools are computed. Only
+-- the tick holding the 'incremental' row (sql/040) prunes the change log.
 CREATE OR REPLACE FUNCTION public.compute_fifo_incremental(p_version integer DEFAULT NULL)
 RETURNS public.fifo_runs
 LANGUAGE plpgsql
 SECURITY DEFINER   -- pg_cron and readers bring P&L current without any right to write it
 SET search_path = pg_catalog, pg_temp
+SET lock_timeout = '30s'   -- every wait bounded (sql/040); the caller's value is back on return
 AS $$
 DECLARE
     v_version integer := fifo._entry_version(p_version);
     v_syms text[];
     v_accs text[];
 BEGIN
-    IF NOT pg_try_advisory_xact_lock(1718185569 + 2, 0) THEN
-        RAISE NOTICE 'fifo-db: another incremental run is in progress; nothing done';
-        RETURN NULL;
+    PERFORM fifo._bound_waits();
+    IF EXISTS (SELECT 1 FROM fifo.run_locks r WHERE r.name = 'incremental' FOR UPDATE SKIP LOCKED) THEN
+        PERFORM fifo._prune_changes();
     END IF;
-    PERFORM fifo._prune_changes();
     SELECT array_agg(symbol), array_agg(account) INTO v_syms, v_accs
     FROM (SELECT pc.symbol, pc.account FROM fifo.pool_changes pc WHERE pc.processed_at IS NULL
           UNION
@@ -45,6 +47,7 @@ RETURNS public.fifo_runs
 LANGUAGE plpgsql
 SECURITY DEFINER   -- a reader brings changed pools current without any right to write P&L
 SET search_path = pg_catalog, pg_temp
+SET lock_timeout = '30s'   -- every wait bounded (sql/040); the caller's value is back on return
 AS $$
 DECLARE
     v_version integer := fifo._entry_version(p_version);
@@ -52,6 +55,7 @@ DECLARE
     v_accs text[];
     v_from timestamptz[];
 BEGIN
+    PERFORM fifo._bound_waits();
     IF p_since IS NULL OR NOT isfinite(p_since) THEN
         RAISE EXCEPTION 'since must be a finite time, got %', coalesce(p_since::text, 'NULL')
             USING ERRCODE = '22023', HINT = 'Example: compute_fifo_since(now() - interval ''10 minutes'')';

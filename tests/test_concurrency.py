@@ -146,14 +146,22 @@ def test_incremental_run_skips_a_pool_held_by_compute_fifo(db, connect):
     assert stored(db) == expected(db) and findings(db) == []
 
 
-def test_overlapping_cron_ticks_do_nothing_quietly(db, connect):
+def test_overlapping_cron_ticks_never_wait_and_compute_what_is_free(db, connect):
+    """A tick left open (or slow) holds its pools: the next tick skips them, names the holder,
+    and computes the others; it never waits, and never skips the whole tick."""
     add_trades(db, [{"order_id": "b1", "symbol": "X", "side": "buy", "size": 5, "price": 10,
                      "order_time": "2025-01-01"}])
     tick = connect(autocommit=False)
     assert run_of(tick, "compute_fifo_incremental()")["pools"] == 1   # still in its transaction
     add_trades(db, [{"order_id": "s1", "symbol": "X", "side": "sell", "size": 1, "price": 11,
+                     "order_time": "2025-01-02"},
+                    {"order_id": "y1", "symbol": "Y", "side": "buy", "size": 1, "price": 11,
                      "order_time": "2025-01-02"}])
-    assert run_of(db, "compute_fifo_incremental()") is None   # the scheduler lock is taken
+    run = run_of(db, "compute_fifo_incremental()")
+    assert (run["status"], run["pools"], run["skipped_pools"], run["symbols"]) == ("ok", 1, 1, ["Y"])
+    assert run["error"].startswith(f"skipped 1 held pool, still pending: pool X/default held by pid "
+                                   f"{tick.info.backend_pid} (role postgres, idle in transaction, "
+                                   f"transaction open since ")
     tick.commit()
     assert run_of(db, "compute_fifo_incremental()")["pools"] == 1
     assert stored(db) == expected(db)

@@ -163,10 +163,10 @@ def test_migration_0008_keeps_rows_ids_and_the_views_reading_them(bare, tmp_path
     assert new_id > max(r[0] for r in rows)
 
 
-# -- the second core: a forced run of many pools in two sessions (dblink) ------------
+# -- many pools in one session; a SHARE UPDATE EXCLUSIVE holder; failed runs leave nothing --
 
 def many_pools(n: int = 240) -> list[dict]:
-    """n pools of 4 trades: a partial sale, an oversell, ties; over 200 pools, so two sessions apply."""
+    """n pools of 4 trades: a partial sale, an oversell, ties; over 200 pools, so the run goes in chunks."""
     out = []
     for i in range(n):
         symbol = f"P{i:03d}-USD"
@@ -181,64 +181,103 @@ def many_pools(n: int = 240) -> list[dict]:
     return out
 
 
-def rows_but_ids(db, version: int = 1) -> list[tuple]:
-    return db.execute("SELECT account, symbol, sell_trade_id, buy_trade_id, allocated_size, buy_price, sell_price, "
-                      "buy_fees, sell_fees, cost_basis, sale_proceeds, pnl_amount, buy_time, sell_time, unmatched "
-                      "FROM fifo.allocations WHERE version = %s ORDER BY 1, 2, 3, 4", (version,)).fetchall()
-
-
-def forced(db, sessions: int) -> tuple[dict, list[str]]:
+def forced(db) -> tuple[tuple, list[str]]:
     notices: list[str] = []
     db.add_notice_handler(lambda d: notices.append(d.message_primary))
-    db.execute("SELECT set_config('fifo.full_recompute_sessions', %s, false)", (str(sessions),))
-    run = db.execute("SELECT pools, buys, sells, allocations, unmatched, total_pnl, status "
+    run = db.execute("SELECT pools, buys, sells, allocations, unmatched, total_pnl, status, duration_ms "
                      "FROM compute_fifo_all(true)").fetchone()
     return run, notices
 
 
-def test_two_sessions_write_what_one_session_writes(db):
-    db.execute("CREATE EXTENSION IF NOT EXISTS dblink")
+def fresh_tables(db) -> list[str]:
+    """Tables in schema fifo that are neither fifo-db's own nor a partition: a run's leftovers."""
+    return [r[0] for r in db.execute(
+        "SELECT c.relname FROM pg_class c WHERE c.relnamespace = 'fifo'::regnamespace AND c.relkind = 'r' "
+        "AND NOT c.relispartition AND c.relname ~ '^allocations_v[0-9]+_' ORDER BY 1")]
+
+
+def test_many_pools_in_one_session_equal_the_reference(db):
     add_trades(db, many_pools())
-    one, _ = forced(db, 1)
-    by_one = rows_but_ids(db)
-    commits = "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
-    before = db.execute(commits).fetchone()[0]
-    two, notices = forced(db, 2)
-    # each chunk (20) and each index build (4) committed by a session of its own
-    assert db.execute(commits).fetchone()[0] - before >= 24
-    assert two == one and rows_but_ids(db) == by_one
-    assert stored(db) == expected(db)
-    assert findings(db) == []
+    run, notices = forced(db)
+    assert run[0] == 240 and run[6] == "ok"
     assert "fifo-db progress: 240 of 240 pools" in notices
-    assert not any("one session instead" in n for n in notices)
-    assert db.execute("SELECT dblink_get_connections()").fetchone()[0] is None   # all closed
+    assert stored(db) == expected(db) and findings(db) == []
     assert db.execute("SELECT count(DISTINCT batch_id) FROM fifo.allocations").fetchone()[0] == 1
-    assert db.execute("SELECT count(*) FROM fifo.pool_state ps JOIN fifo_runs r USING (batch_id) "
-                      "WHERE r.run_id = (SELECT max(run_id) FROM fifo_runs)").fetchone()[0] == 240
-    assert db.execute("SELECT count(*) FROM pg_class WHERE relnamespace = 'fifo'::regnamespace "
-                      "AND relkind = 'r' AND relname ~ '^allocations_v1_'").fetchone()[0] == 0
+    assert fresh_tables(db) == []
 
 
-def test_a_session_failing_falls_back_to_one_session_and_isolates_the_pool(db):
-    db.execute("CREATE EXTENSION IF NOT EXISTS dblink")
+def test_a_failing_pool_keeps_its_rows_the_others_are_swapped_in(db):
     add_trades(db, many_pools())
-    forced(db, 1)
+    forced(db)
     before = db.execute("SELECT * FROM fifo.allocations WHERE symbol = 'P007-USD' ORDER BY id").fetchall()
     db.execute("ALTER TABLE fifo.allocations ADD CONSTRAINT test_rejects CHECK (symbol <> 'P007-USD') NOT VALID")
     db.execute("UPDATE trade_records SET price = price + 1")
-    run, notices = forced(db, 2)
-    assert any("one session instead" in n for n in notices)
-    assert run[-1] == "partial"
+    run, _ = forced(db)
+    assert run[6] == "partial"
     assert db.execute("SELECT * FROM fifo.allocations WHERE symbol = 'P007-USD' ORDER BY id").fetchall() == before
     assert [a for a in stored(db) if a.symbol != "P007-USD"] == [a for a in expected(db) if a.symbol != "P007-USD"]
+    assert fresh_tables(db) == []
 
 
-def test_a_transaction_that_wrote_first_computes_in_one_session(db):
-    """Sessions of their own could not see the caller's uncommitted trades."""
-    db.execute("CREATE EXTENSION IF NOT EXISTS dblink")
+def test_a_transaction_that_wrote_first_sees_its_own_trades(db):
     add_trades(db, many_pools())
     with db.transaction():
         add_trades(db, [{"order_id": "late", "symbol": "P001-USD", "side": "sell", "size": 1, "price": 20,
                          "order_time": "2025-01-04"}])
-        forced(db, 2)
+        forced(db)
         assert stored(db) == expected(db)   # the uncommitted trade is matched
+
+
+def test_a_share_update_exclusive_holder_bounds_the_swap_then_rows_are_copied_in_place(db, connect):
+    """A manual VACUUM (or any SHARE UPDATE EXCLUSIVE holder nobody cancels) on the partition:
+    the swap gives up after 3 x deadlock_timeout in all (it used to wait that long per try,
+    19 tries: 59 s), then copies the rows in place: correct allocations, nothing left behind."""
+    add_trades(db, many_pools(30))
+    forced(db)
+    part = partition(db)
+    holder = connect(autocommit=False)
+    holder.execute("LOCK TABLE fifo.allocations_v1 IN SHARE UPDATE EXCLUSIVE MODE")
+    db.execute("UPDATE trade_records SET price = price + 1 WHERE side = 'sell'")
+    db.execute("SET deadlock_timeout = '300ms'")   # the bound: 0.9 s
+    run, notices = forced(db)
+    holder.rollback()
+    assert run[6] == "ok"
+    assert any("replaced in place" in n for n in notices)
+    assert partition(db) == part                       # copied in place, not swapped
+    assert run[7] < 30_000                             # bounded: not 19 waits of 3 x deadlock_timeout
+    assert stored(db) == expected(db) and findings(db) == []
+    assert fresh_tables(db) == []
+
+
+def test_failed_forced_runs_in_a_row_leave_nothing_and_do_not_grow(db):
+    add_trades(db, many_pools(60))
+    forced(db)
+    rows = stored(db)
+    allocations_size = ("SELECT sum(pg_total_relation_size(t.relid)) "
+                        "FROM pg_partition_tree('fifo.allocations') t")
+    size = db.execute(allocations_size).fetchone()[0]
+    tables = db.execute("SELECT count(*) FROM pg_class WHERE relnamespace = 'fifo'::regnamespace").fetchone()[0]
+    for timeout in (30, 60, 90, 120, 150):   # cancelled at different points of the run
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            with db.transaction():
+                db.execute(f"SET LOCAL statement_timeout = {timeout}")
+                db.execute("SELECT compute_fifo_all(true), pg_sleep(1)")
+    assert fresh_tables(db) == []
+    assert db.execute("SELECT count(*) FROM pg_class WHERE relnamespace = 'fifo'::regnamespace").fetchone()[0] \
+        == tables
+    assert db.execute(allocations_size).fetchone()[0] == size   # (pool_state keeps dead rows for VACUUM)
+    assert stored(db) == rows
+
+
+def test_a_leftover_of_an_older_version_is_dropped_by_install_and_by_the_next_run(db):
+    """Before issue 14 a failed forced run could leave its committed fresh table behind."""
+    from fifo_db.install import install
+
+    for name in ("allocations_v1_0123456789ab", "allocations_v1_ba9876543210"):
+        db.execute(f"CREATE TABLE fifo.{name} (LIKE fifo.allocations)")
+    install(db)
+    assert fresh_tables(db) == []
+    db.execute("CREATE TABLE fifo.allocations_v1_0123456789ab (LIKE fifo.allocations)")
+    add_trades(db, many_pools(3))
+    forced(db)
+    assert fresh_tables(db) == []

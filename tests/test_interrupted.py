@@ -22,7 +22,7 @@ def test_a_killed_run_is_recorded_as_failed_and_shown_by_verify(db, connect, dsn
                     {"order_id": "s1", "symbol": "X", "side": "sell", "size": 1, "price": 12,
                      "order_time": "2025-01-02"}])
     holder = connect(autocommit=False)                    # holds the pool: the run waits on it
-    holder.execute("SELECT pg_advisory_xact_lock(1718185569, fifo._pool_key('X', 'default'))")
+    holder.execute("SELECT compute_fifo('X')")
     runner = connect()
     pid = runner.info.backend_pid
     outcome: dict = {}
@@ -74,7 +74,7 @@ def test_a_cancelled_run_is_recorded_too(db, connect):
     runner = connect()
     runner.execute("SET statement_timeout = '200ms'")
     holder = connect(autocommit=False)
-    holder.execute("SELECT pg_advisory_xact_lock(1718185569, fifo._pool_key('X', 'default'))")
+    holder.execute("SELECT compute_fifo('X')")
     with pytest.raises(FifoError, match="canceling statement due to statement timeout"):
         compute_symbol(runner, "X")
     holder.rollback()

@@ -23,7 +23,7 @@ def refused(db, name, value) -> psycopg.Error:
 
 DEFAULTS = {"current_version": "1", "long_term_days": "365", "report_timezone": "UTC", "trades_source": "fifo-db",
             "change_retention": "7 days", "fill_statuses": "*", "long_term_rule": "anniversary",
-            "report_currency": "USD", "report_currency_aliases": "", "run_retention": "10000"}
+            "report_currency": "USD", "report_currency_aliases": "", "run_retention": "10000", "lock_timeout": "30 s"}
 
 
 @pytest.mark.parametrize("name, value", [
@@ -44,6 +44,9 @@ DEFAULTS = {"current_version": "1", "long_term_days": "365", "report_timezone": 
     ("run_retention", "100000000"),
     ("report_currency", "EUR"),
     ("report_currency_aliases", "USDC,USDT"),
+    ("lock_timeout", "100 ms"),
+    ("lock_timeout", "1 hour"),
+    ("lock_timeout", "2 min"),
 ])
 def test_valid_values_are_stored(db, name, value):
     db.execute("SELECT fifo_set_setting(%s, %s)", (name, value))
@@ -81,6 +84,9 @@ def test_valid_values_are_stored(db, name, value):
     ("report_currency", "", "a currency code of letters and digits, such as USD"),
     ("report_currency_aliases", "USDC, USDT", "a comma-separated list of currency codes without spaces (or empty)"),
     ("report_currency_aliases", "USDC,", "a comma-separated list of currency codes without spaces (or empty)"),
+    ("lock_timeout", "0", "an interval from 100 milliseconds to 1 hour"),
+    ("lock_timeout", "61 min", "an interval from 100 milliseconds to 1 hour"),
+    ("lock_timeout", "forever", "an interval such as '30 s' or '2 min'"),
 ])
 def test_invalid_values_are_refused_and_nothing_changes(db, name, value, rule):
     err = refused(db, name, value)
@@ -89,7 +95,7 @@ def test_invalid_values_are_refused_and_nothing_changes(db, name, value, rule):
         " (e.g. UTC, Europe/London)" if name == "report_timezone" else "")
     example = {"current_version": "1", "long_term_days": "365", "report_timezone": "America/New_York",
                "change_retention": "7 days", "fill_statuses": "filled,done", "long_term_rule": "anniversary",
-               "report_currency": "USD", "report_currency_aliases": "USDC,USDT", "run_retention": "10000"}[name]
+               "report_currency": "USD", "report_currency_aliases": "USDC,USDT", "run_retention": "10000", "lock_timeout": "30 s"}[name]
     assert err.diag.message_hint == f"Example: SELECT fifo_set_setting('{name}', '{example}');"
     assert stored(db) == DEFAULTS
 
@@ -97,12 +103,12 @@ def test_invalid_values_are_refused_and_nothing_changes(db, name, value, rule):
 def test_null_and_unknown_names_and_null_values_are_refused(db):
     err = refused(db, None, "5")
     assert (err.sqlstate, err.diag.message_primary) == ("22004", "fifo_set_setting: the setting name is NULL")
-    assert err.diag.message_hint == ("Name one of: change_retention, current_version, fill_statuses, long_term_days, "
+    assert err.diag.message_hint == ("Name one of: change_retention, current_version, fill_statuses, lock_timeout, long_term_days, "
                                      "long_term_rule, report_currency, report_currency_aliases, report_timezone, run_retention.")
 
     err = refused(db, "long_term_dayz", "5")
     assert (err.sqlstate, err.diag.message_primary) == ("42704", 'unknown fifo-db setting "long_term_dayz"')
-    assert err.diag.message_hint == ("Settings are: change_retention, current_version, fill_statuses, long_term_days, "
+    assert err.diag.message_hint == ("Settings are: change_retention, current_version, fill_statuses, lock_timeout, long_term_days, "
                                      "long_term_rule, report_currency, report_currency_aliases, report_timezone, run_retention.")
 
     err = refused(db, "long_term_days", None)
