@@ -196,6 +196,7 @@ def forced(db, sessions: int) -> tuple[dict, list[str]]:
     return run, notices
 
 
+@pytest.mark.extension("dblink")
 def test_two_sessions_write_what_one_session_writes(db):
     db.execute("CREATE EXTENSION IF NOT EXISTS dblink")
     add_trades(db, many_pools())
@@ -219,6 +220,7 @@ def test_two_sessions_write_what_one_session_writes(db):
                       "AND relkind = 'r' AND relname ~ '^allocations_v1_'").fetchone()[0] == 0
 
 
+@pytest.mark.extension("dblink")
 def test_a_session_failing_falls_back_to_one_session_and_isolates_the_pool(db):
     db.execute("CREATE EXTENSION IF NOT EXISTS dblink")
     add_trades(db, many_pools())
@@ -233,6 +235,7 @@ def test_a_session_failing_falls_back_to_one_session_and_isolates_the_pool(db):
     assert [a for a in stored(db) if a.symbol != "P007-USD"] == [a for a in expected(db) if a.symbol != "P007-USD"]
 
 
+@pytest.mark.extension("dblink")
 def test_a_transaction_that_wrote_first_computes_in_one_session(db):
     """Sessions of their own could not see the caller's uncommitted trades."""
     db.execute("CREATE EXTENSION IF NOT EXISTS dblink")
