@@ -105,6 +105,26 @@ def find_bindir() -> Path:
     raise FifoError(_INSTALL_HINT)
 
 
+def server_version(bindir: Path) -> str:
+    """The version of the server binaries in `bindir`: '15.18', '16.2', '18.6'."""
+    try:
+        out = subprocess.run([str(bindir / "postgres"), "--version"], capture_output=True, text=True,
+                             stdin=subprocess.DEVNULL, check=True).stdout
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise FifoError(f"{bindir / 'postgres'} --version failed ({exc}): point FIFO_DB_PG_BIN at a "
+                        f"working PostgreSQL bin directory") from None
+    m = re.search(r"\(PostgreSQL\) (\d+(?:\.\d+)?)", out)
+    if not m:
+        raise FifoError(f"{bindir / 'postgres'} --version printed {out.strip()!r}, not a PostgreSQL version")
+    return m.group(1)
+
+
+def pkglibdirs(bindir: Path) -> list[Path]:
+    """Where a server's extension libraries may be: Debian's and the PyPI wheels' <prefix>/lib,
+    or <prefix>/lib/postgresql (pgserver, a `make install` under /usr/local)."""
+    return [bindir.parent / "lib", bindir.parent / "lib" / "postgresql"]
+
+
 def _user(uid: int) -> str:
     try:
         return pwd.getpwuid(uid).pw_name
@@ -366,8 +386,7 @@ class EmbeddedServer:
         return {"host": str(self.sockdir), "port": PORT, "user": SUPERUSER, "dbname": dbname}
 
     def pg_cron_available(self) -> bool:
-        bindir = find_bindir()
-        return (bindir.parent / "lib" / "pg_cron.so").exists()
+        return any((d / "pg_cron.so").exists() for d in pkglibdirs(find_bindir()))
 
     # -- configuration (all of it runs as the server account) --------------
 
@@ -440,6 +459,8 @@ class EmbeddedServer:
             self._write_marker()          # adopts an empty home or an older fifo-db's
             settings = self._settings()
             fresh = not self.initialized
+            if not fresh:
+                self._check_cluster_version(bindir)
             if fresh:
                 self._cmd([str(bindir / "initdb"), "-D", str(self.data), "-U", SUPERUSER,
                            "--auth-local=trust", "--auth-host=scram-sha-256",
@@ -468,6 +489,19 @@ class EmbeddedServer:
                        "-l", str(self.logfile)])
             self._ensure_database()
             return True
+
+    def _check_cluster_version(self, bindir: Path) -> None:
+        """A cluster made by another major version cannot start: say which, not pg_ctl's 'could not start'."""
+        try:
+            with self._as_server():
+                have = _read_text(self.data / "PG_VERSION").strip()
+        except OSError as exc:
+            raise FifoError(f"cannot read {exc.filename}: {exc.strerror}") from None
+        version = server_version(bindir)
+        if have != version.split(".")[0]:
+            raise FifoError(f"the cluster in {self.data} is PostgreSQL {have}, and the server binaries in {bindir} "
+                            f"are PostgreSQL {version}: point FIFO_DB_PG_BIN at PostgreSQL {have}'s bin directory, "
+                            f"or use another FIFO_DB_HOME for PostgreSQL {version.split('.')[0]}")
 
     def _ensure_database(self) -> None:
         import psycopg

@@ -557,8 +557,12 @@ def dump(conn: psycopg.Connection) -> str:
     from fifo_db.embedded import find_bindir
 
     info = conn.info
+    pg_dump = str(find_bindir() / "pg_dump")
+    # a pg_dump older than 15.14/16.10/17.6 (pgserver's 16.2) has no \restrict lines to fix
+    restrict = ["--restrict-key=fifodbtest"] if "--restrict-key" in subprocess.run(
+        [pg_dump, "--help"], check=True, capture_output=True, text=True).stdout else []
     return subprocess.run(
-        [str(find_bindir() / "pg_dump"), "--restrict-key=fifodbtest", "-h", info.host, "-p", str(info.port),
+        [pg_dump, *restrict, "-h", info.host, "-p", str(info.port),
          "-U", info.user, info.dbname], check=True, capture_output=True, text=True).stdout
 
 

@@ -4,12 +4,19 @@ and a fresh clone of it for every test.
 
 FIFO_DB_TEST_HOME moves the test server (default: <tmp>/fifo-db-tests-<uid>). Two runs
 on one home would drop each other's databases, so a run holds <home>.lock and a second
-run waits for it.
+run waits for it. FIFO_DB_PG_BIN picks the server (scripts/test runs 15, 16 and 18).
+
+Tests marked `pg_cron` need pg_cron on the server. FIFO_DB_TEST_PG_CRON=require (the
+default) makes a server without it an error, never a silent skip; =deselect leaves those
+tests out (scripts/test on 16 and 18, whose PyPI builds have no pg_cron).
+FIFO_DB_TEST_COUNTS=<file>: the run's outcome counts are written there as JSON (scripts/test
+adds them up over the servers).
 """
 
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import sys
 import tempfile
@@ -19,7 +26,7 @@ import psycopg
 import pytest
 from pytest_postgresql import factories
 
-from fifo_db.embedded import PORT, SUPERUSER, EmbeddedServer
+from fifo_db.embedded import PORT, SUPERUSER, EmbeddedServer, find_bindir, server_version
 from fifo_db.importer import import_csv
 from fifo_db.install import install
 
@@ -41,6 +48,64 @@ def pytest_configure(config):
               f"(FIFO_DB_TEST_HOME=<another path> runs beside it)", file=sys.stderr, flush=True)
         fcntl.flock(_home_lock, fcntl.LOCK_EX)
     _started_here = SERVER.start()
+
+
+def pytest_report_header(config):
+    bindir = find_bindir()
+    cron = "pg_cron installed" if SERVER.pg_cron_available() else "no pg_cron"
+    return [f"server: PostgreSQL {server_version(bindir)} ({bindir}, {cron}); test home {TEST_HOME}"]
+
+
+@pytest.hookimpl(trylast=True)     # after -k/-m: what is really selected
+def pytest_collection_modifyitems(config, items):
+    """Tests marked pg_cron: run (require: error if the server lacks pg_cron) or deselect."""
+    mode = os.environ.get("FIFO_DB_TEST_PG_CRON", "require")
+    if mode not in ("require", "deselect"):
+        raise pytest.UsageError(f"FIFO_DB_TEST_PG_CRON={mode!r}: use require (the default) or deselect")
+    cron = [item for item in items if item.get_closest_marker("pg_cron")]
+    if not cron:
+        return
+    if mode == "deselect":
+        config.hook.pytest_deselected(items=cron)
+        items[:] = [item for item in items if not item.get_closest_marker("pg_cron")]
+    elif not SERVER.pg_cron_available():
+        bindir = find_bindir()
+        version = server_version(bindir)
+        raise pytest.UsageError(
+            f"{len(cron)} selected test(s) need pg_cron, and PostgreSQL {version} in {bindir} has none: "
+            f"install it (Debian: apt-get install postgresql-{version.split('.')[0]}-cron), "
+            f"or set FIFO_DB_TEST_PG_CRON=deselect to leave them out (e.g. {cron[0].nodeid})")
+
+
+_available_extensions: set[str] | None = None
+
+
+def pytest_runtest_setup(item):
+    """@pytest.mark.extension("dblink"): skipped, saying why, on a server that does not ship it."""
+    global _available_extensions
+    marks = list(item.iter_markers("extension"))
+    if not marks:
+        return
+    if _available_extensions is None:
+        with psycopg.connect(**SERVER.conninfo("postgres"), autocommit=True) as conn:
+            _available_extensions = {r[0] for r in conn.execute("SELECT name FROM pg_available_extensions")}
+    for mark in marks:
+        for name in mark.args:
+            if name not in _available_extensions:
+                bindir = find_bindir()
+                pytest.skip(f"PostgreSQL {server_version(bindir)} in {bindir} does not ship the {name} "
+                            f"extension (a contrib module)")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    path = os.environ.get("FIFO_DB_TEST_COUNTS")
+    if not path:
+        return
+    stats = terminalreporter.stats
+    counts = {key: len(stats.get(key, [])) for key in
+              ("passed", "failed", "error", "skipped", "xfailed", "xpassed", "deselected")}
+    counts["exitstatus"] = int(exitstatus)
+    Path(path).write_text(json.dumps(counts) + "\n")
 
 
 def pytest_unconfigure(config):

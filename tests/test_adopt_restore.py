@@ -113,6 +113,7 @@ def unschedule_bot(bot):
             conn.execute("SELECT cron.unschedule(jobid) FROM cron.job WHERE database = %s", (bot.conn.info.dbname,))
 
 
+@pytest.mark.pg_cron
 def test_schedule_replaces_the_bots_crontab_and_restore_removes_it(bot, unschedule_bot, capsys):
     """The bot's two lines: every 5 minutes incremental, nightly full at 01:50 Pacific (09:50 GMT)."""
     name = bot.conn.info.dbname

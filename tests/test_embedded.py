@@ -9,7 +9,6 @@ user's own postgresql.conf settings win over fifo-db's defaults (tests below the
 
 from __future__ import annotations
 
-import glob
 import os
 import pwd
 import shutil
@@ -29,7 +28,7 @@ from fifo_db.errors import FifoError
 from fifo_db.sample import copy_rows, sapien_story
 
 IS_ROOT = os.geteuid() == 0
-PG_CRON_INSTALLED = bool(glob.glob("/usr/lib/postgresql/*/lib/pg_cron.so"))
+PG_CRON_INSTALLED = EmbeddedServer().pg_cron_available()     # of the server FIFO_DB_PG_BIN picks
 # the account the server runs as, which owns the home
 ACCOUNT = pwd.getpwnam(os.environ.get("FIFO_DB_RUN_AS", "postgres")) if IS_ROOT else pwd.getpwuid(os.geteuid())
 

@@ -3,7 +3,7 @@ for the version's partition (sql/035_full_recompute.sql), or, when another
 session keeps fifo.allocations in use, replaces the rows in place; either way
 the result is the reference FIFO's. Migration 0008 turns an existing
 allocations table into the partitioned one, keeping rows, ids and the views
-that read it.
+that read it (on PostgreSQL 17 and later with 0008.0 and 0008.z around it).
 """
 
 from __future__ import annotations
@@ -160,7 +160,41 @@ def test_migration_0008_keeps_rows_ids_and_the_views_reading_them(bare, tmp_path
             INSERT INTO fifo.allocations (version, batch_id, account, symbol, sell_trade_id, allocated_size,
                 sell_price, sell_fees, sale_proceeds, sell_time, unmatched)
             VALUES (1, gen_random_uuid(), 'default', 'X', 's99', 1, 12, 0, 12, now(), true) RETURNING id""").fetchone()[0]
-    assert new_id > max(r[0] for r in rows)
+    assert new_id == max(r[0] for r in rows) + 1
+    # the partitions belong to the table's owner; 0008.0's holding table (17 and later) is gone
+    assert bare.execute("SELECT DISTINCT c.relowner = p.relowner FROM pg_inherits i "
+                        "JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent "
+                        "WHERE i.inhparent = 'fifo.allocations'::regclass").fetchall() == [(True,)]
+    assert bare.execute("SELECT to_regclass('fifo.allocations_held_for_0008')").fetchone()[0] is None
+
+
+def test_the_migrations_around_0008_leave_a_partitioned_table_alone(bare, tmp_path):
+    """0008.0 and 0008.z, applied to a database that 0008 (and 0009) already partitioned, change nothing."""
+    around = ("0008.0-", "0008.z-")
+    without = tmp_path / "migrations"
+    without.mkdir()
+    for path in sorted(Path(MIGRATIONS_DIR).glob("*.sql")):
+        if not path.name.startswith(around):
+            shutil.copy(path, without / path.name)
+    assert "0009.run-pnl-by-currency" in migrate_to(bare, without)
+    with bare.transaction():
+        bare.execute("CREATE TABLE fifo.allocations_v1 PARTITION OF fifo.allocations FOR VALUES IN (1)")
+        bare.execute("""
+            INSERT INTO fifo.allocations (version, batch_id, account, symbol, sell_trade_id, allocated_size,
+                sell_price, sell_fees, sale_proceeds, sell_time, unmatched)
+            SELECT 1, gen_random_uuid(), 'default', 'X', 's' || i, i, 12, 0, 12 * i, now(), true
+            FROM generate_series(1, 5) i""")
+    rows = bare.execute("SELECT * FROM fifo.allocations ORDER BY id").fetchall()
+    sequence = "SELECT last_value, is_called FROM fifo.allocations_id_seq"
+    before = bare.execute(sequence).fetchone()
+
+    assert migrate_to(bare, Path(MIGRATIONS_DIR)) == sorted(p.stem for p in Path(MIGRATIONS_DIR).glob("*.sql")
+                                                            if p.name.startswith(around))
+    assert bare.execute("SELECT * FROM fifo.allocations ORDER BY id").fetchall() == rows
+    assert bare.execute(sequence).fetchone() == before
+    assert bare.execute("SELECT count(*) FROM pg_inherits "
+                        "WHERE inhparent = 'fifo.allocations'::regclass").fetchone()[0] == 1
+    assert bare.execute("SELECT to_regclass('fifo.allocations_held_for_0008')").fetchone()[0] is None
 
 
 # -- many pools in one session; a SHARE UPDATE EXCLUSIVE holder; failed runs leave nothing --

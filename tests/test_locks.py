@@ -54,6 +54,7 @@ def run_of(conn, call: str) -> dict | None:
 
 # -- item 2: no connection opened as the owner --------------------------------------------
 
+@pytest.mark.extension("dblink")
 def test_no_fifo_db_function_references_dblink(db):
     db.execute("CREATE EXTENSION IF NOT EXISTS dblink")
     install(db)   # with dblink present: nothing of fifo-db's picks it up
@@ -69,6 +70,7 @@ def test_no_fifo_db_function_references_dblink(db):
                       "'_dblink_disconnect', '_fresh_allocations_committed')").fetchone()[0] == 0
 
 
+@pytest.mark.extension("dblink")
 @pytest.mark.parametrize("timeout_ms", [20, 80, 200, 400])
 def test_an_operator_cancelled_in_a_forced_run_keeps_no_connection_and_no_backend(db, roles, timeout_ms):
     """The issue's exploit: dblink installed, a superuser owner, an operator whose forced run is

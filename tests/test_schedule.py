@@ -20,6 +20,8 @@ from fifo_db.schedule import install_schedule, list_schedule
 from tests.conftest import SERVER, TEST_HOME
 from tests.helpers import add_trades, expected, findings, stored
 
+pytestmark = pytest.mark.pg_cron
+
 CRON_DB = "fifo"
 
 
