@@ -315,6 +315,20 @@ class Bench:
         self.compare(fig, engine, settle_first=True)
         allocations, trades = result["row"]
         fig.extra = f"({trades:,} trades, {trades / fig.median:,.0f} trades/s, {allocations:,} allocations)"
+        self.record(fig)
+        self.verify_beside(label, fig)
+        return fig
+
+    def verify_beside(self, label: str, recompute: Figure) -> Figure:
+        """verify_fifo() on the data just recomputed, as a multiple of that forced full recompute
+        (issue 14: at most 2x); it must find nothing."""
+        fig = Figure(f"{label}: verify_fifo()", target="<= 2x the forced full recompute")
+        for _ in range(self.runs):
+            seconds, row = timed(self.conn, "SELECT count(*) FROM verify_fifo()")
+            if row[0]:
+                raise RuntimeError(f"verify_fifo() found {row[0]} finding(s) after a forced full recompute")
+            fig.seconds.append(seconds)
+        fig.extra = f"({fig.median / recompute.median:.2f}x the forced full recompute above, 0 findings)"
         return self.record(fig)
 
     def seed_workload(self) -> None:

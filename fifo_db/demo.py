@@ -118,8 +118,8 @@ def run_demo(dsn: str | None = None, out=print) -> int:
                 return 1
             pools = conn.execute("SELECT count(*) FROM fifo.pool_state "
                                  "WHERE version = fifo._current_version()").fetchone()[0]
-            out(f"verify: clean ({pools} pools: SQL invariants hold and every allocation equals "
-                f"the reference FIFO)")
+            out(f"verify: clean ({pools} pools: every allocation equal to FIFO recomputed in SQL "
+                f"and to the Python reference FIFO)")
     except psycopg.Error as exc:
         raise from_db_error(exc) from None
     out("")

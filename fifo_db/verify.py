@@ -1,7 +1,11 @@
-"""Verify: the SQL invariants (verify_fifo) plus an independent recomputation.
+"""Verify: verify_fifo() in SQL, plus, on small data, the plain-Python reference.
 
-Every computed pool is recomputed by the plain-Python FIFO in reference.py
-and compared row by row, exact Decimal equality, with the stored allocations.
+verify_fifo() recomputes FIFO over the current trades of every computed pool,
+set-based and independently of the engine, and compares every stored row
+exactly (sql/100_verify_fifo.sql): it is the check that scales, and the one
+the command always runs. The plain-Python FIFO in reference.py is a second,
+independent opinion; it reads every trade into this process, so by default it
+runs only up to REFERENCE_LIMIT computed trades (--reference on|off overrides).
 """
 
 from __future__ import annotations
@@ -71,18 +75,38 @@ def reference_findings(conn, symbol: str | None = None, version: int | None = No
     return findings
 
 
-def verify(conn, symbol: str | None = None, version: int | None = None) -> list[Finding]:
+REFERENCE_LIMIT = 50_000   # computed trades the Python reference reads by default
+
+
+def computed_trades(conn, symbol: str | None = None, version: int | None = None) -> int:
+    return conn.execute("SELECT count(*) FROM fifo_computed_trades(%s, %s)", (symbol, version)).fetchone()[0]
+
+
+def verify(conn, symbol: str | None = None, version: int | None = None,
+           reference: bool | None = None) -> list[Finding]:
+    """verify_fifo()'s findings, then the Python reference's (reference=None: only up to
+    REFERENCE_LIMIT computed trades; True: always; False: never)."""
     try:
-        return sql_findings(conn, symbol, version) + reference_findings(conn, symbol, version)
+        found = sql_findings(conn, symbol, version)
+        if reference is None:
+            reference = computed_trades(conn, symbol, version) <= REFERENCE_LIMIT
+        if reference:
+            found += reference_findings(conn, symbol, version)
+        return found
     except psycopg.Error as exc:
         raise from_db_error(exc) from None
 
 
 def register(sub) -> None:
-    p = sub.add_parser("verify", help="check allocations against the invariants and a reference FIFO",
-                       description="Check the invariants in SQL and recompute every computed pool "
-                                   "with a plain-Python FIFO; exit 1 on any finding.")
+    p = sub.add_parser("verify", help="check every allocation against FIFO recomputed from the trades",
+                       description="Recompute FIFO over the current trades of every computed pool in SQL "
+                                   "(verify_fifo()) and compare every allocation exactly, plus the invariants; "
+                                   f"up to {REFERENCE_LIMIT:,} computed trades also with the plain-Python "
+                                   "reference FIFO. Exit 1 on any finding.")
     p.add_argument("--symbol", help="only this symbol")
+    p.add_argument("--reference", choices=("auto", "on", "off"), default="auto",
+                   help=f"the plain-Python reference check: auto (up to {REFERENCE_LIMIT:,} computed trades, "
+                        "the default), on (any size: reads every trade into this process), off")
     p.add_argument("--version", type=version_arg, help="allocation version (default: the current one)")
     p.add_argument("--timeout", default=DEFAULT_TIMEOUT, metavar="DURATION",
                    help=f"stop each statement after DURATION (PostgreSQL's statement_timeout: 90s, 30min, 2h; "
@@ -149,7 +173,10 @@ def _verify_and_print(args, conn) -> int:
     if args.symbol:
         from fifo_db.report import check_scope
         check_scope(conn, args.symbol)   # a symbol with no trades: the error compute gives
-    findings = verify(conn, args.symbol, args.version)
+    reference = {"auto": None, "on": True, "off": False}[args.reference]
+    if reference is None:
+        reference = computed_trades(conn, args.symbol, args.version) <= REFERENCE_LIMIT
+    findings = verify(conn, args.symbol, args.version, reference)
     pools = conn.execute("SELECT count(*) FROM fifo_computed_pools(%s, %s)",
                          (args.symbol, args.version)).fetchone()[0]
     for f in findings:
@@ -159,6 +186,6 @@ def _verify_and_print(args, conn) -> int:
     if findings:
         print(f"verify: {len(findings)} finding(s) in {pools} computed pool(s)")
         return 1
-    print(f"verify: clean ({pools} computed pool(s): SQL invariants hold and every allocation "
-          f"equals the reference FIFO)")
+    also = " and to the Python reference FIFO" if reference else ""
+    print(f"verify: clean ({pools} computed pool(s): every allocation equal to FIFO recomputed in SQL{also})")
     return 0

@@ -13,10 +13,14 @@
 -- triggers (sql/080) are generated from it.
 
 -- fifo._decimal(float8): the shortest decimal that reads back as the same
--- double (188.9, never 188.900000000000005684...). NULL for NaN and
--- +-Infinity: fifo.trades' problem column names such rows.
+-- double (188.9, never 188.900000000000005684...), at every magnitude. NULL
+-- for NaN and +-Infinity: fifo.trades' problem column names such rows.
 -- extra_float_digits = 1 pins PostgreSQL's shortest-exact float output
--- whatever the session says.
+-- whatever the session says; that output is the shortest decimal except for
+-- integral values from 2^53 on, which it prints with every digit
+-- (6.305039478318694e+16 as 6.3050394783186944e+16): there, the fewest
+-- significant digits that round-trip are searched (1 to 17), so the value
+-- reads as 63050394783186940. Below 2^53 the text is taken as it is.
 CREATE OR REPLACE FUNCTION fifo._decimal(p_value double precision)
 RETURNS numeric
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
@@ -24,7 +28,15 @@ SET search_path = pg_catalog, pg_temp
 SET extra_float_digits = 1
 AS $$
     SELECT CASE WHEN p_value = ANY ('{NaN,Infinity,-Infinity}'::float8[]) THEN NULL::numeric
-                ELSE p_value::text::numeric END
+                WHEN abs(p_value) < 9007199254740992::float8 THEN p_value::text::numeric
+                ELSE (SELECT r.v
+                      FROM generate_series(1, 17) AS d(digits)
+                      CROSS JOIN LATERAL (
+                          SELECT round(p_value::text::numeric,
+                                       d.digits - 1 - floor(log(abs(p_value::text::numeric)))::integer) AS v) r
+                      WHERE CASE WHEN abs(r.v) <= 1.7976931348623157e308 THEN r.v::float8 = p_value END   -- no overflow
+                      ORDER BY d.digits
+                      LIMIT 1) END
 $$;
 
 -- The same for the other numeric-like column types an adopted table may
@@ -33,6 +45,7 @@ $$;
 -- 188.899993896484375), numeric (NaN and +-Infinity -> NULL) and bigint.
 -- smallint and integer columns resolve to the double precision overload,
 -- which is exact for them.
+-- (real: the same from 2^24 on, 1 to 9 digits: 1.2345679e+09 reads as 1234568000)
 CREATE OR REPLACE FUNCTION fifo._decimal(p_value real)
 RETURNS numeric
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
@@ -40,7 +53,15 @@ SET search_path = pg_catalog, pg_temp
 SET extra_float_digits = 1
 AS $$
     SELECT CASE WHEN p_value = ANY ('{NaN,Infinity,-Infinity}'::float4[]) THEN NULL::numeric
-                ELSE p_value::text::numeric END
+                WHEN abs(p_value) < 16777216::float4 THEN p_value::text::numeric
+                ELSE (SELECT r.v
+                      FROM generate_series(1, 9) AS d(digits)
+                      CROSS JOIN LATERAL (
+                          SELECT round(p_value::text::numeric,
+                                       d.digits - 1 - floor(log(abs(p_value::text::numeric)))::integer) AS v) r
+                      WHERE CASE WHEN abs(r.v) <= 3.4028235e38 THEN r.v::float4 = p_value END
+                      ORDER BY d.digits
+                      LIMIT 1) END
 $$;
 
 CREATE OR REPLACE FUNCTION fifo._decimal(p_value numeric)

@@ -69,7 +69,11 @@ BEGIN
                 -- Per pool, LATERAL: the windows need no PARTITION BY, and the index
                 -- delivers the events in matching order, so only the axis is sorted.
                 -- The newest lot that an allocation before the cut consumed, and how
-                -- much of it: where the open lots start. First the last sell before the
+                -- much of it: where the open lots start. Every read of allocations
+                -- here is of this pool and version: an order_id names a trade, not a
+                -- lot of this pool (a buy moved to another symbol or account, or
+                -- deleted and its id re-used elsewhere, still has rows in the pool it
+                -- left until that pool is recomputed, perhaps by a later chunk or run). First the last sell before the
                 -- cut that took a lot (the per-pool index, backwards: no sort, whatever
                 -- the statistics say), then the newest lot among its rows.
                 LEFT JOIN LATERAL (
@@ -90,6 +94,8 @@ BEGIN
                             FROM fifo.allocations u
                             WHERE u.buy_trade_id = a.buy_trade_id
                               AND u.version = p_version
+                              AND u.symbol = c.symbol
+                              AND u.account = c.account
                               AND u.sell_time < c.from_time) AS used
                     FROM fifo.allocations a
                     WHERE a.version = p_version

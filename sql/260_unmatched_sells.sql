@@ -22,7 +22,8 @@ BEGIN
            fifo._unmatched_reason(fa.account, fa.symbol, fa.sell_time,
                                   t.size OPERATOR(pg_catalog.-) fa.allocated_size, fa.allocated_size)
     FROM fifo.allocations fa
-    JOIN fifo.trades t ON t.order_id = fa.sell_trade_id
+    -- the sell in the row's own pool (an order_id moved or re-used elsewhere is another trade)
+    JOIN fifo.trades t ON t.order_id = fa.sell_trade_id AND t.symbol = fa.symbol AND t.account = fa.account
     WHERE fa.version = (SELECT fifo._current_version())
       AND fa.unmatched
       AND (p_symbol IS NULL OR fa.symbol = p_symbol)

@@ -38,6 +38,9 @@ BEGIN
                                 fifo._shown(v_trade.symbol), fifo._shown(v_trade.symbol));
     END IF;
 
+    -- every read of allocations below is of the trade's own pool: an order_id
+    -- names a trade, and the pool it left (moved, or deleted and its id re-used)
+    -- may still hold rows of it until that pool is recomputed
     IF v_trade.side = 'sell' THEN
         RETURN QUERY
         WITH lots AS (
@@ -46,15 +49,19 @@ BEGIN
                    (SELECT coalesce(sum(e.allocated_size), 0)
                     FROM fifo.allocations e
                     WHERE e.version = v_version AND e.buy_trade_id = a.buy_trade_id
+                      AND e.symbol = v_trade.symbol AND e.account = v_trade.account
                       AND (e.sell_time, e.sell_trade_id COLLATE "C")
                           < (v_trade.order_time, v_trade.order_id COLLATE "C")) AS taken_before
             FROM fifo.allocations a
             JOIN fifo.trades b ON b.order_id = a.buy_trade_id
+                              AND b.symbol = a.symbol AND b.account = a.account
             WHERE a.version = v_version AND a.sell_trade_id = p_order_id AND NOT a.unmatched
+              AND a.symbol = v_trade.symbol AND a.account = v_trade.account
         ),
         gap AS (
             SELECT a.* FROM fifo.allocations a
             WHERE a.version = v_version AND a.sell_trade_id = p_order_id AND a.unmatched
+              AND a.symbol = v_trade.symbol AND a.account = v_trade.account
         ),
         parts AS (
         SELECT 0 AS phase, 0 AS n, 'sell' AS kind, v_trade.order_id AS id, v_trade.order_time AS at,
@@ -88,6 +95,7 @@ BEGIN
                       trim_scale(coalesce(sum(a.allocated_size) FILTER (WHERE a.unmatched), 0)))
         FROM fifo.allocations a
         WHERE a.version = v_version AND a.sell_trade_id = p_order_id
+          AND a.symbol = v_trade.symbol AND a.account = v_trade.account
         )
         SELECT (row_number() OVER (ORDER BY p.phase, p.n) - 1)::integer,
                p.kind, p.id, p.at, p.quantity, p.price, p.buy_fees, p.sell_fees,
@@ -101,6 +109,7 @@ BEGIN
                    row_number() OVER (ORDER BY a.sell_time, a.sell_trade_id COLLATE "C")::integer AS n
             FROM fifo.allocations a
             WHERE a.version = v_version AND a.buy_trade_id = p_order_id
+              AND a.symbol = v_trade.symbol AND a.account = v_trade.account
         ),
         rest AS (
             SELECT coalesce(sum(u.allocated_size), 0) AS consumed, count(*)::integer AS sells

@@ -364,3 +364,20 @@ def test_import_into_an_adopted_database_refuses_in_one_line(bot, capsys, tmp_pa
     assert "not fifo-db's own trades table" in err and "nothing was imported" in err
     assert "account" in err and "total_fees" in err
     assert dump(bot.conn) == before
+
+
+def test_an_adopted_double_reads_as_its_shortest_round_trip_decimal_at_every_magnitude(db):
+    """Issue 14: PostgreSQL prints integral doubles from 2^53 on with every digit
+    (6.3050394783186944e+16); fifo._decimal reads the shortest decimal that round-trips,
+    which is what Python's repr() prints."""
+    values = [2.0 ** 53, 2.0 ** 53 + 2, 2.0 ** 54, 6.305039478318694e16, -6.305039478318694e16, 1e16, 1e17,
+              1e22, 1.2345678901234567e25, 2.0 ** 70, 1.7976931348623157e308, 0.1, 188.9, 5e-324,
+              2.2250738585072014e-308, 1e-7, 123.456]
+    got = db.execute("SELECT array_agg(fifo._decimal(v) ORDER BY i) FROM unnest(%s::float8[]) WITH ORDINALITY "
+                     "AS x(v, i)", (values,)).fetchone()[0]
+    assert got == [Decimal(repr(v)) for v in values]
+    assert got[3] == Decimal(63050394783186940)
+    # real columns likewise, with their own shortest decimal
+    reals = db.execute("SELECT fifo._decimal(1.2345679e9::real), fifo._decimal(16777216::real), "
+                       "fifo._decimal(188.9::real)").fetchone()
+    assert reals == (Decimal(1234568000), Decimal(16777216), Decimal("188.9"))

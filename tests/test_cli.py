@@ -114,10 +114,16 @@ def test_verify_clean_then_tampered(db, dsn, capsys):
     assert code == 1
     lines = out.splitlines()
     assert any(line.startswith(f"money: SAPIEN-USD/default {SAPIEN_SELL}:") for line in lines)
-    # the reference FIFO sees the same row: stored -0.30893 + 1 = 0.69107
+    # verify_fifo()'s recomputation and the reference FIFO see the same row: stored -0.30893 + 1
+    assert any(line.startswith(f"not_fifo: SAPIEN-USD/default {SAPIEN_SELL}:")
+               and "pnl_amount 0.69107" in line and "expected -0.30893" in line for line in lines)
     assert any(line.startswith(f"reference: SAPIEN-USD/default {SAPIEN_SELL}:") and "0.69107" in line
                for line in lines)
-    assert lines[-1] == "verify: 2 finding(s) in 1 computed pool(s)"
+    assert lines[-1] == "verify: 3 finding(s) in 1 computed pool(s)"
+    # without the Python reference: the SQL verify alone finds it
+    code, out, err = run(capsys, dsn, "verify", "--reference", "off")
+    assert code == 1
+    assert out.splitlines()[-1] == "verify: 2 finding(s) in 1 computed pool(s)"
 
 
 def test_install_twice(db, dsn, capsys):

@@ -44,14 +44,14 @@ def test_clean_on_a_synthetic_history(db):
 
 def test_missing_row_breaks_sell_size(computed):
     computed.execute("DELETE FROM fifo.allocations WHERE sell_trade_id = 's2' AND unmatched")
-    assert checks(computed) == {("sell_size", "s2")}
+    assert checks(computed) == {("not_fifo", "s2"), ("sell_size", "s2")}
 
 
 def test_sell_fee_share_off(computed):
     # moved 0.1 of fee into s1's first row, proceeds and pnl kept consistent with it
     computed.execute("UPDATE fifo.allocations SET sell_fees = sell_fees + 0.1, sale_proceeds = sale_proceeds - 0.1, "
                      "pnl_amount = pnl_amount - 0.1 WHERE sell_trade_id = 's1' AND buy_trade_id = 'b1'")
-    assert checks(computed) == {("sell_fees", "s1")}
+    assert checks(computed) == {("not_fifo", "s1"), ("sell_fees", "s1")}
 
 
 def test_buy_over_allocated(computed):
@@ -59,20 +59,20 @@ def test_buy_over_allocated(computed):
     computed.execute("UPDATE fifo.allocations SET buy_trade_id = 'b2', buy_price = 11, buy_fees = 0, "
                      "buy_time = '2025-01-02', cost_basis = 11, pnl_amount = sale_proceeds - 11, unmatched = false "
                      "WHERE sell_trade_id = 's2' AND unmatched")
-    assert checks(computed) == {("buy_over_allocated", "b2")}
+    assert checks(computed) == {("not_fifo", "s2"), ("buy_over_allocated", "b2")}
 
 
 def test_buy_fee_share_off(computed):
     computed.execute("UPDATE fifo.allocations SET buy_fees = buy_fees + 0.1, cost_basis = cost_basis + 0.1, "
                      "pnl_amount = pnl_amount - 0.1 WHERE sell_trade_id = 's1' AND buy_trade_id = 'b1'")
-    assert checks(computed) == {("buy_fees", "b1")}
+    assert checks(computed) == {("not_fifo", "s1"), ("buy_fees", "b1")}
 
 
 def test_price_not_copied_from_the_trade(computed):
     computed.execute("UPDATE fifo.allocations SET sell_price = sell_price + 1, "
                      "sale_proceeds = sale_proceeds + allocated_size, pnl_amount = pnl_amount + allocated_size "
                      "WHERE sell_trade_id = 's2' AND buy_trade_id = 'b2'")
-    assert checks(computed) == {("allocation_trades", "s2")}
+    assert checks(computed) == {("not_fifo", "s2"), ("allocation_trades", "s2")}
 
 
 def test_later_buy(computed):
@@ -81,14 +81,15 @@ def test_later_buy(computed):
     computed.execute("UPDATE fifo.allocations SET buy_time = '2025-02-01' "
                      "WHERE sell_trade_id = 's1' AND buy_trade_id = 'b1'")
     # the buy time no longer matches b1 either
-    assert checks(computed) == {("later_buy", "s1"), ("allocation_trades", "s1")}
+    assert checks(computed) == {("not_fifo", "s1"), ("later_buy", "s1"), ("allocation_trades", "s1")}
 
 
 def test_pnl_not_proceeds_minus_cost(computed):
     computed.execute("UPDATE fifo.allocations SET pnl_amount = pnl_amount + 1 WHERE sell_trade_id = 's1' "
                      "AND buy_trade_id = 'b2'")
-    assert checks(computed) == {("money", "s1")}
-    assert [f.check for f in verify(computed)] == ["money", "reference"]
+    assert checks(computed) == {("not_fifo", "s1"), ("money", "s1")}
+    assert [f.check for f in verify(computed)] == ["money", "not_fifo", "reference"]
+    assert [f.check for f in verify(computed, reference=False)] == ["money", "not_fifo"]
 
 
 def test_allocations_of_an_uncomputed_pool(computed):
@@ -102,9 +103,10 @@ def test_trades_changed_since_the_computation(computed):
     assert checks(computed) == {("stale", None)}
 
 
-def test_reference_catches_a_wrong_lot_the_invariants_cannot(db):
-    """Two identical lots; the sell charged to the second one breaks no SQL invariant
-    (same price, no fees, neither over-allocated), only FIFO order: the reference sees it."""
+def test_a_wrong_lot_the_invariants_cannot_see_is_found_by_both_verifies(db):
+    """Two identical lots; the sell charged to the second one breaks no invariant (same
+    price, no fees, neither over-allocated), only FIFO order: verify_fifo()'s recomputation
+    and the Python reference both see it."""
     add_trades(db, [
         {"order_id": "c1", "symbol": "Z", "side": "buy", "size": 1, "price": 5, "order_time": "2025-01-01"},
         {"order_id": "c2", "symbol": "Z", "side": "buy", "size": 1, "price": 5, "order_time": "2025-01-02"},
@@ -112,11 +114,30 @@ def test_reference_catches_a_wrong_lot_the_invariants_cannot(db):
     ])
     db.execute("SELECT compute_fifo('Z')")
     db.execute("UPDATE fifo.allocations SET buy_trade_id = 'c2', buy_time = '2025-01-02' WHERE sell_trade_id = 'c3'")
-    assert findings(db) == []
+    rows = sorted(findings(db), key=lambda r: r[4])
+    assert [(r[0], r[1], r[2], r[3]) for r in rows] == [("not_fifo", "Z", "default", "c3")] * 2
+    assert rows[0][4] == "missing allocation of sell c3 to lot c1: expected 1 at 5, pnl 1"
+    assert rows[1][4].startswith("unexpected allocation ")
+    assert rows[1][4].endswith(" of sell c3 to lot c2: 1, pnl 1; FIFO gives this sell no such row")
     found = verify(db)
-    assert [(f.check, f.trade_id) for f in found] == [("reference", "c3"), ("reference", "c3")]
-    assert "missing allocation to lot c1" in found[0].detail
-    assert "unexpected allocation to lot c2" in found[1].detail
+    assert [(f.check, f.trade_id) for f in found if f.check == "reference"] == [("reference", "c3")] * 2
+    assert "missing allocation to lot c1" in found[2].detail
+    assert "unexpected allocation to lot c2" in found[3].detail
+
+
+def test_a_planted_pnl_names_the_column_and_the_expected_value(computed):
+    computed.execute("UPDATE fifo.allocations SET pnl_amount = 99 WHERE sell_trade_id = 's1' AND buy_trade_id = 'b1'")
+    row = next(r for r in findings(computed) if r[0] == "not_fifo")
+    assert row[1:4] == ("X", "default", "s1")
+    assert row[4].endswith("of sell s1 to lot b1: pnl_amount 99, expected 4.7")   # 3 x 12 - 0.3 - (3 x 10 + 1)
+
+
+def test_a_stale_pool_is_reported_once_not_row_by_row(computed):
+    computed.execute("UPDATE trade_records SET size = 1 WHERE order_id = 'b1'")   # every row of X now differs
+    assert findings(computed) == [("stale", "X", "default", None,
+                                   "trades changed since the last computation; run compute_fifo_incremental()")]
+    computed.execute("SELECT compute_fifo_incremental()")
+    assert findings(computed) == []
 
 
 def test_symbol_and_version_filters(computed):
@@ -124,4 +145,4 @@ def test_symbol_and_version_filters(computed):
                      "AND buy_trade_id = 'b2'")
     assert findings(computed, "OTHER") == []
     assert findings(computed, "X", 2) == []          # nothing computed for version 2
-    assert [f.check for f in verify(computed, "X", 1)] == ["money", "reference"]
+    assert [f.check for f in verify(computed, "X", 1)] == ["money", "not_fifo", "reference"]
