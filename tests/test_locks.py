@@ -403,3 +403,24 @@ def test_an_upgrade_drops_the_two_session_functions(db):
                       "'_self_conninfo', '_dblink_call', '_in_sessions', '_build_in_sessions', '_dblink_disconnect', "
                       "'_fresh_allocations_committed', '_swap_partition', '_pool_key')").fetchone()[0] == [
         "fifo._swap_partition(integer,regclass,text[],text[])"]
+
+
+def test_a_run_of_another_version_holding_the_pools_state_is_waited_for_within_the_bound(db, connect):
+    """A run of version 1 marks version 2's pool row stale and holds it until it ends; a tick of
+    version 2 then waits for that row at most lock_timeout, instead of without bound."""
+    add_trades(db, pools(["X-USD", "Y-USD"]))
+    db.execute("SELECT compute_fifo_all(true)")
+    db.execute("SELECT compute_fifo_all(true, 2)")
+    add_trades(db, pools(["X-USD"], when="2025-01-02", side="sell", prefix="s"))
+    db.execute("SELECT fifo_set_setting('lock_timeout', '1 s')")
+    holder = connect(autocommit=False)
+    holder.execute("SELECT compute_fifo('X-USD')")          # version 1, left open
+    pid = holder.info.backend_pid
+    run = run_of(db, "compute_fifo_incremental(2)")
+    holder.rollback()
+    assert run is not None and run["status"] != "ok"
+    assert f"pid {pid}" in run["error"]
+    assert run_of(db, "compute_fifo_incremental()")["status"] == "ok"    # released: version 1, then
+    assert run_of(db, "compute_fifo_incremental(2)")["status"] == "ok"   # version 2 (marked stale by it)
+    assert stored(db, 2) == expected(db) and stored(db) == expected(db)
+    assert findings(db, version=2) == [] and findings(db) == []
