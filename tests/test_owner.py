@@ -222,9 +222,19 @@ def test_restore_keeps_the_pg_cron_a_dba_created_and_removes_the_owners_jobs(cap
         rc, _, err = run(capsys, "--dsn", owned.dsn, "schedule", "install")
         assert rc == 1 and "1. in database fifo: CREATE EXTENSION pg_cron;" in err, err
         owned.run_as_dba(err)
+        # an operator schedules in SQL (fifo_schedule is SECURITY DEFINER): the jobs are the owner's
+        with cluster.superuser("postgres") as su:
+            su.execute(f"CREATE ROLE bot_operator LOGIN PASSWORD '{OWNER_PASSWORD}'")
+        assert run(capsys, "--dsn", owned.dsn, "grant", "operator", "bot_operator")[0] == 0
+        with psycopg.connect(owned.dsn.replace("user=bot_owner", "user=bot_operator"), autocommit=True) as op:
+            assert [r[1] for r in op.execute("SELECT * FROM fifo_schedule('*/10 * * * *')")] == [
+                "fifo-db incremental (fifo)", "fifo-db full (fifo)"]
+        with cluster.superuser() as su:
+            assert su.execute("SELECT DISTINCT username FROM cron.job").fetchall() == [("bot_owner",)]
         rc, out, err = run(capsys, "--dsn", owned.dsn, "schedule", "install", "--every", "*/5 * * * *")
         assert (rc, err) == (0, "") and "[job " in out
         rc, out, _ = run(capsys, "--dsn", owned.dsn, "install", "--adopt")   # again: a no-op that knows the jobs
+        assert run(capsys, "--dsn", owned.dsn, "revoke", "operator", "bot_operator")[0] == 0
         rc, out, err = run(capsys, "--dsn", owned.dsn, "uninstall", "--restore")
         assert (rc, err) == (0, "")
         assert out.startswith("pg_cron job 'fifo-db incremental (fifo)' removed\n"
