@@ -99,8 +99,8 @@ def test_explain_verify_and_compute_as_a_reader(worked, dsn, reader_dsn, capsys)
     assert cli(capsys, reader_dsn, "explain", "s1") == owner
     rc, out, err = cli(capsys, reader_dsn, "verify")
     assert (rc, err) == (0, "")
-    assert out.splitlines()[-1] == ("verify: clean (3 computed pool(s): SQL invariants hold and every allocation "
-                                    "equals the reference FIFO)")
+    assert out.splitlines()[-1] == ("verify: clean (3 computed pool(s): every allocation equal to FIFO recomputed "
+                                    "in SQL and to the Python reference FIFO)")
     rc, out, _ = cli(capsys, reader_dsn, "verify", "--symbol", "BBB-USD")
     assert rc == 0 and out.splitlines()[-1].startswith("verify: clean (1 computed pool(s)")
     rc, _, err = cli(capsys, reader_dsn, "compute", "--symbol", "AAA-USD")
