@@ -281,3 +281,34 @@ def test_jobs_that_cannot_connect_are_shown_and_refused(capsys):
             f"give the server account a ~/.pgpass line for role {role})\n")
     finally:
         cluster.remove()
+
+
+def test_without_pg_cron_the_checklist_starts_with_installing_it(owned, capsys):
+    """A server without pg_cron (PostgreSQL 16 and 18 here, the stock postgres image): the
+    checklist has everything, from the package to the grants, in order."""
+    if owned.cluster.pg_cron_available():
+        pytest.skip("this server has pg_cron; the checklist of a server without it is tested on 16 and 18")
+    assert run(capsys, "--dsn", owned.dsn, "install")[0] == 0
+    with owned.conn() as conn:
+        major = conn.execute("SELECT current_setting('server_version_num')::int / 10000").fetchone()[0]
+    rc, out, err = run(capsys, "--dsn", owned.dsn, "schedule", "install")
+    role, db = owned.role, owned.database
+    assert (rc, out) == (1, "")
+    assert err == (
+        f"fifo-db: error: pg_cron cannot run fifo-db's jobs for database {db!r} as role {role!r} yet; nothing was "
+        f"changed. Ask your DBA (a superuser) to do this once, in order, then run `fifo-db schedule install` again:\n"
+        f"  1. install pg_cron on the server (Debian/Ubuntu: apt-get install postgresql-{major}-cron; managed "
+        f"services: enable the pg_cron extension in the parameter group / flags)\n"
+        f"  2. postgresql.conf: shared_preload_libraries = 'pg_cron'   (add to the list if it has others)\n"
+        f"  3. postgresql.conf: cron.database_name = '{db}'\n"
+        f"  4. postgresql.conf: cron.use_background_workers = on   (pg_cron otherwise connects to localhost over "
+        f"TCP without a password, and every job fails with 'connection failed'; or give the server account a "
+        f"~/.pgpass line for role {role})\n"
+        f"  5. postgresql.conf: max_worker_processes = 16   (or more: room for pg_cron's workers)\n"
+        f"  6. restart PostgreSQL (these settings take effect only at server start)\n"
+        f"  7. in database {db}: CREATE EXTENSION pg_cron;\n"
+        f"  8. in database {db}: GRANT USAGE ON SCHEMA cron TO \"{role}\";\n"
+        f"  9. in database {db}: GRANT EXECUTE ON FUNCTION cron.schedule_in_database(text, text, text, text, text, "
+        f"boolean) TO \"{role}\";\n")
+    with owned.conn() as conn:   # nothing changed
+        assert conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'pg_cron'").fetchone()[0] == 0
