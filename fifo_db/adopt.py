@@ -158,6 +158,7 @@ class Adoption:
     problems: list[tuple[str, str]] = field(default_factory=list)   # (order_id, problem), first 20
     problem_count: int = 0
     queued: int = 0
+    scheduled: bool = False    # pg_cron jobs exist for this database (the bot's crontab lines may go)
     already_adopted_at: datetime | None = None
 
 
@@ -565,10 +566,20 @@ def format_result(plan: Adoption) -> str:
         "  fifo-db verify",
         "  fifo-db schedule install             # pg_cron: incremental every minute, full at 01:50 GMT",
     ]
-    if plan.source == BOTTRADER.name:
+    if plan.source == BOTTRADER.name and not plan.scheduled:
+        lines += [
+            "keep the bot's two FIFO lines in the host crontab until fifo-db keeps this database current: "
+            "nothing does yet. Run `fifo-db schedule install` (or, on a server without pg_cron, `fifo-db worker`) "
+            "first; once `fifo-db schedule list` shows the jobs (or the worker runs), delete these lines:",
+            *(f"  {line}" for line in BOT_CRON_LINES),
+        ]
+    elif plan.source == BOTTRADER.name:
         lines += [
             "then delete the bot's two FIFO lines from the host crontab (the pg_cron jobs replace them):",
             *(f"  {line}" for line in BOT_CRON_LINES),
+        ]
+    if plan.source == BOTTRADER.name:
+        lines += [
             "(pg_cron schedules are in GMT: the bot's 01:50 Pacific is `--full '50 9 * * *'` in winter, "
             "or set cron.timezone)",
             "undo: fifo-db uninstall --restore (puts the bot's tables back as they were)",
@@ -576,9 +587,20 @@ def format_result(plan: Adoption) -> str:
     return "\n".join(lines)
 
 
+def _scheduled(conn) -> bool:
+    """Whether pg_cron jobs exist for this database (False when pg_cron is absent or unreadable)."""
+    from fifo_db.schedule import list_schedule
+    try:
+        return bool(list_schedule(conn, 0))
+    except FifoError:
+        return False
+
+
 def cli(args, conn) -> int:
     if args.dry_run and not args.adopt:
         raise FifoError("--dry-run goes with --adopt: `fifo-db install --adopt --dry-run`")
     plan = adopt(conn, dry_run=args.dry_run, on_plan=lambda p: print(format_plan(p), flush=True))
+    if not plan.dry_run:
+        plan.scheduled = _scheduled(conn)
     print(format_result(plan))
     return 0

@@ -70,11 +70,156 @@ def _job_names(conn: psycopg.Connection) -> list[str]:
     return [r[0] for r in conn.execute("SELECT job_name FROM fifo._cron_jobs()")]
 
 
+SCHEDULE_IN_DATABASE = "cron.schedule_in_database(text, text, text, text, text, boolean)"
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _cron_settings(conn: psycopg.Connection) -> tuple[str | None, str | None]:
+    """cron.use_background_workers and cron.host, each None when this role may not read it."""
+    return conn.execute("SELECT fifo._setting_if_readable('cron.use_background_workers'), "
+                        "fifo._setting_if_readable('cron.host')").fetchone()
+
+
+def _failed_connections(cron: psycopg.Connection, database: str, names: list[str]) -> str | None:
+    """The last run of this database's jobs that failed because pg_cron could not connect, if any
+    is readable (cron.job_run_details shows a role its own runs)."""
+    try:
+        # by database and user, not job id: a reinstalled schedule has new job ids
+        # the latest run since the server started (a fix of the setting takes a restart)
+        row = cron.execute(
+            "SELECT d.return_message FROM cron.job_run_details d "
+            "WHERE d.database = %s AND d.username = current_user "
+            "AND coalesce(d.start_time, d.end_time, pg_catalog.now()) >= pg_catalog.pg_postmaster_start_time() "
+            "ORDER BY d.runid DESC LIMIT 1", (database,)).fetchone()
+        if row is None or not (row[0] or "").lower().startswith("connection failed"):
+            return None
+    except psycopg.Error:
+        return None
+    return row[0].strip() if row else None
+
+
+def dba_checklist(conn: psycopg.Connection, runs: bool = True) -> tuple[list[str], list[str]]:
+    """What a superuser must do once before this role can schedule this database's jobs: (steps,
+    notes). Changes nothing. Steps are complete SQL statements and postgresql.conf settings, in
+    order, with the real names; notes say what fifo-db could not tell."""
+    role, database = conn.info.user, conn.info.dbname
+    status = _status(conn)
+    superuser = conn.execute("SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user").fetchone()[0]
+    cron_db = status["cron_database"]
+    major = conn.execute("SELECT current_setting('server_version_num')::int / 10000").fetchone()[0]
+    steps: list[str] = []
+    notes: list[str] = []
+    restart = False
+    if not status["available"]:
+        steps.append(f"install pg_cron on the server (Debian/Ubuntu: apt-get install postgresql-{major}-cron; "
+                     f"managed services: enable the pg_cron extension in the parameter group / flags)")
+    if not status["preloaded"]:
+        steps.append("postgresql.conf: shared_preload_libraries = 'pg_cron'   (add to the list if it has others)")
+        steps.append(f"postgresql.conf: cron.database_name = '{database}'")
+        cron_db = database
+        restart = True
+    workers, host = _cron_settings(conn)
+    if not status["preloaded"] or workers == "off" and not (host or "").startswith("/"):
+        steps.append("postgresql.conf: cron.use_background_workers = on   (pg_cron otherwise connects to "
+                     f"{host or 'localhost'} over TCP without a password, and every job fails with "
+                     f"'connection failed'; or give the server account a ~/.pgpass line for role {role})")
+        steps.append("postgresql.conf: max_worker_processes = 16   (or more: room for pg_cron's workers)")
+        restart = True
+    if restart:
+        steps.append("restart PostgreSQL (these settings take effect only at server start)")
+    cron = None
+    extension = None
+    if status["preloaded"] and not superuser:
+        try:
+            cron = conn if cron_db == database else psycopg.connect(
+                make_conninfo(conn.info.dsn, dbname=cron_db, password=conn.info.password or None), autocommit=True)
+        except psycopg.Error as exc:
+            steps.append(f"GRANT CONNECT ON DATABASE {_ident(cron_db)} TO {_ident(role)};   "
+                         f"(fifo-db could not connect to it: {from_db_error(exc)})")
+    try:
+        if cron is not None:
+            extension = cron.execute("SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'pg_cron'"
+                                     ).fetchone()
+        if not superuser:
+            where = f"in database {cron_db}: "
+            if extension is None:
+                steps.append(f"{where}CREATE EXTENSION pg_cron;")
+                steps.append(f"{where}GRANT USAGE ON SCHEMA cron TO {_ident(role)};")
+                steps.append(f"{where}GRANT EXECUTE ON FUNCTION {SCHEDULE_IN_DATABASE} TO {_ident(role)};")
+            else:
+                if not cron.execute("SELECT has_schema_privilege('cron', 'USAGE')").fetchone()[0]:
+                    steps.append(f"{where}GRANT USAGE ON SCHEMA cron TO {_ident(role)};")
+                for name in ("schedule_in_database", "unschedule"):
+                    for (sig,) in cron.execute(
+                            "SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p "
+                            "WHERE p.pronamespace = 'cron'::regnamespace AND p.proname = %s "
+                            "AND NOT has_function_privilege(p.oid, 'EXECUTE') ORDER BY 1", (name,)).fetchall():
+                        if name == "unschedule" and "bigint" not in sig:
+                            continue
+                        steps.append(f"{where}GRANT EXECUTE ON FUNCTION {sig.replace(',', ', ')} TO {_ident(role)};")
+        if runs and status["preloaded"] and workers is None and (cron is not None or superuser):
+            failed = _failed_connections(cron or conn, database, _job_names(conn)) if cron is not None else None
+            if failed:
+                steps.append(f"postgresql.conf: cron.use_background_workers = on, then restart PostgreSQL   "
+                             f"(this database's jobs fail: {failed!r}: pg_cron connects over the network "
+                             f"without a password; or give the server account a ~/.pgpass line for role {role})")
+            else:
+                notes.append(f"fifo-db cannot read cron.use_background_workers as role {role}: if it is off and "
+                             f"cron.host is not a socket directory, pg_cron connects over TCP without a password "
+                             f"and every run fails; `fifo-db schedule list` shows the runs")
+    finally:
+        if cron is not None and cron is not conn:
+            cron.close()
+    if steps and notes and runs:   # the DBA is at it anyway: what fifo-db cannot tell goes on the list
+        steps.append(f"check that postgresql.conf has cron.use_background_workers = on (fifo-db cannot read it as "
+                     f"role {role}; off, pg_cron connects to cron.host over TCP without a password and every "
+                     f"job fails with 'connection failed'); if you change it, restart PostgreSQL")
+        notes = []
+    return steps, notes
+
+
+def _require_rights(conn: psycopg.Connection) -> None:
+    """For a role that is not a superuser: the DBA checklist (FifoError) when pg_cron is not usable yet."""
+    try:
+        if conn.execute("SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user").fetchone()[0]:
+            return
+        steps, _ = dba_checklist(conn, runs=False)
+    except psycopg.Error as exc:
+        raise from_db_error(exc) from None
+    if steps:
+        raise FifoError(format_checklist(steps, conn.info.user, conn.info.dbname))
+
+
+def format_checklist(steps: list[str], role: str, database: str) -> str:
+    lines = [f"pg_cron cannot run fifo-db's jobs for database {database!r} as role {role!r} yet; nothing was "
+             f"changed. Ask your DBA (a superuser) to do this once, in order, then run `fifo-db schedule install` "
+             f"again:"]
+    lines += [f"  {i}. {step}" for i, step in enumerate(steps, 1)]
+    return "\n".join(lines)
+
+
 def install_schedule(conn: psycopg.Connection, every: str = DEFAULT_EVERY,
-                     full: str | None = DEFAULT_FULL) -> list[dict]:
-    """Schedule this database's jobs (idempotent); returns them with their pg_cron job ids."""
-    with conn.cursor(row_factory=dict_row) as cur:
-        jobs = cur.execute("SELECT * FROM fifo._cron_jobs(%s, %s)", (every, full)).fetchall()
+                     full: str | None = DEFAULT_FULL, notes: list[str] | None = None) -> list[dict]:
+    """Schedule this database's jobs (idempotent); returns them with their pg_cron job ids.
+
+    A role that is not a superuser first gets the complete DBA checklist (FifoError, nothing
+    changed) when anything is missing; `notes` receives what fifo-db could not tell."""
+    try:
+        superuser = conn.execute("SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user"
+                                 ).fetchone()[0]
+        if not superuser:
+            steps, found = dba_checklist(conn)
+            if steps:
+                raise FifoError(format_checklist(steps, conn.info.user, conn.info.dbname))
+            if notes is not None:
+                notes.extend(found)
+        with conn.cursor(row_factory=dict_row) as cur:
+            jobs = cur.execute("SELECT * FROM fifo._cron_jobs(%s, %s)", (every, full)).fetchall()
+    except psycopg.Error as exc:
+        raise from_db_error(exc) from None
     with cron_connection(conn, create_extension=True) as cron:
         try:
             if cron is conn:   # this is the cron database: the SQL function does it all
@@ -103,6 +248,7 @@ def _unschedule(cron: psycopg.Connection, database: str, names: list[str]) -> in
 
 def remove_schedule(conn: psycopg.Connection) -> int:
     """Remove this database's jobs; returns how many were removed."""
+    _require_rights(conn)
     names = _job_names(conn)
     with cron_connection(conn) as cron:
         try:
@@ -115,6 +261,7 @@ def remove_schedule(conn: psycopg.Connection) -> int:
 
 def list_schedule(conn: psycopg.Connection, runs: int = 5) -> list[dict]:
     """This database's jobs, each with its last `runs` runs (newest first) under "runs"."""
+    _require_rights(conn)
     names = _job_names(conn)
     with cron_connection(conn) as cron:
         try:
@@ -129,9 +276,10 @@ def list_schedule(conn: psycopg.Connection, runs: int = 5) -> list[dict]:
                         "SELECT runid, status, start_time, end_time, return_message "
                         "FROM cron.job_run_details WHERE jobid = %s "
                         "ORDER BY runid DESC LIMIT %s", (job["jobid"], runs)).fetchall()
-                about = cur.execute(
-                    "SELECT extversion, coalesce(nullif(current_setting('cron.timezone', true), ''), 'GMT') AS tz "
-                    "FROM pg_extension WHERE extname = 'pg_cron'").fetchone()
+                about = cur.execute("SELECT extversion FROM pg_extension WHERE extname = 'pg_cron'").fetchone()
+            # cron.timezone: superuser-only to read; asked in this database, where fifo-db is
+            about["tz"] = conn.execute(
+                "SELECT coalesce(fifo._setting_if_readable('cron.timezone'), 'GMT')").fetchone()[0]
         except psycopg.Error as exc:
             raise from_db_error(exc) from None
     for job in jobs:
@@ -189,11 +337,14 @@ def register(sub) -> None:
 
 def _cli_install(args, conn) -> int:
     full = None if args.full.strip().lower() == "none" else args.full
-    jobs = install_schedule(conn, args.every, full)
+    notes: list[str] = []
+    jobs = install_schedule(conn, args.every, full, notes)
     cron_db = cron_db_name(conn)
     for job in jobs:
         print(f"scheduled {job['job_name']}: '{job['schedule']}' {job['command']} "
               f"[job {job['jobid']} in cron database {cron_db!r}]")
+    for note in notes:
+        print(f"note: {note}")
     return 0
 
 

@@ -120,7 +120,8 @@ def _cron_jobs(conn: psycopg.Connection, result: Removal) -> tuple[list[str], st
     pg_cron runs here, the jobs are removed now, inside the transaction."""
     names = [r[0] for r in conn.execute("SELECT job_name FROM fifo._cron_jobs()")]
     status = conn.execute("SELECT available, preloaded, cron_database FROM fifo._cron_status()").fetchone()
-    here = _one(conn, "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_cron')")
+    here = _one(conn, "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_cron') "
+                      "AND pg_catalog.has_schema_privilege('cron', 'USAGE')")   # else no job can be this role's
     if here and status[2] == conn.info.dbname:
         for jobid, name, user in conn.execute(
                 "SELECT jobid, jobname, username FROM cron.job WHERE jobname = ANY (%s) AND database = %s "
@@ -145,8 +146,9 @@ def _remove_jobs_elsewhere(conn: psycopg.Connection, names: list[str], cron_db: 
     try:
         with psycopg.connect(make_conninfo(conn.info.dsn, dbname=cron_db, password=conn.info.password or None),
                              autocommit=True) as cron:
-            if not _one(cron, "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_cron')"):
-                return
+            if not _one(cron, "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_cron') "
+                              "AND pg_catalog.has_schema_privilege('cron', 'USAGE')"):
+                return   # no pg_cron there, or this role has no right in it: it can have no job
             found = [r[0] for r in cron.execute(f"SELECT jobname FROM cron.job WHERE {mine} ORDER BY jobid",
                                                 (names, conn.info.dbname))]
             if not dry_run:
@@ -274,6 +276,12 @@ def _pg_cron_extension(conn: psycopg.Connection, existed: bool, result: Removal)
         if not result.adopted:
             result.pg_cron_kept = ("the pg_cron extension is kept (fifo-db cannot tell whether it created it; "
                                    "DROP EXTENSION pg_cron removes it and every job of this server)")
+        return
+    if not _one(conn, "SELECT e.extowner = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user) "
+                      "OR (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) "
+                      "FROM pg_catalog.pg_extension e WHERE e.extname = 'pg_cron'"):
+        result.pg_cron_kept = ("the pg_cron extension is kept: another role (your DBA) created it after the "
+                               "adoption, not fifo-db")
         return
     left = _one(conn, "SELECT count(*) FROM cron.job")
     if left:

@@ -137,22 +137,42 @@ def unfinished_runs(conn, limit: int = 5) -> list[str]:
                  "WHERE status IN ('failed', 'partial') AND started_at > coalesce(%s::timestamptz, '-infinity') "
                  "ORDER BY run_id DESC LIMIT %s",
                  (since, limit))]
-    try:
-        with conn.transaction():
-            rows = conn.execute(
-                "SELECT d.runid, j.jobname, d.start_time, d.status, d.return_message "
-                "FROM cron.job_run_details d JOIN cron.job j USING (jobid) "
-                "WHERE j.database = current_database() AND j.jobname LIKE 'fifo-db %%' "
-                "AND d.status IN ('failed', 'running') AND d.start_time > coalesce(%s::timestamptz, '-infinity') "
-                "AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = d.job_pid "
-                "                AND a.state <> 'idle' AND d.status = 'running') "
-                "ORDER BY d.runid DESC LIMIT %s", (since, limit)).fetchall()
-    except psycopg.Error:
-        rows = []   # pg_cron not in this database, or not visible to this role
-    notes += [f"pg_cron run {runid} of {name!r} at {start:%Y-%m-%d %H:%M:%S%z} {status}: "
+    rows = _failed_job_runs(conn, since, limit)
+    notes += [f"pg_cron run {runid} of {name!r} at {f'{start:%Y-%m-%d %H:%M:%S%z}' if start else '-'} {status}: "
               f"{(message or '').strip().splitlines()[0] if message else 'no message'}"
               for runid, name, start, status, message in rows]
     return notes
+
+
+FAILED_JOB_RUNS = (
+    "SELECT d.runid, coalesce(j.jobname, d.command), d.start_time, d.status, d.return_message "
+    "FROM cron.job_run_details d LEFT JOIN cron.job j USING (jobid) "
+    "WHERE d.database = %s AND d.command IN ('SELECT public.compute_fifo_incremental()', "
+    "                                        'SELECT public.compute_fifo_all(true)') "
+    # a run pg_cron could not even connect for has no start time
+    "AND d.status IN ('failed', 'running') AND coalesce(d.start_time, 'infinity') > coalesce(%s::timestamptz, '-infinity') "
+    "AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = d.job_pid "
+    "                AND a.state <> 'idle' AND d.status = 'running') "
+    "ORDER BY d.runid DESC LIMIT %s")
+
+
+def _failed_job_runs(conn, since, limit: int) -> list[tuple]:
+    """This database's fifo-db pg_cron runs that failed (newest first), read in the cron database
+    (this one or another on the server); none when pg_cron is absent or not readable by this role."""
+    from psycopg.conninfo import make_conninfo
+
+    try:
+        cron_db = conn.execute("SELECT cron_database FROM fifo._cron_status() WHERE preloaded").fetchone()
+        if cron_db is None:
+            return []
+        if cron_db[0] == conn.info.dbname:
+            with conn.transaction():
+                return conn.execute(FAILED_JOB_RUNS, (conn.info.dbname, since, limit)).fetchall()
+        with psycopg.connect(make_conninfo(conn.info.dsn, dbname=cron_db[0], password=conn.info.password or None),
+                             autocommit=True, connect_timeout=10) as cron:
+            return cron.execute(FAILED_JOB_RUNS, (conn.info.dbname, since, limit)).fetchall()
+    except psycopg.Error:
+        return []   # pg_cron not created there, or not visible to this role
 
 
 def _cli_verify(args, conn) -> int:

@@ -9,23 +9,57 @@
 -- fifo_unschedule() do everything in SQL. Otherwise `fifo-db schedule`
 -- connects to the cron database and applies fifo._cron_jobs() there.
 
+-- fifo._setting_if_readable(name): a server setting, or NULL when it is
+-- not set or this role may not read it (shared_preload_libraries and
+-- pg_cron's cron.* need superuser or pg_read_all_settings, which a managed
+-- database's owner does not have).
+CREATE OR REPLACE FUNCTION fifo._setting_if_readable(p_name text)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN nullif(current_setting(p_name, true), '');
+EXCEPTION WHEN insufficient_privilege THEN
+    RETURN NULL;
+END;
+$$;
+
 -- fifo._cron_status(): what this server offers: pg_cron installed
 -- (available), preloaded, the cron database, and the extension's version
--- when it is created in the current database.
+-- when it is created in the current database. Asked in ways any role may:
+-- the settings when readable, else pg_cron's launcher in pg_stat_activity
+-- (its application_name and database are visible to every role).
 CREATE OR REPLACE FUNCTION fifo._cron_status(
     OUT available boolean,
     OUT preloaded boolean,
     OUT cron_database text,
     OUT extversion text)
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pg_cron'),
-           EXISTS (SELECT 1
-                   FROM regexp_split_to_table(current_setting('shared_preload_libraries'), ',') AS l(lib)
-                   WHERE btrim(l.lib, ' "''') ~ '(^|/)pg_cron(\.so)?$'),
-           coalesce(nullif(current_setting('cron.database_name', true), ''), 'postgres'),
-           (SELECT e.extversion FROM pg_extension e WHERE e.extname = 'pg_cron')
+DECLARE
+    v_libs text := fifo._setting_if_readable('shared_preload_libraries');
+    v_launcher text;
+BEGIN
+    available := EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pg_cron');
+    SELECT a.datname INTO v_launcher
+    FROM pg_stat_activity a
+    WHERE a.datname IS NOT NULL
+      AND (a.backend_type = 'pg_cron launcher'
+           OR (a.backend_type IS NULL AND a.application_name = 'pg_cron scheduler'))
+    ORDER BY a.backend_type IS NULL, a.backend_start
+    LIMIT 1;
+    IF v_libs IS NOT NULL THEN
+        preloaded := EXISTS (SELECT 1
+                             FROM regexp_split_to_table(v_libs, ',') AS l(lib)
+                             WHERE btrim(l.lib, ' "''') ~ '(^|/)pg_cron(\.so)?$');
+    ELSE
+        preloaded := v_launcher IS NOT NULL;
+    END IF;
+    cron_database := coalesce(fifo._setting_if_readable('cron.database_name'), v_launcher, 'postgres');
+    extversion := (SELECT e.extversion FROM pg_extension e WHERE e.extname = 'pg_cron');
+END;
 $$;
 
 -- fifo._cron_require(extension_created, in_cron_database): raise the one
@@ -53,8 +87,9 @@ BEGIN
                                 v_major, current_database());
     END IF;
     IF NOT v_status.preloaded THEN
-        RAISE EXCEPTION 'pg_cron is installed but not loaded (shared_preload_libraries is ''%'')',
-                current_setting('shared_preload_libraries')
+        RAISE EXCEPTION 'pg_cron is installed but not loaded (shared_preload_libraries is %)',
+                coalesce(quote_literal(fifo._setting_if_readable('shared_preload_libraries')),
+                         'not readable by ' || quote_ident(current_user) || ', and no pg_cron launcher runs')
             USING ERRCODE = '55000',
                   HINT = format('Add shared_preload_libraries = ''pg_cron'' and cron.database_name = ''%s'' '
                                 'to postgresql.conf, restart PostgreSQL, then run `fifo-db schedule install`.',
@@ -102,6 +137,10 @@ $$;
 CREATE OR REPLACE FUNCTION public.fifo_unschedule()
 RETURNS integer
 LANGUAGE plpgsql
+-- SECURITY DEFINER: an operator (fifo_grant('operator', ...)) removes the
+-- owner's jobs without any right in schema fifo or cron; current_user is the
+-- owner here, so only the owner's jobs of this database's names go.
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -127,6 +166,10 @@ CREATE OR REPLACE FUNCTION public.fifo_schedule(
     p_full text DEFAULT '50 1 * * *')
 RETURNS TABLE (jobid bigint, job_name text, schedule text, command text)
 LANGUAGE plpgsql
+-- SECURITY DEFINER: an operator schedules without any right in schema fifo
+-- or cron; the jobs belong to the owner (pg_cron records current_user, the
+-- owner here, as the job's username) and run with the owner's rights.
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN

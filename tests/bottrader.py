@@ -229,8 +229,8 @@ BOT_VIEWS = ("v_allocation_health", "v_unmatched_sells", "v_pnl_by_symbol", "v_a
 def engine_for(conn: psycopg.Connection) -> Engine:
     """A SQLAlchemy engine (psycopg 3 driver) on the database of `conn`, as the bot connects."""
     info = conn.info
-    return create_engine(URL.create("postgresql+psycopg", username=info.user, database=info.dbname,
-                                    query={"host": info.host, "port": str(info.port)}))
+    return create_engine(URL.create("postgresql+psycopg", username=info.user, password=info.password or None,
+                                    database=info.dbname, query={"host": info.host, "port": str(info.port)}))
 
 
 def create_schema(engine: Engine) -> None:
@@ -563,7 +563,8 @@ def dump(conn: psycopg.Connection) -> str:
         [pg_dump, "--help"], check=True, capture_output=True, text=True).stdout else []
     return subprocess.run(
         [pg_dump, *restrict, "-h", info.host, "-p", str(info.port),
-         "-U", info.user, info.dbname], check=True, capture_output=True, text=True).stdout
+         "-U", info.user, info.dbname], check=True, capture_output=True, text=True,
+        env={**os.environ, "PGPASSWORD": info.password} if info.password else None).stdout
 
 
 @dataclass
