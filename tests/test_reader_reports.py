@@ -99,19 +99,15 @@ def test_explain_verify_and_compute_as_a_reader(worked, dsn, reader_dsn, capsys)
     assert cli(capsys, reader_dsn, "explain", "s1") == owner
     rc, out, err = cli(capsys, reader_dsn, "verify")
     assert (rc, err) == (0, "")
-    assert out.splitlines()[-1] == ("verify: clean (3 computed pool(s): every allocation equal to FIFO recomputed in SQL "
-                                    "and to the Python reference FIFO)")
+    assert out.splitlines()[-1] == ("verify: clean (3 computed pool(s): every allocation equal to FIFO recomputed "
+                                    "in SQL and to the Python reference FIFO)")
     rc, out, _ = cli(capsys, reader_dsn, "verify", "--symbol", "BBB-USD")
     assert rc == 0 and out.splitlines()[-1].startswith("verify: clean (1 computed pool(s)")
     rc, _, err = cli(capsys, reader_dsn, "compute", "--symbol", "AAA-USD")
     assert rc == 0, err
 
 
-@pytest.mark.parametrize("kind", [
-    "reader", "bot",
-    pytest.param("operator", marks=pytest.mark.xfail(strict=True, reason=(
-        "known, not fixed here: fifo_schedule/fifo_unschedule (and `fifo-db schedule`) call fifo._cron_* "
-        "with the caller's rights, so an operator with no right in schema fifo cannot schedule")))])
+@pytest.mark.parametrize("kind", ["reader", "bot", "operator"])
 def test_nothing_granted_needs_a_right_the_grantee_lacks(db, kind):
     """Every function granted runs with the owner's rights (SECURITY DEFINER), so its body never
     needs a right the grantee lacks; every view granted reads its tables as its owner and calls
