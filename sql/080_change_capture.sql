@@ -7,7 +7,10 @@
 -- adopted bot's table. They are SECURITY DEFINER so that a writer with
 -- nothing but INSERT/UPDATE/DELETE on the trades table (a bot) can record
 -- its changes without any right on fifo.pool_changes itself; they take no
--- arguments and write only the pools the statement touched.
+-- arguments and write only the pools the statement touched. A statement
+-- that touched a pool also notifies channel fifo_db_changes (delivered at
+-- commit, once per transaction, nothing on rollback): `fifo-db worker`
+-- listens there (sql/120_worker.sql). pg_notify needs no right of the writer.
 
 -- fifo._note_changes(symbols[], accounts[], from_times[]): record that these
 -- pools changed from these times on. A transaction keeps one pending row per
@@ -207,6 +210,11 @@ DECLARE
             %2$s
             INTO v_symbols, v_accounts, v_from;
             PERFORM fifo._note_changes(v_symbols, v_accounts, v_from);
+            IF v_symbols IS NOT NULL THEN
+                -- wakes `fifo-db worker` (LISTEN fifo_db_changes) at commit; one per transaction:
+                -- PostgreSQL folds identical notifications of a transaction into one
+                PERFORM pg_catalog.pg_notify('fifo_db_changes', '');
+            END IF;
             RETURN NULL;
         END;
         $f$
