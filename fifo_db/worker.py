@@ -307,6 +307,10 @@ class Worker:
                     self._sleep(min(self.tick, 5.0))
         finally:
             self._conn = None
+            try:   # give the row up: the capture triggers stop notifying until a worker claims it again
+                conn.execute("SELECT fifo_worker_release()")
+            except psycopg.Error:
+                pass   # a lost connection: its session is gone, the row frees itself (sql/120)
             conn.close()
         self.log(f"stopped on {self.stop_reason} after {_plural(self.runs, 'run')}")
         return 0

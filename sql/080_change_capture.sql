@@ -9,8 +9,9 @@
 -- its changes without any right on fifo.pool_changes itself; they take no
 -- arguments and write only the pools the statement touched. A statement
 -- that touched a pool also notifies channel fifo_db_changes (delivered at
--- commit, once per transaction, nothing on rollback): `fifo-db worker`
--- listens there (sql/120_worker.sql). pg_notify needs no right of the writer.
+-- commit, once per transaction, nothing on rollback) while a `fifo-db
+-- worker` has claimed the database: it listens there (sql/120_worker.sql).
+-- pg_notify needs no right of the writer.
 
 -- fifo._note_changes(symbols[], accounts[], from_times[]): record that these
 -- pools changed from these times on. A transaction keeps one pending row per
@@ -210,9 +211,10 @@ DECLARE
             %2$s
             INTO v_symbols, v_accounts, v_from;
             PERFORM fifo._note_changes(v_symbols, v_accounts, v_from);
-            IF v_symbols IS NOT NULL THEN
-                -- wakes `fifo-db worker` (LISTEN fifo_db_changes) at commit; one per transaction:
-                -- PostgreSQL folds identical notifications of a transaction into one
+            -- wakes `fifo-db worker` (LISTEN fifo_db_changes) at commit, when one has claimed
+            -- this database (sql/120): the NOTIFY's cost at the writer's commit (small; see
+            -- docs/worker.md) is paid only then. PostgreSQL folds a transaction's into one
+            IF v_symbols IS NOT NULL AND EXISTS (SELECT 1 FROM fifo.workers w WHERE w.pid IS NOT NULL) THEN
                 PERFORM pg_catalog.pg_notify('fifo_db_changes', '');
             END IF;
             RETURN NULL;

@@ -66,3 +66,23 @@ END;
 $$;
 COMMENT ON FUNCTION public.fifo_worker_claim() IS
     '`fifo-db worker`: become (or stay) the one worker that computes for this database; false while another lives.';
+
+-- fifo_worker_release(): a worker that stops cleanly gives the row up, so that
+-- the capture triggers stop notifying (sql/080) until a worker claims it again.
+-- Only the recorded session itself can release it; returns whether it did.
+CREATE OR REPLACE FUNCTION public.fifo_worker_release()
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER   -- an operator's worker releases the row without any right in schema fifo
+SET search_path = pg_catalog, pg_temp
+SET lock_timeout = '5s'
+AS $$
+BEGIN
+    UPDATE fifo.workers x SET pid = NULL, backend_start = NULL, seen_at = pg_catalog.clock_timestamp()
+    WHERE x.name = 'worker' AND x.pid = pg_catalog.pg_backend_pid()
+      AND x.client = pg_catalog.current_setting('application_name');
+    RETURN FOUND;
+END;
+$$;
+COMMENT ON FUNCTION public.fifo_worker_release() IS
+    '`fifo-db worker`: give up the worker row on a clean stop (only the session that holds it can).';

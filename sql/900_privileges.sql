@@ -11,7 +11,7 @@
 --             settings or the change queue, nor any right in schema fifo.
 --   operator  a reader who also changes settings, schedules, runs full
 --             recomputes (compute_fifo_all) and other versions than the
---             current one, and runs `fifo-db worker` (fifo_worker_claim).
+--             current one, and runs `fifo-db worker` (fifo_worker_claim/_release).
 -- Every install revokes EXECUTE from PUBLIC on every fifo-db function: by
 -- default PostgreSQL lets any role call any function.
 
@@ -63,14 +63,14 @@ BEGIN
                             'fifo_computed_pools', 'fifo_computed_trades'))
       AND (p_kind = 'operator'
            OR p.proname NOT IN ('compute_fifo_all', 'fifo_set_setting', 'fifo_schedule', 'fifo_unschedule',
-                                'fifo_worker_claim'));
+                                'fifo_worker_claim', 'fifo_worker_release'));
     IF p_kind = 'operator' THEN
         RETURN QUERY
         SELECT 'FUNCTION', p.oid::regprocedure::text, 'EXECUTE'
         FROM pg_proc p
         WHERE p.pronamespace = 'public'::regnamespace
           AND p.proname IN ('compute_fifo_all', 'fifo_set_setting', 'fifo_schedule', 'fifo_unschedule',
-                            'fifo_worker_claim');
+                            'fifo_worker_claim', 'fifo_worker_release');
     END IF;
 END;
 $$;

@@ -129,6 +129,8 @@ def test_a_committed_trade_is_allocated_and_sigterm_exits_0(db, connect, workers
     assert w.stop(signal.SIGTERM) == 0
     assert len(w.lines) == before + 1, w.lines
     assert re.fullmatch(r"\S+ \S+ fifo-db worker: stopped on SIGTERM after 1 run", w.lines[-1]), w.lines[-1]
+    # a clean stop gives the row up: the capture triggers stop notifying (sql/080)
+    assert db.execute("SELECT pid FROM fifo.workers").fetchone() == (None,)
 
 
 def test_nothing_to_do_is_quiet_and_sigint_exits_0(db, workers):
@@ -241,22 +243,29 @@ def test_a_role_without_the_operator_grant_is_refused(db, dsn, connect):
         db.execute("DROP ROLE worker_reader")
 
 
-def test_an_operator_runs_the_worker(db, dsn, connect):
+def test_an_operator_runs_the_worker_for_a_bot_with_only_its_grant(db, dsn, connect):
     db.execute("DROP ROLE IF EXISTS worker_op")
+    db.execute("DROP ROLE IF EXISTS worker_bot")
     db.execute("CREATE ROLE worker_op LOGIN")
+    db.execute("CREATE ROLE worker_bot LOGIN")
     w = None
     try:
         db.execute("SELECT fifo_grant('operator', 'worker_op')")
+        db.execute("SELECT fifo_grant('bot', 'worker_bot')")
         w = WorkerProcess(f"{dsn} user=worker_op")
         w.wait_for(r"active \(pid \d+, database '\w+', user 'worker_op'\)")
-        add_trades(connect(), [BUY, SELL])
+        bot = connect(user="worker_bot")
+        with bot.transaction():
+            add_trades(bot, [BUY, SELL])
         assert brief(wait_allocations(db, 1)) == [("s1", "b1", Decimal("0.4"), Decimal("19.0"))]
         assert w.stop() == 0
     finally:
         if w:
             w.close()
         db.execute("SELECT fifo_revoke('operator', 'worker_op')")
+        db.execute("SELECT fifo_revoke('bot', 'worker_bot')")
         db.execute("DROP ROLE worker_op")
+        db.execute("DROP ROLE worker_bot")
 
 
 def test_claim_is_only_for_a_worker_session(db):
