@@ -29,8 +29,7 @@ import secrets
 import select
 import signal
 import socket
-import sys
-import threading
+import time
 from datetime import datetime, time as dtime, timedelta, timezone
 from typing import Callable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -324,8 +323,6 @@ class Worker:
 
 
 def _monotonic() -> float:
-    import time
-
     return time.monotonic()
 
 
