@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+import psycopg
 import pytest
 
 from fifo_db.schedule import crontab_lines
@@ -275,8 +276,6 @@ def test_claim_is_only_for_a_worker_session(db):
 
 
 def test_crontab_lines_carry_no_password(db, dsn):
-    import psycopg
-
     db.execute("ALTER ROLE CURRENT_USER PASSWORD 'sekrit-pw'")
     try:
         with psycopg.connect(f"{dsn} password=sekrit-pw") as conn:
@@ -304,3 +303,28 @@ def test_compute_incremental_is_quiet_when_idle(dsn, db):
     busy = subprocess.run(run, capture_output=True, text=True, timeout=60)
     assert busy.returncode == 0 and "  - Mode: incremental" in busy.stdout and "  - Allocations created: 1" in busy.stdout
     assert brief(allocations(db, "BTC-USD")) == [("s1", "b1", Decimal("0.4"), Decimal("19.0"))]
+
+
+def test_capture_notifies_once_per_transaction_only_while_a_worker_holds_the_row(db, connect, workers):
+    listener = connect()
+    listener.execute("LISTEN fifo_db_changes")
+    bot = connect()
+
+    def notified(seconds: float) -> int:
+        return sum(1 for _ in listener.notifies(timeout=seconds, stop_after=10))
+
+    add_trades(bot, [BUY])                      # no worker: no notification
+    assert notified(1) == 0
+    w = workers()
+    w.wait_for(r"active")
+    with bot.transaction():                     # two statements, two pools, one commit: one notification
+        add_trades(bot, [SELL])
+        add_trades(bot, [{**BUY, "order_id": "e1", "symbol": "ETH-USD"}])
+    assert notified(3) == 1
+    with bot.transaction():                     # a rolled-back transaction notifies nothing
+        add_trades(bot, [SELL2])
+        raise psycopg.Rollback()
+    assert notified(1) == 0
+    assert w.stop() == 0
+    add_trades(bot, [{**BUY, "order_id": "b9"}])   # the row released: no notification
+    assert notified(1) == 0
