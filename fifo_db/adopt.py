@@ -565,6 +565,7 @@ def format_result(plan: Adoption) -> str:
         f"  fifo-db compute --all-symbols        # compute every pool now (version {plan.version})",
         "  fifo-db verify",
         "  fifo-db schedule install             # pg_cron: incremental every minute, full at 01:50 GMT",
+        "  or, without pg_cron: fifo-db worker --full-at 01:50 --timezone America/Los_Angeles  (docs/worker.md)",
     ]
     if plan.source == BOTTRADER.name and not plan.scheduled:
         lines += [
@@ -575,7 +576,8 @@ def format_result(plan: Adoption) -> str:
         ]
     elif plan.source == BOTTRADER.name:
         lines += [
-            "then delete the bot's two FIFO lines from the host crontab (the pg_cron jobs replace them):",
+            "once one of them runs (`fifo-db schedule list` shows a succeeded run, or the worker logs 'active'), "
+            "delete the bot's two FIFO lines from the host crontab; not before:",
             *(f"  {line}" for line in BOT_CRON_LINES),
         ]
     if plan.source == BOTTRADER.name:

@@ -25,6 +25,9 @@ Data shapes (--shapes):
   long          one pool of max(--sizes) trades, low inventory and accumulating (about
                 100,000 open lots at 1M): full compute, one appended trade, one back-dated.
   seed          synthetic_rows() with its defaults (171 symbols, 4,513 trades) plus SAPIEN-USD.
+  worker        commit-to-allocation latency with `fifo-db worker` running (in a thread of
+                this process): single-trade transactions at the bot's rate (20/s for 10 s) and
+                in a burst (1,000/s for 3 s); on min(--sizes) trades of the low shape.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ from fifo_db.sample import COLUMNS, copy_rows, sapien_story, synthetic_rows
 SCRATCH_DB = "fifo_bench"
 EPOCH_2025_09_01 = 1_756_684_800
 TRADE_COLS = ", ".join(COLUMNS)
-SHAPES = ("low", "accumulating", "decimal8", "long", "seed")
+SHAPES = ("low", "accumulating", "decimal8", "long", "seed", "worker")
 ALLOCATIONS = "fifo.allocations"
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -508,6 +511,128 @@ class Bench:
         self.record(backdated)
 
 
+# -- commit-to-allocation latency with `fifo-db worker` ------------------------
+
+def _dsn_of(conn: psycopg.Connection) -> str:
+    params = conninfo_to_dict(conn.info.dsn)
+    if conn.info.password:
+        params["password"] = conn.info.password
+    return make_conninfo(**params)
+
+
+def worker_latency(bench: "Bench", n: int, symbols: int, pools: int = 20) -> None:
+    """Sells appended one trade per transaction by another session (a PL/pgSQL loop that COMMITs
+    each INSERT, paced to the rate; the client language cannot slow it) while `fifo-db worker`
+    runs: the time from each commit to the first poll that sees its allocation, both on the
+    server's clock (clock_timestamp() after the COMMIT, statement_timestamp() of the poll). A third
+    session polls every 5 ms: the figures are upper bounds, 5 ms plus one query coarse."""
+    import threading
+
+    from fifo_db.worker import Worker
+
+    conn = bench.conn
+    key, fill, _ = bench.shape_data("low", n, symbols)
+    bench.load(key, fill)
+    conn.execute("INSERT INTO trade_records (order_id, symbol, side, size, price, total_fees, order_time) "
+                 "SELECT 'lat-buy-' || i, 'LAT' || lpad(i::text, 3, '0') || '-USD', 'buy', 1000000, 10, 0, "
+                 "timestamptz '2025-01-01' FROM generate_series(0, %s - 1) i", (pools,))
+    conn.execute("SELECT compute_fifo_all(true)")
+    conn.execute("CREATE TABLE IF NOT EXISTS bench_commits (order_id text PRIMARY KEY, committed_at timestamptz)")
+    dsn = _dsn_of(conn)
+    worker = Worker(dsn, full_at=None, tick=30, out=lambda line: None)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    bench.heading(f"commit to allocation visible, `fifo-db worker` running ({n:,} trades over {symbols:,} "
+                  f"pools loaded; one sell per transaction, appended to {pools} pools)")
+    base = 0
+    try:
+        deadline = time.monotonic() + 30
+        while conn.execute("SELECT pid FROM fifo.workers").fetchone()[0] is None:
+            if time.monotonic() > deadline:
+                raise FifoError("bench: the worker did not become active within 30 s")
+            time.sleep(0.05)
+        for label, rate, seconds in (("bot's rate", 20, 10), ("burst", 1000, 3)):
+            seen: dict[str, object] = {}
+            finished = threading.Event()
+            first = base
+
+            def poll(seen=seen, finished=finished, first=first):
+                with psycopg.connect(dsn, autocommit=True) as c:
+                    stop_at = None
+                    while True:
+                        low = first
+                        while f"lat-{low}" in seen:
+                            low += 1
+                        rows = c.execute(
+                            "SELECT DISTINCT a.sell_trade_id, statement_timestamp() FROM fifo.allocations a "
+                            "WHERE a.version = 1 AND a.symbol LIKE 'LAT%%' "
+                            "AND a.sell_time >= timestamptz '2026-01-01' + %s * interval '1 millisecond'",
+                            (low,)).fetchall()
+                        for oid, at in rows:
+                            seen.setdefault(oid, at)
+                        if finished.is_set():
+                            total = finished.total
+                            if all(f"lat-{i}" in seen for i in range(first, first + total)):
+                                return
+                            stop_at = stop_at or time.monotonic() + 60
+                            if time.monotonic() > stop_at:
+                                return
+                        time.sleep(0.005)
+
+            poller = threading.Thread(target=poll, daemon=True)
+            poller.start()
+            conn.execute("TRUNCATE bench_commits")
+            conn.execute(sql.SQL("""
+                DO $bench$
+                DECLARE
+                    v_ids text[] := '{{}}';
+                    v_at timestamptz[] := '{{}}';
+                    v_start timestamptz := clock_timestamp();
+                    v_i integer := 0;
+                    v_pause double precision;
+                BEGIN
+                    WHILE clock_timestamp() < v_start + {seconds} * interval '1 second' LOOP
+                        INSERT INTO public.trade_records (order_id, symbol, side, size, price, total_fees, order_time)
+                        VALUES ('lat-' || ({base} + v_i), 'LAT' || lpad((({base} + v_i) % {pools})::text, 3, '0') || '-USD',
+                                'sell', 0.001, 11, 0, timestamptz '2026-01-01' + ({base} + v_i) * interval '1 millisecond');
+                        COMMIT;
+                        v_ids := v_ids || ('lat-' || ({base} + v_i));
+                        v_at := v_at || clock_timestamp();
+                        v_i := v_i + 1;
+                        v_pause := extract(epoch FROM v_start + v_i * {step} * interval '1 second' - clock_timestamp());
+                        IF v_pause > 0 THEN
+                            PERFORM pg_sleep(v_pause);
+                        END IF;
+                    END LOOP;
+                    INSERT INTO bench_commits SELECT * FROM unnest(v_ids, v_at);
+                END
+                $bench$""").format(seconds=sql.Literal(seconds), base=sql.Literal(base), pools=sql.Literal(pools),
+                                   step=sql.Literal(1.0 / rate)))
+            committed = dict(conn.execute("SELECT order_id, committed_at FROM bench_commits").fetchall())
+            wrote = conn.execute("SELECT extract(epoch FROM max(committed_at) - min(committed_at)) "
+                                 "FROM bench_commits").fetchone()[0]
+            finished.total = len(committed)
+            finished.set()
+            poller.join()
+            base += len(committed)
+            latencies = sorted((seen[o] - at).total_seconds() for o, at in committed.items() if o in seen)
+            fig = Figure(f"{label}: {len(committed):,} single-trade transactions in {float(wrote or 0):.1f} s "
+                         f"({len(committed) / max(float(wrote or 0), 0.001):,.0f}/s)",
+                         target="within a second of the commit")
+            if latencies:
+                fig.seconds = latencies
+                p95 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.95))]
+                fig.extra = (f"median (p95 {fmt_time(p95)}, max {fmt_time(latencies[-1])}); "
+                             f"{len(latencies):,} of {len(committed):,} seen; {worker.runs:,} worker runs so far")
+                bench.record(fig)
+            else:
+                bench.out(f"  {fig.label}: no allocation seen within 60 s")
+    finally:
+        worker.stop()
+        thread.join(30)
+        worker.close()
+
+
 # -- the scratch database and the command ---------------------------------------
 
 @contextmanager
@@ -579,6 +704,8 @@ def _cli_bench(args, conn) -> int:
             if args.nights:
                 bench.nightly(max(sizes), args.symbols, args.nights)
             bench.change_log_load()
+        if "worker" in shapes:
+            worker_latency(bench, min(sizes), args.symbols)
         if "long" in shapes:
             bench.heading(f"one pool of {max(sizes):,} trades")
             bench.long_pool(max(sizes), accumulating=False)

@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "fifo_db.report",
     "fifo_db.explain",
     "fifo_db.schedule",
+    "fifo_db.worker",
     "fifo_db.privileges",
     "fifo_db.bench",
     "fifo_db.demo",

@@ -196,6 +196,9 @@ def register(sub) -> None:
     target.add_argument("--symbol", help="recompute every pool of this symbol (full, atomic)")
     target.add_argument("--all-symbols", action="store_true",
                         help="bring every pool current (with --force: recompute every pool)")
+    target.add_argument("--incremental", action="store_true",
+                        help="recompute only the pools with pending changes (compute_fifo_incremental(), "
+                             "the crontab form); prints nothing when nothing changed")
     p.add_argument("--force", action="store_true",
                    help="with --all-symbols: full recompute of every pool")
     p.add_argument("--since", metavar="TIME",
@@ -212,7 +215,13 @@ def _cli_compute(args, conn) -> int:
     if args.since and args.force:
         raise FifoError("--since and --force contradict each other: --force recomputes everything")
     progress = Progress() if sys.stderr.isatty() else None
-    if args.symbol is not None:
+    if args.incremental:
+        if args.since or args.force:
+            raise FifoError("--incremental computes the pending changes; it takes neither --since nor --force")
+        run = compute_incremental(conn, args.version)
+        if run is None:
+            return 0          # nothing pending: quiet (a crontab line mails nothing)
+    elif args.symbol is not None:
         run = compute_symbol(conn, args.symbol, args.version)
     elif args.since:
         run = compute_since(conn, parse_since(conn, args.since), args.version, progress)

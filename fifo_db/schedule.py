@@ -327,6 +327,9 @@ def register(sub) -> None:
                       help=f"incremental run schedule (default '{DEFAULT_EVERY}': every minute)")
     inst.add_argument("--full", default=DEFAULT_FULL, metavar="CRON",
                       help=f"forced full recompute schedule (default '{DEFAULT_FULL}'; 'none': no full job)")
+    inst.add_argument("--crontab", action="store_true",
+                      help="print crontab lines that do the same with `fifo-db compute` (no pg_cron "
+                           "needed; changes nothing)")
     inst.set_defaults(func=_cli_install)
     lst = actions.add_parser("list", help="show the jobs and their last runs")
     lst.add_argument("--runs", type=int, default=5, metavar="N", help="runs shown per job (default 5)")
@@ -337,6 +340,9 @@ def register(sub) -> None:
 
 def _cli_install(args, conn) -> int:
     full = None if args.full.strip().lower() == "none" else args.full
+    if getattr(args, "crontab", False):
+        print(crontab_lines(conn, args.every, full))
+        return 0
     notes: list[str] = []
     jobs = install_schedule(conn, args.every, full, notes)
     cron_db = cron_db_name(conn)
@@ -357,3 +363,35 @@ def _cli_remove(args, conn) -> int:
     removed = remove_schedule(conn)
     print(f"removed {removed} fifo-db job(s) for database {conn.info.dbname!r}")
     return 0
+
+
+def crontab_lines(conn: psycopg.Connection, every: str = DEFAULT_EVERY, full: str | None = DEFAULT_FULL) -> str:
+    """`schedule install --crontab`: the jobs as crontab lines running `fifo-db compute`, for a server
+    without pg_cron. The DSN is this connection's without its password (libpq reads that from
+    ~/.pgpass or PGPASSWORD); the command is this fifo-db, by absolute path (cron's PATH is short)."""
+    import os
+    import shlex
+    import shutil
+    import sys
+
+    from psycopg.conninfo import conninfo_to_dict
+
+    params = conninfo_to_dict(conn.info.dsn)      # psycopg already leaves the password out of it
+    params.pop("password", None)
+    if params.get("sslcertmode") == "allow":      # libpq's default, spelled out by info.dsn
+        params.pop("sslcertmode")
+    dsn = make_conninfo(**params)
+    exe = os.path.abspath(sys.argv[0]) if os.path.basename(sys.argv[0]) == "fifo-db" else shutil.which("fifo-db")
+    command = shlex.quote(exe) if exe else f"{shlex.quote(sys.executable)} -m fifo_db"
+    lines = [
+        f"# fifo-db for database {conn.info.dbname!r}: paste into `crontab -e` of the user that runs it.",
+        "# The password is not here: libpq reads it from ~/.pgpass (host:port:database:user:password, chmod 600).",
+        "# Schedules are in the cron daemon's time zone (the host's local time).",
+        f"FIFO_DB_DSN={dsn}",
+        f"{every} {command} compute --incremental > /dev/null",
+    ]
+    if full:
+        lines.append(f"{full} {command} compute --all-symbols --force > /dev/null")
+    lines.append("# Only stderr reaches cron's mail: one line when a run fails. Or run `fifo-db worker` instead "
+                 "(changes current within a second).")
+    return "\n".join(lines)

@@ -7,7 +7,11 @@
 -- adopted bot's table. They are SECURITY DEFINER so that a writer with
 -- nothing but INSERT/UPDATE/DELETE on the trades table (a bot) can record
 -- its changes without any right on fifo.pool_changes itself; they take no
--- arguments and write only the pools the statement touched.
+-- arguments and write only the pools the statement touched. A statement
+-- that touched a pool also notifies channel fifo_db_changes (delivered at
+-- commit, once per transaction, nothing on rollback) while a `fifo-db
+-- worker` has claimed the database: it listens there (sql/120_worker.sql).
+-- pg_notify needs no right of the writer.
 
 -- fifo._note_changes(symbols[], accounts[], from_times[]): record that these
 -- pools changed from these times on. A transaction keeps one pending row per
@@ -207,6 +211,12 @@ DECLARE
             %2$s
             INTO v_symbols, v_accounts, v_from;
             PERFORM fifo._note_changes(v_symbols, v_accounts, v_from);
+            -- wakes `fifo-db worker` (LISTEN fifo_db_changes) at commit, when one has claimed
+            -- this database (sql/120): the NOTIFY's cost at the writer's commit (small; see
+            -- docs/worker.md) is paid only then. PostgreSQL folds a transaction's into one
+            IF v_symbols IS NOT NULL AND EXISTS (SELECT 1 FROM fifo.workers w WHERE w.pid IS NOT NULL) THEN
+                PERFORM pg_catalog.pg_notify('fifo_db_changes', '');
+            END IF;
             RETURN NULL;
         END;
         $f$

@@ -9,9 +9,9 @@
 --             with the owner's rights (SECURITY DEFINER), so a reader never
 --             needs, and never gets, any right to write allocations, runs,
 --             settings or the change queue, nor any right in schema fifo.
---   operator  a reader who also changes settings, schedules, and runs full
+--   operator  a reader who also changes settings, schedules, runs full
 --             recomputes (compute_fifo_all) and other versions than the
---             current one.
+--             current one, and runs `fifo-db worker` (fifo_worker_claim/_release).
 -- Every install revokes EXECUTE from PUBLIC on every fifo-db function: by
 -- default PostgreSQL lets any role call any function.
 
@@ -62,13 +62,15 @@ BEGIN
            OR p.proname IN ('fifo_pnl_summary', 'fifo_form_8949', 'fifo_pnl_curve', 'fifo_report_context',
                             'fifo_computed_pools', 'fifo_computed_trades'))
       AND (p_kind = 'operator'
-           OR p.proname NOT IN ('compute_fifo_all', 'fifo_set_setting', 'fifo_schedule', 'fifo_unschedule'));
+           OR p.proname NOT IN ('compute_fifo_all', 'fifo_set_setting', 'fifo_schedule', 'fifo_unschedule',
+                                'fifo_worker_claim', 'fifo_worker_release'));
     IF p_kind = 'operator' THEN
         RETURN QUERY
         SELECT 'FUNCTION', p.oid::regprocedure::text, 'EXECUTE'
         FROM pg_proc p
         WHERE p.pronamespace = 'public'::regnamespace
-          AND p.proname IN ('compute_fifo_all', 'fifo_set_setting', 'fifo_schedule', 'fifo_unschedule');
+          AND p.proname IN ('compute_fifo_all', 'fifo_set_setting', 'fifo_schedule', 'fifo_unschedule',
+                            'fifo_worker_claim', 'fifo_worker_release');
     END IF;
 END;
 $$;

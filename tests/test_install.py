@@ -21,6 +21,8 @@ PUBLIC_FUNCTIONS = {
     "fifo_set_setting(p_name text, p_value text)",
     "fifo_schedule(p_every text, p_full text)",
     "fifo_unschedule()",
+    "fifo_worker_claim(OUT active boolean, OUT holder_pid integer, OUT holder_client text, OUT holder_since timestamp with time zone)",
+    "fifo_worker_release()",
     "fifo_grant(p_kind text, p_role text)",
     "fifo_computed_pools(p_symbol text, p_version integer)",
     "fifo_computed_trades(p_symbol text, p_version integer)",
