@@ -19,6 +19,7 @@ import fcntl
 import json
 import os
 import sys
+import uuid
 import tempfile
 from pathlib import Path
 
@@ -162,3 +163,28 @@ def worked(db) -> psycopg.Connection:
     import_csv(db, Path(__file__).parent / "data" / "views_trades.csv")
     db.execute("SELECT compute_fifo_all(true)")
     return db
+
+
+@pytest.fixture
+def roles(db, dsn):
+    """Login roles made on the fly: roles('reader') -> (name, connection as a new login role of that
+    kind, autocommit unless asked); roles(None): a role with no fifo-db grant. Dropped at the end."""
+    made: list[str] = []
+    conns: list[psycopg.Connection] = []
+
+    def _make(kind: str | None, autocommit: bool = True) -> tuple[str, psycopg.Connection]:
+        name = f"fdb_{kind or 'nobody'}_{uuid.uuid4().hex[:8]}"
+        db.execute(f'CREATE ROLE "{name}" LOGIN')
+        made.append(name)
+        if kind:
+            db.execute("SELECT fifo_grant(%s, %s)", (kind, name))
+        conn = psycopg.connect(dsn, user=name, autocommit=autocommit)
+        conns.append(conn)
+        return name, conn
+
+    yield _make
+    for conn in conns:
+        conn.close()
+    for name in made:
+        db.execute(f'DROP OWNED BY "{name}"')
+        db.execute(f'DROP ROLE "{name}"')

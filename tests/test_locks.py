@@ -17,30 +17,6 @@ from fifo_db.install import install
 from tests.helpers import add_trades, expected, findings, stored
 
 
-@pytest.fixture
-def roles(db, dsn):
-    """roles('reader') -> (name, autocommit connection as a new login role of that kind)."""
-    made: list[str] = []
-    conns: list[psycopg.Connection] = []
-
-    def _make(kind: str | None, autocommit: bool = True) -> tuple[str, psycopg.Connection]:
-        name = f"fdb_{kind or 'nobody'}_{uuid.uuid4().hex[:8]}"
-        db.execute(f'CREATE ROLE "{name}" LOGIN')
-        made.append(name)
-        if kind:
-            db.execute("SELECT fifo_grant(%s, %s)", (kind, name))
-        conn = psycopg.connect(dsn, user=name, autocommit=autocommit)
-        conns.append(conn)
-        return name, conn
-
-    yield _make
-    for conn in conns:
-        conn.close()
-    for name in made:
-        db.execute(f'DROP OWNED BY "{name}"')
-        db.execute(f'DROP ROLE "{name}"')
-
-
 def pools(symbols, when="2025-01-01", side="buy", prefix="b"):
     return [{"order_id": f"{prefix}-{s}", "symbol": s, "side": side, "size": 2, "price": 10, "order_time": when}
             for s in symbols]

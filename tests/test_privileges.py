@@ -5,7 +5,6 @@ below is PostgreSQL refusing or allowing the statement, never fifo-db's own book
 
 from __future__ import annotations
 
-import uuid
 from decimal import Decimal as D
 
 import psycopg
@@ -18,30 +17,6 @@ TRADES = [
     {"order_id": "b1", "symbol": "X", "side": "buy", "size": 2, "price": 10, "order_time": "2025-01-01"},
     {"order_id": "s1", "symbol": "X", "side": "sell", "size": 1, "price": 13, "order_time": "2025-01-02"},
 ]
-
-
-@pytest.fixture
-def roles(db, dsn):
-    """Make login roles on the fly: roles('reader') -> (name, connection as that role)."""
-    made: list[str] = []
-    conns: list[psycopg.Connection] = []
-
-    def _make(kind: str | None) -> tuple[str, psycopg.Connection]:
-        name = f"fdb_{kind or 'nobody'}_{uuid.uuid4().hex[:8]}"
-        db.execute(f'CREATE ROLE "{name}" LOGIN')
-        made.append(name)
-        if kind:
-            db.execute("SELECT fifo_grant(%s, %s)", (kind, name))
-        conn = psycopg.connect(dsn, user=name, autocommit=True)
-        conns.append(conn)
-        return name, conn
-
-    yield _make
-    for conn in conns:
-        conn.close()
-    for name in made:
-        db.execute(f'DROP OWNED BY "{name}"')
-        db.execute(f'DROP ROLE "{name}"')
 
 
 def denied(conn, sql, params=()):
