@@ -10,7 +10,7 @@ from decimal import Decimal
 from fifo_db.verify import verify
 from tests.helpers import expected, findings, stored
 
-ISSUE_14 = """
+MOVED_B = """
 INSERT INTO trade_records (order_id, symbol, side, size, price, total_fees, order_time) VALUES
  ('B','Z-USD','buy',10,100,0,'2024-01-01 00:00+00'),
  ('sz','Z-USD','sell',4,110,0,'2024-01-02 00:00+00'),
@@ -20,6 +20,9 @@ UPDATE trade_records SET symbol='A-USD' WHERE order_id='B';
 SELECT compute_fifo('A-USD');
 INSERT INTO trade_records (order_id, symbol, side, size, price, total_fees, order_time) VALUES
  ('sa2','A-USD','sell',7,130,0,'2024-01-04 00:00+00');
+"""
+# the issue's whole sequence: the moved buy, then 210 more pools so the tick runs in chunks
+ISSUE_14 = MOVED_B + """
 INSERT INTO trade_records (order_id, symbol, side, size, price, total_fees, order_time)
  SELECT 'f'||i, 'M'||lpad(i::text,3,'0'), 'buy',1,1,0,'2024-01-01 00:00+00' FROM generate_series(1,210) i;
 """
@@ -41,16 +44,7 @@ def test_the_issue_14_sequence_gives_sa2_all_seven_of_b(db):
 
 
 def test_a_buy_moved_while_its_old_pool_is_held_by_another_session(db, connect):
-    db.execute("""
-        INSERT INTO trade_records (order_id, symbol, side, size, price, total_fees, order_time) VALUES
-         ('B','Z-USD','buy',10,100,0,'2024-01-01 00:00+00'),
-         ('sz','Z-USD','sell',4,110,0,'2024-01-02 00:00+00'),
-         ('sa','A-USD','sell',3,120,0,'2024-01-03 00:00+00');
-        SELECT compute_fifo_all(true);
-        UPDATE trade_records SET symbol='A-USD' WHERE order_id='B';
-        SELECT compute_fifo('A-USD');
-        INSERT INTO trade_records (order_id, symbol, side, size, price, total_fees, order_time) VALUES
-         ('sa2','A-USD','sell',7,130,0,'2024-01-04 00:00+00');""")
+    db.execute(MOVED_B)
     other = connect()
     other.execute("BEGIN")
     other.execute("SELECT compute_fifo('Z-USD')")   # holds Z-USD, which still has B's rows (sz 4 of B)
