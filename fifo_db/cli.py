@@ -2,13 +2,14 @@
 
 A command module exposes register(subparsers), which adds its parser and sets
 func (and needs_db=False when it must not open a connection first). Errors
-become one line on stderr and a non-zero exit, never a traceback.
+become one line on stderr and a non-zero exit, never a traceback, and never a password.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 import psycopg
@@ -16,6 +17,7 @@ import psycopg
 from fifo_db import __version__
 from fifo_db.connection import connect
 from fifo_db.errors import FifoError, from_db_error
+from fifo_db.masking import scrub
 
 COMMAND_MODULES = [
     "fifo_db.install",
@@ -50,16 +52,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    dsn = args.dsn or os.environ.get("FIFO_DB_DSN")      # masked in every error line (masking.py)
     try:
         if getattr(args, "needs_db", True) is False:
             return args.func(args)
         with connect(args.dsn) as conn:
             return args.func(args, conn)
     except FifoError as exc:
-        print(f"fifo-db: error: {exc}", file=sys.stderr)
+        print(f"fifo-db: error: {scrub(str(exc), dsn)}", file=sys.stderr)
         return 1
     except psycopg.Error as exc:
-        print(f"fifo-db: error: {from_db_error(exc)}", file=sys.stderr)
+        print(f"fifo-db: error: {from_db_error(exc, dsn)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("fifo-db: interrupted", file=sys.stderr)

@@ -7,6 +7,7 @@ import os
 import psycopg
 
 from fifo_db.errors import FifoError, from_db_error
+from fifo_db.masking import mask_dsn, scrub
 
 
 DSN_SHAPES = ("a DSN looks like postgresql://USER@HOST:5432/DBNAME or 'host=HOST port=5432 dbname=DBNAME "
@@ -29,6 +30,11 @@ def connect(dsn: str | None = None, *, autocommit: bool = True) -> psycopg.Conne
     try:
         return psycopg.connect(target, autocommit=autocommit)
     except psycopg.OperationalError as exc:  # the server said no, or is not there
-        raise from_db_error(exc) from None
+        raise from_db_error(exc, target) from None
     except Exception as exc:  # a malformed DSN string (ProgrammingError) and the like
-        raise FifoError(f"cannot use DSN {target!r}: {' '.join(str(exc).split())}; {DSN_SHAPES}") from None
+        raise FifoError(bad_dsn(target, exc)) from None
+
+
+def bad_dsn(dsn: str, exc: Exception) -> str:
+    """The one line for a DSN libpq cannot parse, its password masked (masking.py)."""
+    return scrub(f"cannot use DSN {mask_dsn(dsn)!r}: {' '.join(str(exc).split())}; {DSN_SHAPES}", dsn)

@@ -13,8 +13,9 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from fifo_db.connection import DSN_SHAPES
+from fifo_db.connection import bad_dsn
 from fifo_db.errors import FifoError, from_db_error
+from fifo_db.masking import has_password, mask_dsn
 
 
 def _dsn_for(dsn: str | None, name: str) -> str:
@@ -26,7 +27,7 @@ def _dsn_for(dsn: str | None, name: str) -> str:
     try:
         return make_conninfo(dsn, dbname=name)
     except psycopg.ProgrammingError as exc:
-        raise FifoError(f"cannot use DSN {dsn!r}: {exc}; {DSN_SHAPES}") from None
+        raise FifoError(bad_dsn(dsn, exc)) from None
 
 
 def create_database(dsn: str | None, name: str) -> str:
@@ -41,10 +42,11 @@ def create_database(dsn: str | None, name: str) -> str:
     try:
         with psycopg.connect(maintenance, autocommit=True) as conn:
             if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-                raise FifoError(f"db create: database {name!r} already exists (use it: --dsn '{_dsn_for(server, name)}')")
+                raise FifoError(f"db create: database {name!r} already exists (use it: "
+                                f"--dsn '{mask_dsn(_dsn_for(server, name))}')")
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     except psycopg.Error as exc:
-        raise from_db_error(exc) from None
+        raise from_db_error(exc, maintenance) from None
     return _dsn_for(server, name)
 
 
@@ -74,5 +76,8 @@ def _cli_create(args) -> int:
         raise FifoError("db create: give the name of the database, e.g. `fifo-db db create trading`")
     target = create_database(args.dsn, args.name)
     print(f"created database {args.name!r}")
-    print(f"use it: export FIFO_DB_DSN='{target}'   (or --dsn); then `fifo-db install`")
+    print(f"use it: export FIFO_DB_DSN='{mask_dsn(target)}'   (or --dsn); then `fifo-db install`")
+    if has_password(target):
+        print("(**** stands for the password of your DSN, which fifo-db never prints; or leave it out of "
+              "the DSN and put it in PGPASSWORD or ~/.pgpass)")
     return 0

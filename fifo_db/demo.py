@@ -23,6 +23,7 @@ from fifo_db.compute import compute_all, compute_symbol, format_stats, money
 from fifo_db.connection import connect, resolve_dsn
 from fifo_db.errors import FifoError, from_db_error
 from fifo_db.install import install
+from fifo_db.masking import has_password, mask_dsn
 from fifo_db.sample import SAPIEN_SELL, SAPIEN_SEPT10_BUY, copy_rows, sapien_story, synthetic_rows
 from fifo_db.verify import verify
 
@@ -76,7 +77,7 @@ def run_demo(dsn: str | None = None, out=print) -> int:
     try:
         with conn:
             db = conn.info.dbname
-            out(f"server: {target}" + ("  (embedded; `fifo-db db stop` stops it)" if embedded else ""))
+            out(f"server: {mask_dsn(target)}" + ("  (embedded; `fifo-db db stop` stops it)" if embedded else ""))
             replaced = _check_room(conn)
             result = install(conn)
             where = (f"database {db!r}, the embedded server's default: every fifo-db command uses it"
@@ -121,13 +122,15 @@ def run_demo(dsn: str | None = None, out=print) -> int:
             out(f"verify: clean ({pools} pools: every allocation equal to FIFO recomputed in SQL "
                 f"and to the Python reference FIFO)")
     except psycopg.Error as exc:
-        raise from_db_error(exc) from None
+        raise from_db_error(exc, target) from None
     out("")
     out(f"demo done in {time.perf_counter() - started:.1f}s. Next, as the README shows:")
-    prefix = "fifo-db" if embedded else f"fifo-db --dsn '{target}'" if dsn else "fifo-db"
+    prefix = "fifo-db" if embedded else f"fifo-db --dsn '{mask_dsn(target)}'" if dsn else "fifo-db"
     for command in ("compute --symbol SAPIEN-USD", "report pnl --symbol SAPIEN-USD", f"explain {SAPIEN_SELL}"):
         out(f"  {prefix} {command}")
-    out(f"or look around in psql: psql \"{target}\"")
+    out(f"or look around in psql: psql \"{mask_dsn(target)}\"")
+    if has_password(target):
+        out("(**** stands for the password of your DSN, which fifo-db never prints)")
     return 0
 
 

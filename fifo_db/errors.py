@@ -10,6 +10,8 @@ import re
 
 import psycopg
 
+from fifo_db.masking import scrub
+
 
 class FifoError(Exception):
     """An error fifo-db reports to the user as one clear line."""
@@ -30,7 +32,7 @@ _ADVICE = {
 
 
 # A failed connection carries no SQLSTATE: libpq reports the server's FATAL message as text, so
-# these two cases (the ones a newcomer meets first) are recognised by that text, in English.
+# these cases (the ones a newcomer meets first) are recognised by that text, in English.
 _CONNECT_FAILURES = (
     (re.compile(r'database "(?P<name>[^"]*)" does not exist'),
      "database \"{name}\" does not exist on this server: create it with `fifo-db db create {name}` "
@@ -39,29 +41,70 @@ _CONNECT_FAILURES = (
      "role \"{name}\" does not exist on this server: fix the user in --dsn / FIFO_DB_DSN, or create the role "
      "(CREATE ROLE {name} LOGIN); the embedded server's superuser is postgres"),
     (re.compile(r'password authentication failed for user "(?P<name>[^"]*)"'),
-     "PostgreSQL refused the password of user \"{name}\": check the password in --dsn / FIFO_DB_DSN (or ~/.pgpass)"),
+     "authentication failed for user \"{name}\" at {server}: the server refused the password; give the right "
+     "one in PGPASSWORD, in ~/.pgpass (host:port:database:user:password, chmod 600) or in the DSN "
+     "(postgresql://USER:PASSWORD@HOST/DB)"),
+    # the server answered and asked for a password, and libpq had none to send
+    (re.compile(r"fe_sendauth: no password supplied"),
+     "{server} asks for the password of {user} and none was given: put it in PGPASSWORD, in ~/.pgpass "
+     "(host:port:database:user:password, chmod 600) or in the DSN (postgresql://USER:PASSWORD@HOST/DB)"),
 )
+# libpq's 'connection to server at "HOST" (ADDR), port N failed:' or 'on socket "PATH" failed:'
+_SERVER = re.compile(r'connection to server (?:at "(?P<host>[^"]*)"(?: \([^)]*\))?, port (?P<port>\d+)'
+                     r'|on socket "(?P<socket>[^"]*)")')
 
 
-def _connect_failure(exc: psycopg.Error) -> str | None:
+def _user_of(dsn: str | None) -> str:
+    """'user "NAME"' of the DSN in use (libpq's default: PGUSER, else the login name), or 'the user'."""
+    import getpass
+    import os
+
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        name = (conninfo_to_dict(dsn or "").get("user") or os.environ.get("PGUSER") or getpass.getuser())
+    except Exception:
+        return "the user"
+    return f'user "{name}"'
+
+
+def _connect_failure(exc: psycopg.Error, dsn: str | None = None) -> str | None:
     """A failed connection's message, said as what it is (database or role does not exist, ...)."""
     text = " ".join(str(exc).split())
+    where = _SERVER.search(text)
+    if where and where.group("socket"):
+        server = f"the PostgreSQL server on socket {where.group('socket')}"
+    elif where:
+        server = f"the PostgreSQL server at {where.group('host')}:{where.group('port')}"
+    else:
+        server = "the PostgreSQL server"
     for pattern, advice in _CONNECT_FAILURES:
         found = pattern.search(text)
         if found:
-            return advice.format(**found.groupdict())
+            return advice.format(server=server, user=_user_of(dsn), **found.groupdict())
     return None
 
 
-def from_db_error(exc: psycopg.Error) -> FifoError:
-    """Turn a psycopg error into a FifoError with one readable line."""
+def from_db_error(exc: psycopg.Error, dsn: str | None = None) -> FifoError:
+    """Turn a psycopg error into a FifoError with one readable line (no password in it: the
+    password of `dsn`, the DSN in use, is masked wherever the server's text quotes it)."""
+    err = _from_db_error(exc, dsn)
+    masked = scrub(str(err), dsn)
+    if masked != str(err):
+        sqlstate = err.sqlstate  # type: ignore[attr-defined]
+        err = FifoError(masked)
+        err.sqlstate = sqlstate  # type: ignore[attr-defined]
+    return err
+
+
+def _from_db_error(exc: psycopg.Error, dsn: str | None) -> FifoError:
     diag = getattr(exc, "diag", None)
     sqlstate = getattr(exc, "sqlstate", None) or ""
     primary = (diag.message_primary if diag else None) or " ".join(str(exc).split()) or type(exc).__name__
     hint = diag.message_hint if diag else None
     advice = _ADVICE.get(sqlstate) or _ADVICE.get(sqlstate[:2])
     if isinstance(exc, psycopg.OperationalError) and not sqlstate:
-        failure = _connect_failure(exc)
+        failure = _connect_failure(exc, dsn)
         if failure:
             err = FifoError(failure)
             err.sqlstate = ""  # type: ignore[attr-defined]

@@ -50,7 +50,7 @@ def cron_connection(conn: psycopg.Connection, *, create_extension: bool = False
             except psycopg.Error as exc:
                 raise FifoError(
                     f"cannot connect to database {status['cron_database']!r}, where pg_cron runs "
-                    f"(cron.database_name): {from_db_error(exc)}") from None
+                    f"(cron.database_name): {from_db_error(exc, target)}") from None
         try:
             created = cron.execute(
                 "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron')").fetchone()[0]

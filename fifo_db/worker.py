@@ -37,8 +37,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import psycopg
 from psycopg.pq import ConnStatus
 
-from fifo_db.connection import resolve_dsn
+from fifo_db.connection import bad_dsn, resolve_dsn
 from fifo_db.errors import FifoError, from_db_error
+from fifo_db.masking import scrub
 
 CHANNEL = "fifo_db_changes"
 DEFAULT_FULL_AT = "01:50"          # like the pg_cron job '50 1 * * *' (GMT)
@@ -131,18 +132,20 @@ class Worker:
                 pass
 
     def log(self, text: str) -> None:
-        self.out(f"{_stamp()} fifo-db worker: {text}")
+        self.out(f"{_stamp()} fifo-db worker: {scrub(text, self.dsn)}")
 
     # -- connection ---------------------------------------------------------------------------
     def _connect(self) -> psycopg.Connection:
         try:
             conn = psycopg.connect(self.dsn, autocommit=True, application_name=self.client, connect_timeout=10)
         except psycopg.OperationalError as exc:
-            raise from_db_error(exc) from None
+            raise from_db_error(exc, self.dsn) from None
+        except psycopg.ProgrammingError as exc:   # libpq cannot parse the DSN
+            raise FifoError(bad_dsn(self.dsn, exc)) from None
         except psycopg.Error as exc:
-            raise from_db_error(exc) from None
+            raise from_db_error(exc, self.dsn) from None
         except Exception as exc:   # a malformed DSN
-            raise FifoError(f"cannot use the DSN: {' '.join(str(exc).split())}") from None
+            raise FifoError(bad_dsn(self.dsn, exc)) from None
         conn.add_notify_handler(self._on_notify)
         return conn
 
