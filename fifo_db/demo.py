@@ -125,13 +125,28 @@ def run_demo(dsn: str | None = None, out=print) -> int:
         raise from_db_error(exc, target) from None
     out("")
     out(f"demo done in {time.perf_counter() - started:.1f}s. Next, as the README shows:")
-    prefix = "fifo-db" if embedded else f"fifo-db --dsn '{mask_dsn(target)}'" if dsn else "fifo-db"
+    command = _command()
+    prefix = f"{command} --dsn '{mask_dsn(target)}'" if dsn and not embedded else command
     for command in ("compute --symbol SAPIEN-USD", "report pnl --symbol SAPIEN-USD", f"explain {SAPIEN_SELL}"):
         out(f"  {prefix} {command}")
     out(f"or look around in psql: psql \"{mask_dsn(target)}\"")
     if has_password(target):
         out("(**** stands for the password of your DSN, which fifo-db never prints)")
     return 0
+
+
+def _command() -> str:
+    """How a new shell runs this fifo-db: `fifo-db` when PATH finds this one (scripts/bootstrap links
+    it), else its absolute path (e.g. /home/me/fifo-db/.venv/bin/fifo-db)."""
+    import os
+    import shutil
+    import sys
+
+    me = sys.argv[0] if os.path.basename(sys.argv[0]) == "fifo-db" else None
+    on_path = shutil.which("fifo-db")
+    if me is None or (on_path and os.path.realpath(on_path) == os.path.realpath(me)):
+        return "fifo-db"
+    return os.path.abspath(me)
 
 
 def _env_dsn() -> str | None:

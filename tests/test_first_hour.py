@@ -208,3 +208,62 @@ def test_report_tax_and_reject_csv_neutralise_formula_cells(db, dsn, capsys, tmp
     with rejects.open(newline="") as f:
         [row] = list(csv.DictReader(f))
     assert (row["order_id"], row["symbol"], row["size"]) == ("'=1+1", "'=cmd|x", "0")
+
+
+# --- `fifo-db` on PATH in a new shell (scripts/bootstrap) ---------------------------------------------
+
+def _bootstrap(home: Path, bin_dir: Path) -> str:
+    """scripts/bootstrap as a user whose home is `home`, linking into `bin_dir`; its stderr."""
+    import subprocess
+
+    env = {**os.environ, "HOME": str(home), "FIFO_DB_BIN_DIR": str(bin_dir)}
+    done = subprocess.run([str(ROOT / "scripts" / "bootstrap")], env=env, capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=600)
+    assert done.returncode == 0, done.stderr
+    return done.stderr
+
+
+def _login_shell(home: Path, command: str) -> str:
+    """`command` in a new login shell of a user whose home is `home` (nothing inherited)."""
+    import subprocess
+
+    done = subprocess.run(["env", "-i", f"HOME={home}", "PATH=/usr/bin:/bin", "bash", "-lc", command],
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+    return done.stdout.strip()
+
+
+def test_bootstrap_puts_fifo_db_on_path_for_a_new_login_shell(tmp_path):
+    """A user's ~/.local/bin (Debian's ~/.profile puts it on PATH when it exists): after bootstrap, a
+    new login shell runs `fifo-db` as the README prints it; a re-run changes nothing; a file bootstrap
+    did not make is never replaced; a link left by a clone that is gone is pointed here."""
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy("/etc/skel/.profile", home / ".profile")        # what a new Debian/Ubuntu user has
+    bin_dir = home / ".local" / "bin"
+    link = bin_dir / "fifo-db"
+    target = ROOT / ".venv" / "bin" / "fifo-db"
+    assert _login_shell(home, "command -v fifo-db") != str(link)
+    assert _bootstrap(home, bin_dir).endswith(f"bootstrap: linked {link} -> {target}\n")
+    assert _login_shell(home, "command -v fifo-db") == str(link)
+    assert _login_shell(home, "fifo-db --version-info").startswith("fifo-db ")
+    assert "fifo-db" not in _bootstrap(home, bin_dir)                    # a re-run: nothing to say
+    assert os.readlink(link) == str(target)
+
+    link.unlink()
+    link.write_text("#!/bin/sh\necho mine\n")
+    assert _bootstrap(home, bin_dir).endswith(
+        f"bootstrap: {link} exists and fifo-db did not make it, left alone: the command is {target}\n")
+    assert link.read_text() == "#!/bin/sh\necho mine\n"
+    link.unlink()
+    link.symlink_to("/nonexistent/clone/.venv/bin/fifo-db")
+    assert _bootstrap(home, bin_dir).endswith(
+        f"bootstrap: {link} pointed at /nonexistent/clone/.venv/bin/fifo-db, which is gone: now {target}\n")
+    assert _login_shell(home, "command -v fifo-db") == str(link)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="as root, bootstrap links into /usr/local/bin")
+def test_as_root_the_link_goes_where_a_new_login_shell_looks():
+    """scripts/test ran scripts/bootstrap: /usr/local/bin/fifo-db is a .venv/bin/fifo-db (this clone's, or
+    another clone's that it left alone), and a new login shell of root finds it there."""
+    assert os.readlink("/usr/local/bin/fifo-db").endswith("/.venv/bin/fifo-db")
+    assert _login_shell(Path("/root"), "command -v fifo-db") == "/usr/local/bin/fifo-db"
