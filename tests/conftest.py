@@ -2,9 +2,13 @@
 one template database with fifo-db installed per session (pytest-postgresql),
 and a fresh clone of it for every test.
 
-FIFO_DB_TEST_HOME moves the test server (default: <tmp>/fifo-db-tests-<uid>). Two runs
-on one home would drop each other's databases, so a run holds <home>.lock and a second
-run waits for it. FIFO_DB_PG_BIN picks the server (scripts/test runs 15, 16 and 18).
+FIFO_DB_TEST_HOME moves the test server (default: <tmp>/fifo-db-tests-<uid>; FIFO_DB_HOME,
+the home of your own embedded server, is never used by the tests). Two runs on one home would
+drop each other's databases, so a run holds <home>.lock and a second run waits for it. Tests
+that need a second cluster put it in <home>-<name>. A run stops its servers at its end, also
+when interrupted (Ctrl-C, SIGTERM); a run killed outright leaves them running, and the next run
+on the home stops them first (tests/leftovers.py). FIFO_DB_PG_BIN picks the server
+(scripts/test runs 15, 16 and 18).
 
 Tests marked `pg_cron` need pg_cron on the server. FIFO_DB_TEST_PG_CRON=require (the
 default) makes a server without it an error, never a silent skip; =deselect leaves those
@@ -18,6 +22,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import signal
 import sys
 import uuid
 import tempfile
@@ -30,6 +35,7 @@ from pytest_postgresql import factories
 from fifo_db.embedded import PORT, SUPERUSER, EmbeddedServer, find_bindir, server_version
 from fifo_db.importer import import_csv
 from fifo_db.install import install
+from tests.leftovers import stop_leftovers
 
 TEST_HOME = Path(os.environ.get("FIFO_DB_TEST_HOME")
                  or Path(tempfile.gettempdir()) / f"fifo-db-tests-{os.geteuid()}")
@@ -48,7 +54,18 @@ def pytest_configure(config):
         print(f"another test run uses {TEST_HOME}; waiting for it to end "
               f"(FIFO_DB_TEST_HOME=<another path> runs beside it)", file=sys.stderr, flush=True)
         fcntl.flock(_home_lock, fcntl.LOCK_EX)
+    # a run killed before its end (SIGKILL, a lost terminal) left its servers running: this run
+    # holds the home's lock now, so they are nobody's; stop them (tests/leftovers.py)
+    for home in stop_leftovers(TEST_HOME, locked=True):
+        print(f"stopped the server an interrupted test run left running in {home}", file=sys.stderr, flush=True)
+    # SIGTERM (scripts/test forwards INT and TERM as TERM) ends the run as Ctrl-C does: fixtures
+    # tear down (the module clusters are removed) and pytest_unconfigure stops the server
+    signal.signal(signal.SIGTERM, _interrupt)
     _started_here = SERVER.start()
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def pytest_report_header(config):

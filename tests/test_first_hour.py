@@ -21,6 +21,7 @@ from fifo_db.csvsafe import safe_cell
 from fifo_db.demo import run_demo
 from fifo_db.embedded import EmbeddedServer
 from fifo_db.sample import SAPIEN_SELL
+from tests.conftest import TEST_HOME
 from tests.helpers import add_trades
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,7 +44,7 @@ def one_error_line(code, err, *needles):
 @pytest.fixture
 def fresh_home(monkeypatch):
     """A new FIFO_DB_HOME and no DSN: what a new user has; the server is stopped and removed after."""
-    path = Path(tempfile.mkdtemp(prefix="fdb-first-", dir="/tmp"))
+    path = Path(tempfile.mkdtemp(prefix=f"{TEST_HOME.name}-first-", dir=TEST_HOME.parent))   # tests/leftovers.py
     if os.geteuid() == 0:
         import pwd
         account = pwd.getpwnam(os.environ.get("FIFO_DB_RUN_AS", "postgres"))
@@ -267,3 +268,117 @@ def test_as_root_the_link_goes_where_a_new_login_shell_looks():
     another clone's that it left alone), and a new login shell of root finds it there."""
     assert os.readlink("/usr/local/bin/fifo-db").endswith("/.venv/bin/fifo-db")
     assert _login_shell(Path("/root"), "command -v fifo-db") == "/usr/local/bin/fifo-db"
+
+
+# --- an interrupted test run stops its servers (scripts/test, conftest.py, tests/leftovers.py) --------
+
+def _postgres_of(home: Path) -> list[int]:
+    """The pids of postgres processes whose data directory is in `home` (never another run's)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"postgres") and str(home / "data").encode() in argv:
+            pids.append(int(proc.name))
+    return pids
+
+
+def _postgres_left(home: Path) -> list[int]:
+    """_postgres_of(home) once the stopped servers' processes are gone: a postmaster removes its pid
+    file (which `pg_ctl stop -w` waits for) a moment before it exits; bounded at 30 s."""
+    import time
+
+    deadline = time.monotonic() + 30
+    while (pids := _postgres_of(home)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return pids
+
+
+def _scripts_test(home: Path, ready: Path | None, *args: str):
+    import subprocess
+
+    env = {**os.environ, "FIFO_DB_TEST_HOME": str(home)}
+    if ready is not None:
+        env["FIFO_DB_TEST_READY"] = str(ready)
+    for name in ("FIFO_DB_TEST_COUNTS", "FIFO_DB_TEST_SERVERS", "FIFO_DB_TEST_READY"):
+        if name in env and not (ready is not None and name == "FIFO_DB_TEST_READY"):
+            env.pop(name)
+    return subprocess.Popen([str(ROOT / "scripts" / "test"), "-q", *args], env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, preexec_fn=_as_from_a_terminal)
+
+
+def _as_from_a_terminal() -> None:
+    """SIGINT handled as in a shell's foreground job (this pytest may run with it ignored: scripts/test
+    starts it in the background, and bash cannot trap a signal ignored when it started)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.mark.parametrize("sig, code", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_an_interrupted_run_stops_its_servers(sig, code, tmp_path):
+    """scripts/test on tests/interrupt_target.py (whose test waits), interrupted while the test holds a
+    database: it stops the run, its server stops, and no postgres of that test home is left."""
+    import signal
+    import time
+
+    home = TEST_HOME.parent / f"{TEST_HOME.name}-interrupted-{sig.lower()}"
+    shutil.rmtree(home, ignore_errors=True)
+    ready = tmp_path / "ready"
+    run = _scripts_test(home, ready, "tests/interrupt_target.py")
+    try:
+        deadline = time.monotonic() + 300
+        while not ready.exists() and run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert ready.exists(), run.communicate(timeout=60)
+        assert _postgres_of(home)                       # the run's server is up
+        if sig == "SIGINT":
+            os.killpg(run.pid, signal.SIGINT)           # as Ctrl-C does: to the whole process group
+        else:
+            os.kill(run.pid, signal.SIGTERM)            # as `kill PID` does: to scripts/test alone
+        out, err = run.communicate(timeout=120)
+        assert run.returncode == code, (out, err)
+        assert f"scripts/test: interrupted ({sig}): stopping the test run and its servers in {home}\n" in err
+        assert _postgres_left(home) == [], (out, err, (home / "postgresql.log").read_text()[-3000:])
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+        from tests.leftovers import stop_leftovers
+        stop_leftovers(home)
+        shutil.rmtree(home, ignore_errors=True)
+        Path(f"{home}.lock").unlink(missing_ok=True)
+
+
+def test_a_run_killed_outright_has_its_server_stopped_by_the_next_run(tmp_path):
+    """SIGKILL leaves no chance to clean up: the server (and a second cluster's) stay up. The next run on
+    the same test home stops them first, says so, and stops its own at its end."""
+    home = TEST_HOME.parent / f"{TEST_HOME.name}-killed"
+    shutil.rmtree(home, ignore_errors=True)
+    left = [home, Path(f"{home}-owner")]
+    run = None
+    try:
+        for path in left:
+            EmbeddedServer(path).start()                # what a SIGKILLed run leaves behind
+            assert _postgres_of(path)
+        run = _scripts_test(home, None, "tests/interrupt_target.py")
+        out, err = run.communicate(timeout=300)
+        assert run.returncode == 0, (out, err)          # its one test skips: not asked to wait
+        for path in left:
+            assert f"stopped the server an interrupted test run left running in {path}\n" in err
+            assert _postgres_left(path) == []
+        assert _postgres_left(home) == []               # and the run's own server stopped at its end
+    finally:
+        import signal
+
+        if run is not None and run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+        from tests.leftovers import stop_leftovers
+        stop_leftovers(home)
+        for path in left:
+            shutil.rmtree(path, ignore_errors=True)
+        Path(f"{home}.lock").unlink(missing_ok=True)
