@@ -6,10 +6,18 @@ exactly (sql/100_verify_fifo.sql): it is the check that scales, and the one
 the command always runs. The plain-Python FIFO in reference.py is a second,
 independent opinion; it reads every trade into this process, so by default it
 runs only up to REFERENCE_LIMIT computed trades (--reference on|off overrides).
+
+From PROGRESS_TRADES computed trades, `fifo-db verify` says on stderr which step it is in, over
+how many trades and pools, every PROGRESS_EVERY seconds while a step runs, and how long it
+took; stdout keeps only the findings and the verdict.
 """
 
 from __future__ import annotations
 
+import sys
+import threading
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import psycopg
@@ -189,16 +197,57 @@ def _cli_verify(args, conn) -> int:
         raise FifoError(stopped) from None
 
 
+PROGRESS_TRADES = 100_000   # from this many computed trades, verify says on stderr what it is doing
+PROGRESS_EVERY = 15.0       # seconds between its "still ..." lines during one long step
+
+
+@contextmanager
+def _step(shown: bool, what: str):
+    """Say on stderr (never stdout: its lines are verify's result) that `what` starts, every
+    PROGRESS_EVERY seconds that it still runs, and when it is done."""
+    if not shown:
+        yield
+        return
+    started = time.monotonic()
+    done = threading.Event()
+
+    def ticker() -> None:
+        while not done.wait(PROGRESS_EVERY):
+            print(f"verify: ... still {what} ({time.monotonic() - started:.0f} s)", file=sys.stderr, flush=True)
+
+    print(f"verify: {what} ...", file=sys.stderr, flush=True)
+    thread = threading.Thread(target=ticker, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+    print(f"verify: {what}: done in {time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
+
+
 def _verify_and_print(args, conn) -> int:
     if args.symbol:
         from fifo_db.report import check_scope
         check_scope(conn, args.symbol)   # a symbol with no trades: the error compute gives
-    reference = {"auto": None, "on": True, "off": False}[args.reference]
-    if reference is None:
-        reference = computed_trades(conn, args.symbol, args.version) <= REFERENCE_LIMIT
-    findings = verify(conn, args.symbol, args.version, reference)
+    trades = computed_trades(conn, args.symbol, args.version)
     pools = conn.execute("SELECT count(*) FROM fifo_computed_pools(%s, %s)",
                          (args.symbol, args.version)).fetchone()[0]
+    reference = {"auto": None, "on": True, "off": False}[args.reference]
+    if reference is None:
+        reference = trades <= REFERENCE_LIMIT
+    shown = trades >= PROGRESS_TRADES
+    try:
+        with _step(shown, f"recomputing FIFO in SQL over {trades:,} trades of {pools:,} computed pool(s) "
+                          f"and comparing every allocation (verify_fifo())"):
+            findings = sql_findings(conn, args.symbol, args.version)
+        if reference:
+            with _step(shown, f"matching the {trades:,} trades again with the Python reference FIFO"):
+                findings += reference_findings(conn, args.symbol, args.version)
+    except psycopg.errors.QueryCanceled:
+        raise
+    except psycopg.Error as exc:
+        raise from_db_error(exc) from None
     for f in findings:
         print(f)
     for note in unfinished_runs(conn):

@@ -145,6 +145,20 @@ postgresql = factories.postgresql("postgresql_noproc")
 
 
 @pytest.fixture
+def say(request):
+    """say(text): a line on the terminal now, past pytest's capture, for a test that waits long
+    (what it waits for, and that it still does)."""
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+
+    def _say(text: str) -> None:
+        with capture.global_and_fixture_disabled():
+            sys.stderr.write(f"\n{request.node.name}: {text}")
+            sys.stderr.flush()
+
+    return _say
+
+
+@pytest.fixture
 def db(postgresql) -> psycopg.Connection:
     """An autocommit connection to this test's own database (a clone of the template)."""
     postgresql.autocommit = True

@@ -382,3 +382,37 @@ def test_a_run_killed_outright_has_its_server_stopped_by_the_next_run(tmp_path):
         for path in left:
             shutil.rmtree(path, ignore_errors=True)
         Path(f"{home}.lock").unlink(missing_ok=True)
+
+
+# --- long steps say what they are doing ----------------------------------------------------------------
+
+def test_verify_says_on_stderr_what_it_is_doing_and_stdout_stays_its_result(worked, dsn, capsys, monkeypatch):
+    """From PROGRESS_TRADES computed trades (lowered here to this database's size), verify prints its steps
+    on stderr: what, over how many trades and pools, "still ..." while a step runs, and when it is done;
+    stdout is the same as without them."""
+    from fifo_db import verify
+
+    code, quiet_out, err = cli(capsys, "--dsn", dsn, "verify")
+    assert (code, err) == (0, "")
+    trades = worked.execute("SELECT count(*) FROM fifo_computed_trades(NULL, NULL)").fetchone()[0]
+    pools = worked.execute("SELECT count(*) FROM fifo_computed_pools(NULL, NULL)").fetchone()[0]
+    monkeypatch.setattr(verify, "PROGRESS_TRADES", trades)
+    monkeypatch.setattr(verify, "PROGRESS_EVERY", 0.001)
+    code, out, err = cli(capsys, "--dsn", dsn, "verify")
+    assert (code, out) == (0, quiet_out)
+    sql = (f"recomputing FIFO in SQL over {trades:,} trades of {pools:,} computed pool(s) and comparing every "
+           f"allocation (verify_fifo())")
+    ref = f"matching the {trades:,} trades again with the Python reference FIFO"
+    steps = [re.sub(r"\(\d+ s\)$", "(N s)", re.sub(r"done in [\d.]+ s$", "done in N s", line))
+             for line in err.splitlines()]
+    steps = [line for i, line in enumerate(steps) if i == 0 or line != steps[i - 1]]   # one "still" line each
+    assert steps in ([f"verify: {sql} ...", f"verify: {sql}: done in N s",
+                      f"verify: {ref} ...", f"verify: {ref}: done in N s"],
+                     [f"verify: {sql} ...", f"verify: ... still {sql} (N s)", f"verify: {sql}: done in N s",
+                      f"verify: {ref} ...", f"verify: {ref}: done in N s"],
+                     [f"verify: {sql} ...", f"verify: ... still {sql} (N s)", f"verify: {sql}: done in N s",
+                      f"verify: {ref} ...", f"verify: ... still {ref} (N s)", f"verify: {ref}: done in N s"],
+                     [f"verify: {sql} ...", f"verify: {sql}: done in N s",
+                      f"verify: {ref} ...", f"verify: ... still {ref} (N s)", f"verify: {ref}: done in N s"]), err
+    monkeypatch.setattr(verify, "PROGRESS_TRADES", trades + 1)       # below it: nothing on stderr
+    assert cli(capsys, "--dsn", dsn, "verify")[1:] == (quiet_out, "")

@@ -163,8 +163,9 @@ def test_missing_extension_and_missing_preload_say_what_to_do(dsn, capsys):
 
 
 @pytest.mark.slow
-def test_scheduled_job_really_runs_and_brings_allocations_current(db, unschedule):
-    """Wait for the real pg_cron tick (seconds when pg_cron >= 1.5, else the next minute)."""
+def test_scheduled_job_really_runs_and_brings_allocations_current(db, unschedule, say):
+    """Wait for the real pg_cron tick (seconds when pg_cron >= 1.5, else the next minute), saying on the
+    terminal what it waits for and, every 15 s, that it still does."""
     with cron_conn() as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
         major, minor = conn.execute("SELECT extversion FROM pg_extension "
@@ -179,13 +180,27 @@ def test_scheduled_job_really_runs_and_brings_allocations_current(db, unschedule
     want = expected(db)
     assert stored(db) != want
 
-    deadline = time.monotonic() + 150
+    started = time.monotonic()
+    deadline = started + 150
+    if every == "* * * * *":
+        now = db.execute("SELECT now()").fetchone()[0]
+        tick = f"at the start of the next minute ({60 - now.second} s from now; pg_cron {major}.{minor} has no seconds)"
+    else:
+        tick = "within 5 s"
+    say(f"waiting for pg_cron to run the job {tick}, at most 150 s ...")
     runs: list = []
+    spoken = started
     while time.monotonic() < deadline:
         runs = list_schedule(db)[0]["runs"]
         if stored(db) == want and any(r["status"] == "succeeded" for r in runs):
             break
+        if time.monotonic() - spoken >= 15:
+            spoken = time.monotonic()
+            say(f"still waiting for pg_cron ({spoken - started:.0f} s; runs so far: "
+                f"{', '.join(r['status'] for r in runs) or 'none'})")
         time.sleep(1)
+    done = stored(db) == want and any(r["status"] == "succeeded" for r in runs)
+    say(f"{'pg_cron ran it' if done else 'gave up'} after {time.monotonic() - started:.0f} s\n")
     assert stored(db) == want, f"the cron job did not bring allocations current; its runs: {runs}"
     assert any(r["status"] == "succeeded" for r in runs), runs
     assert findings(db) == []
