@@ -19,6 +19,7 @@ bigger symbol of the same currency already has them: then the next free style).
 
 from __future__ import annotations
 
+import re
 import zlib
 from calendar import monthrange
 from dataclasses import dataclass
@@ -320,7 +321,7 @@ def pnl_chart(series: dict[str | None, dict[str | None, list[tuple[date, Decimal
 _CSS = """body{font-family:sans-serif;margin:2em;color:#222;max-width:1200px}
 table{border-collapse:collapse;margin:0 0 2em 0;font-size:13px}
 th,td{padding:3px 8px;border-bottom:1px solid #ddd;white-space:nowrap;vertical-align:top}
-th{background:#f3f3f3;text-align:left}td.wrap{white-space:normal;min-width:24em}
+th{background:#f3f3f3;text-align:left}td.wrap{white-space:normal;min-width:24em}.nb{white-space:nowrap}
 .scroll{overflow-x:auto;max-width:100%}
 th.n{text-align:right}td.n{text-align:right;font-variant-numeric:tabular-nums}
 tr.total td{font-weight:bold;border-top:2px solid #888}
@@ -414,6 +415,8 @@ def _cell(value, kind: str, display, currency: str | None = None, wrap: bool = F
     if kind in ("int", "qty", "price"):
         text = grouped(text)
     text = escape(text)
+    if wrap:   # a sentence may wrap between words, never inside an id, time or symbol (SYN0101-USD-7-0000002)
+        text = re.sub(r"\S*[-:]\S*", lambda m: f'<span class="nb">{m.group(0)}</span>', text)
     classes = []
     if kind in _NUMERIC:
         classes.append("n")

@@ -226,5 +226,7 @@ def test_unmatched_and_every_table_keep_cells_on_one_line(worked, dsn, capsys, t
         cells = re.findall(r"<td( class=\"[^\"]*\")?>(.*?)</td>", row)
         assert [c for c, _ in cells].count(' class="wrap"') == 1       # only the reason may wrap
         assert cells[-1][0] == ' class="wrap"' and cells[-1][1].startswith("inventory at ")
+    # and it wraps between words only: a date, time or id inside the sentence stays whole
+    assert rows[2].endswith('next buy b3 at <span class="nb">2026-03-03</span> <span class="nb">10:00</span></td>')
     # every table scrolls sideways in its own box rather than squeezing its cells
     assert page.count('<div class="scroll"><table>') == page.count("<table>") == 4
