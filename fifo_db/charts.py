@@ -7,8 +7,8 @@ One panel per quote currency (P&L in USD and in BTC never share an axis),
 all panels on one date axis: the range [--from, --to), else from the first
 to the day after the last sale, widened to at least a week when no bound
 says otherwise, with 5 to 8 date labels. Every line (the currency's total and
-each symbol) starts at 0 at the left edge, steps on each day with sales and
-is carried at its final value to the right edge; symbols are drawn above the
+each symbol) starts at 0 at the left edge, steps in the middle of each day
+with sales and is carried at its final value to the right edge; symbols are drawn above the
 total. The value axis spans the data plus 5% and carries 3 to 7 round ticks.
 When the total (or one symbol) dwarfs the rest, so that a symbol's swing is
 under a fifth of the largest, those smaller symbols get a second panel of the
@@ -39,8 +39,6 @@ DWARF = 5        # a symbol whose swing is under 1/DWARF of the largest line's g
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf",
            "#bcbd22", "#7f7f7f")
 DASHES = ("", "6,3", "2,2")
-
-
 STYLES = len(PALETTE) * len(DASHES)
 
 
