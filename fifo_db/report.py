@@ -499,7 +499,8 @@ def _cli_report(args, conn) -> int:
         # the connection's TimeZone is the report time zone, so these are report-zone dates
         first = bounds.start.date() if bounds.start else None
         last = (bounds.end - timedelta(microseconds=1)).date() if bounds.end else None
-        svg = charts.pnl_chart(curve, title=_title(bounds, tz), start=first, end=last)
+        today = conn.execute("SELECT current_date").fetchone()[0]   # the axis never runs past today
+        svg = charts.pnl_chart(curve, title=_title(bounds, tz), start=first, end=last, today=today)
         if args.chart:
             write_output(args.chart, svg, "--chart")
             print(f"wrote chart to {args.chart}", file=sys.stderr)

@@ -164,12 +164,12 @@ def test_chart_geometry_axis_currency_and_legend(worked, dsn, capsys, tmp_path):
     assert "P&L (USD)" in labels and "Cumulative realized P&L in USD" in labels
     legend = " ".join(labels)
     assert "total USD -6.78" in legend and "AAA-USD 13.72" in legend and "BBB-USD -20.50" in legend
-    # 5 to 8 date labels, from the first sale (2025-03-10) to the last (2026-03-04)
+    # 5 to 8 date labels, from the first sale (2025-03-10) to the end of the last sale's day (2026-03-04)
     dates = [t for t in labels if re.fullmatch(r"\d{4}-\d\d-\d\d", t)]
-    assert 5 <= len(dates) <= 8 and dates[0] == "2025-03-10" and dates[-1] == "2026-03-04"
+    assert 5 <= len(dates) <= 8 and dates[0] == "2025-03-10" and dates[-1] == "2026-03-05"
 
 
-def test_chart_top_tick_covers_the_highest_value(db, dsn, capsys, tmp_path):
+def test_chart_value_axis_hugs_the_data_and_starts_at_from(db, dsn, capsys, tmp_path):
     # cumulative 12.40 then 12.45: a tick step of 5 used to stop at 10, and the line crossed the title
     add_trades(db, [
         {"order_id": "b", "symbol": "T-USD", "side": "buy", "size": 2, "price": 0, "order_time": "2025-01-01"},
@@ -180,11 +180,11 @@ def test_chart_top_tick_covers_the_highest_value(db, dsn, capsys, tmp_path):
     assert run(dsn, capsys, "--chart", str(chart), "--from", "2024-12-20")[0] == 0
     root = ET.parse(chart).getroot()
     assert_every_point_inside(root)
-    ticks = [D(t.replace(",", "")) for t in texts(root) if re.fullmatch(r"-?[\d,]+\.\d\d", t)]
-    assert min(ticks) <= 0 and max(ticks) >= D("12.45")
-    # the date axis starts at --from, not at the first sale
+    ticks = [D(t.text.replace(",", "")) for t in root.iter(f"{SVG}text") if t.get("class") == "value"]
+    assert ticks == [D(0), D(2), D(4), D(6), D(8), D(10), D(12)]   # within one step (2) of 0 and 12.45
+    # the date axis starts at --from, not at the first sale, and ends with the last sale's day
     dates = [t for t in texts(root) if re.fullmatch(r"\d{4}-\d\d-\d\d", t)]
-    assert dates[0] == "2024-12-20" and dates[-1] == "2025-01-09"
+    assert dates[0] == "2024-12-20" and dates[-1] == "2025-01-10"
 
 
 def test_symbol_keeps_its_colour_across_charts(worked, dsn, capsys, tmp_path):
