@@ -367,7 +367,7 @@ def _headline(totals: list[dict], years: list[dict], display) -> list[str]:
 
 
 def html_report(title: str, svg: str, totals: list[dict], years: list[dict], sections, display,
-                titles: dict) -> str:
+                titles: dict, warnings=()) -> str:
     """One page: the headline, the chart, then each (title, columns, rows, totals) section as a table."""
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
@@ -376,6 +376,8 @@ def html_report(title: str, svg: str, totals: list[dict], years: list[dict], sec
            f"<p>{escape(title)}. Generated {now}. Every amount is in the quote currency of its symbol "
            f"(BTC-USD: USD) and totals never add currencies. Amounts are rounded for reading (to the cent; "
            f"8 decimals for quotes such as BTC); the views hold the exact values.</p>"]
+    # what report.check_scope found partial or stale, and the command that fixes it
+    out += [f'<p class="warning" style="color:#a00;font-weight:bold">{escape(w)}</p>' for w in warnings]
     out += _headline(totals, years, display)
     out.append(svg)
     for heading, columns, rows, section_totals in sections:

@@ -379,7 +379,8 @@ def _field_checks(fmt: Format, present: list[str]) -> sql.Composable:
               OR substr(r.order_time, 9, 2)::int > extract(day from
                      make_date(substr(r.order_time, 1, 4)::int, substr(r.order_time, 6, 2)::int, 1)
                      + interval '1 month - 1 day')
-            THEN format('%s %s is not a valid ISO 8601 time (e.g. 2025-12-03T23:40:00Z)', {lab}, """ + _shown("r.order_time") + """)
+            THEN format('%s %s is not a valid ISO 8601 time: use 2025-12-03T23:40:00Z or 2025-12-03 23:40:00+01:00 '
+                        '(year first: 03/12/2025 is refused, it can be March 12 or December 3)', {lab}, """ + _shown("r.order_time") + """)
         END""").format(m=missing("order_time"), lab=lab("order_time"),
                        without_zone=sql.Literal(_TIME_WITHOUT_ZONE), with_zone=sql.Literal(_TIME_WITH_ZONE)))
     checks.append(sql.SQL("r.extra"))

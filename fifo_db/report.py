@@ -1,12 +1,20 @@
 """Reports: `fifo-db report pnl|trades|daily|monthly|yearly|lots|positions|unmatched|tax`.
 
-The numbers, filters included, come from the report functions in sql/2xx
-(fifo_pnl_by_symbol(symbol, from, to), ...); this module only formats them.
-Every money figure is in the symbol's quote currency, shown beside it, and
-totals are per currency, never across. Tables round for display (money to
-cents, quantities and prices to 8 decimals); csv and json carry the exact
-numerics (or --round N). `tax` reads fifo_form_8949(), which rounds to cents
-once in SQL, so its table, CSV and JSON show the same cents.
+The numbers, filters and rounding included, come from the report functions in
+sql/2xx (fifo_pnl_by_symbol(symbol, from, to, round), ...); this module only
+formats them. Every money figure is in the symbol's quote currency, shown beside
+it, and totals are per currency, never across. One rounding rule (fifo._money,
+docs/reports.md "Rounding"): tables, the HTML page and the tax rows ask SQL for
+money rounded to each currency's precision (cents for USD, 8 decimals for BTC),
+csv and json for the exact values or, with --round N, for N places but never
+fewer than the currency's; SQL rounds each allocation's and trade's amounts once
+and adds up the rounded figures, so every row, total and running sum adds up.
+Rounded money keeps its scale in csv/json (3896.10, 0.00346000); exact values,
+sizes and prices are written trimmed (4, never 4.00000000).
+
+Every report says what it covers (a header line on tables, a line on stderr for
+csv/json, the page title in HTML) and warns, on stderr or on the page, when the
+pools it reads are not computed, stale, or have trades changed since computed.
 """
 
 from __future__ import annotations
@@ -126,49 +134,91 @@ def use_report_timezone(conn: psycopg.Connection) -> str:
     return tz
 
 
-def check_scope(conn: psycopg.Connection, symbol: str | None) -> str | None:
-    """Refuse a report that would show nothing true; a warning when only part of it is computed.
+FIX = "fifo-db compute --all-symbols"
+
+
+def check_scope(conn: psycopg.Connection, symbol: str | None) -> list[str]:
+    """Refuse a report that would show nothing true; the warnings when what it shows is partial or stale.
 
     No trades (for --symbol: the error compute gives), or none of the pools computed in the
-    current version: FifoError. Some pools not computed: the warning to print.
+    current version: FifoError. Otherwise one warning line per problem, each naming the fix
+    (FIX): pools not computed in the current version, pools with trades changed since they
+    were computed (fifo._pending_pools, what verify reports as 'stale'), and pools stale
+    because another version consumed their changes.
     """
     try:
-        pools, computed, version, example, stale = conn.execute(
-            "SELECT pools, computed, version, not_computed_example, stale FROM fifo_report_context(%s)",
-            (symbol,)).fetchone()
+        pools, computed, version, example, stale, stale_example, pending, pending_example = conn.execute(
+            "SELECT pools, computed, version, not_computed_example, stale, stale_example, pending, "
+            "pending_example FROM fifo_report_context(%s)", (symbol,)).fetchone()
     except psycopg.Error as exc:
         raise from_db_error(exc) from None
     if pools == 0:
         raise FifoError("no trades in this database: load some with `fifo-db import FILE.csv` "
                         "(or try `fifo-db demo`)")
-    fix = f"fifo-db compute --symbol {symbol}" if symbol else "fifo-db compute --all-symbols"
     if computed == 0:
         what = f"symbol {symbol!r}" if symbol else f"none of the {pools:,} pool(s) with trades"
         raise FifoError(f"not computed: {what} {'is not' if symbol else 'is'} computed in version {version}, "
-                        f"so there is no P&L to report yet: run `{fix}`")
+                        f"so there is no P&L to report yet: run `{FIX}`")
+    warnings = []
     if computed < pools:
-        return (f"warning: {pools - computed:,} of {pools:,} pool(s) are not computed in version {version} "
-                f"(e.g. {example}); their sells show as 'not computed' and add nothing: run `{fix}`")
+        warnings.append(f"warning: partial: {pools - computed:,} of {pools:,} pool(s) are not computed in version "
+                        f"{version} (e.g. {example}); their sells show as 'not computed' and add nothing: "
+                        f"run `{FIX}`")
+    if pending:
+        warnings.append(f"warning: stale: {pending:,} of {pools:,} pool(s) have trades changed since they were "
+                        f"computed (e.g. {pending_example}); their figures may lag their trades: run `{FIX}`")
     if stale:
-        return (f"warning: {stale:,} pool(s) of version {version} are stale (another version consumed their "
-                f"changes); their later sells show as 'stale': run `fifo-db compute --all-symbols`")
-    return None
+        warnings.append(f"warning: stale: {stale:,} pool(s) of version {version} are stale (e.g. {stale_example}: "
+                        f"another version consumed their changes); their later sells show as 'stale': run `{FIX}`")
+    return warnings
 
 
-def _call(name: str, kind: Kind, bounds: Bounds, reported: str = "none"):
-    params = {"symbol": bounds.symbol, "start": bounds.start, "end": bounds.end, "reported": reported}
+def _when(t: datetime) -> str:
+    """A bound as the scope line shows it: the date alone at midnight (report time zone)."""
+    return t.strftime("%Y-%m-%d") if t.time() == datetime.min.time() else t.strftime("%Y-%m-%d %H:%M")
+
+
+def scope_line(name: str, bounds: Bounds, tz: str) -> str:
+    """What a report covers, in one line: its title, the symbol(s), the range [from, to) or the
+    as-of time, in the report time zone (a table's first line; stderr for csv and json)."""
+    kind = KINDS[name]
+    what = bounds.symbol or "all symbols"
+    start, end = bounds.start, bounds.end
     if kind.as_of:
-        return sql.SQL("{}(%(symbol)s, %(end)s)").format(sql.Identifier(kind.function)), params
+        span = f"as of {_when(end)}" if end else "as of now"
+    else:
+        what_time = "bought" if name == "lots" else "sold" if name in ("trades", "unmatched", "tax") else "traded"
+        if start and end:
+            span = f"{what_time} from {_when(start)} to before {_when(end)}"
+        elif start:
+            span = f"{what_time} from {_when(start)} on"
+        elif end:
+            span = f"{what_time} before {_when(end)}"
+        else:
+            span = "all trades" if name not in ("lots",) else "all buys"
+        if name == "lots":
+            span += f", as of {_when(end)}" if end else ", as of now"
+    return f"{kind.title}: {what}, {span} ({tz})"
+
+
+def _call(name: str, kind: Kind, bounds: Bounds, reported: str = "none", places: int | None = 0):
+    params = {"symbol": bounds.symbol, "start": bounds.start, "end": bounds.end, "reported": reported,
+              "round": places}
+    if kind.as_of:
+        return sql.SQL("{}(%(symbol)s, %(end)s, %(round)s)").format(sql.Identifier(kind.function)), params
     if name == "tax":
         return sql.SQL("{}(%(symbol)s, %(start)s, %(end)s, %(reported)s)").format(
             sql.Identifier(kind.function)), params
-    return sql.SQL("{}(%(symbol)s, %(start)s, %(end)s)").format(sql.Identifier(kind.function)), params
+    return sql.SQL("{}(%(symbol)s, %(start)s, %(end)s, %(round)s)").format(
+        sql.Identifier(kind.function)), params
 
 
 def fetch(conn: psycopg.Connection, name: str, bounds: Bounds, all_columns: bool = False,
-          reported: str = "none") -> list[dict]:
+          reported: str = "none", places: int | None = 0) -> list[dict]:
+    """The rows of report `name`; places: 0 (default) money to each currency's precision,
+    N: to N places but never fewer than the currency's, None: exact (fifo._money)."""
     kind = KINDS[name]
-    call, params = _call(name, kind, bounds, reported)
+    call, params = _call(name, kind, bounds, reported, places)
     cols = sql.SQL("*") if all_columns else sql.SQL(", ").join(sql.Identifier(c) for c, _ in kind.columns)
     query = sql.SQL("SELECT {} FROM {} ORDER BY {}").format(cols, call, sql.SQL(kind.order))
     try:
@@ -178,17 +228,18 @@ def fetch(conn: psycopg.Connection, name: str, bounds: Bounds, all_columns: bool
         raise from_db_error(exc) from None
 
 
-def fetch_totals(conn: psycopg.Connection, bounds: Bounds) -> list[dict]:
-    """The totals row of each currency (fifo_pnl_summary)."""
+def fetch_totals(conn: psycopg.Connection, bounds: Bounds, places: int | None = 0) -> list[dict]:
+    """The totals row of each currency (fifo_pnl_summary): sums of the rounded rows when rounded."""
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute("SELECT * FROM fifo_pnl_summary(%s, %s, %s) ORDER BY currency",
-                           (bounds.symbol, bounds.start, bounds.end)).fetchall()
+        return cur.execute("SELECT * FROM fifo_pnl_summary(%s, %s, %s, %s) ORDER BY currency",
+                           (bounds.symbol, bounds.start, bounds.end, places)).fetchall()
 
 
 def fetch_curve(conn: psycopg.Connection, bounds: Bounds) -> dict[str | None, dict[str | None, list]]:
-    """Cumulative realized P&L per day: {currency: {None: the currency's total, symbol: ...}}."""
+    """Cumulative realized P&L per day: {currency: {None: the currency's total, symbol: ...}},
+    rounded like the tables (so the chart's last point is the TOTAL line's P&L)."""
     series: dict = {}
-    rows = conn.execute("SELECT currency, symbol, day, cumulative_pnl FROM fifo_pnl_curve(%s, %s, %s) "
+    rows = conn.execute("SELECT currency, symbol, day, cumulative_pnl FROM fifo_pnl_curve(%s, %s, %s, 0) "
                         "ORDER BY currency, symbol NULLS FIRST, day", (bounds.symbol, bounds.start, bounds.end))
     for currency, symbol, day, cum in rows:
         series.setdefault(currency, {}).setdefault(symbol, []).append((day, cum))
@@ -205,15 +256,18 @@ def plain(value: Decimal) -> str:
     return "0" if text in ("-0", "") else text
 
 
-# Currencies shown to the cent; any other quote (BTC, ETH, ...) is shown to 8 decimals, so
-# 0.0179 BTC does not read as 0.02.
+# The currencies whose amounts are rounded to the cent; any other quote (BTC, ETH, ...) to 8
+# decimals, so 0.0179 BTC does not read as 0.02. The rounding itself is SQL's
+# (fifo._currency_places, sql/200, holds the same list); this copy only picks the layout.
 CENT_CURRENCIES = frozenset({
     "USD", "EUR", "GBP", "CHF", "CAD", "AUD", "NZD", "JPY", "SGD", "HKD", "SEK", "NOK", "DKK", "PLN", "CZK",
     "MXN", "BRL", "ZAR", "TRY", "INR", "KRW", "USDC", "USDT", "DAI", "PYUSD", "EURC", "BUSD", "TUSD", "USDP"})
 
 
 def money(value: Decimal, currency: str | None = None) -> str:
-    """Money for reading: cents for fiat and stablecoins (or no currency given), else 8 decimals."""
+    """Money for reading, with thousands separators: cents for fiat and stablecoins (or no currency
+    given), else 8 decimals with trailing zeros after the second dropped. The value is already rounded
+    by SQL (fifo._money) or a sum of rounded values: the quantize only pads, it never rounds here."""
     if currency is None or currency.upper() in CENT_CURRENCIES:
         return f"{value.quantize(CENT, rounding=ROUND_HALF_UP):,.2f}"
     text = f"{value.quantize(Decimal('1e-8'), rounding=ROUND_HALF_UP):,.8f}".rstrip("0")
@@ -233,7 +287,7 @@ def display(value, kind: str, currency: str | None = None) -> str:
     if kind == "money":
         return money(value, currency or "USD")
     if kind in ("qty", "price"):
-        return plain(value.quantize(Decimal("1e-8"), rounding=ROUND_HALF_UP))
+        return plain(value)   # sizes and prices as stored (trimmed); average_cost rounded in SQL
     if kind == "pct":
         return f"{(value * 100).quantize(Decimal('0.1'), rounding=ROUND_HALF_UP)}%"
     if kind == "time":
@@ -249,12 +303,19 @@ def display(value, kind: str, currency: str | None = None) -> str:
     return str(value)
 
 
-def exact(value) -> str | None:
-    """A value as csv/json carry it: exact decimals, ISO times."""
+# Columns that are trades' own sizes and prices or exact sums of sizes: never rounded, always
+# written trimmed, so "4" and "4.00000000" of the same trade read the same.
+UNROUNDED = frozenset({"size", "price", "matched_size", "unmatched_size", "remaining_size", "consumed_size",
+                       "open_quantity", "quantity"})
+
+
+def exact(value, keep_scale: bool = False) -> str | None:
+    """A value as csv/json carry it: decimals trimmed (exact values), or with the scale SQL gave them
+    (keep_scale: rounded money, 3896.10 and 0.00346000), ISO times."""
     if value is None:
         return None
     if isinstance(value, Decimal):
-        return plain(value)
+        return format(value, "f") if keep_scale else plain(value)
     if isinstance(value, (datetime, date)):
         return value.isoformat()
     if isinstance(value, timedelta):
@@ -262,15 +323,6 @@ def exact(value) -> str | None:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
-
-
-def rounded(rows: list[dict], places: int | None) -> list[dict]:
-    """--round N: every decimal rounded half-up to N places (csv/json)."""
-    if places is None:
-        return rows
-    q = Decimal(1).scaleb(-places)
-    return [{k: v.quantize(q, rounding=ROUND_HALF_UP) if isinstance(v, Decimal) else v for k, v in r.items()}
-            for r in rows]
 
 
 def table(columns, rows: list[dict], totals: list[dict] | None = None) -> str:
@@ -299,24 +351,27 @@ def table(columns, rows: list[dict], totals: list[dict] | None = None) -> str:
     return "\n".join(out)
 
 
-def to_csv(columns: list[str], rows: list[dict]) -> str:
+def to_csv(columns: list[str], rows: list[dict], rounded: bool = False) -> str:
+    """rounded: the rows' money was rounded in SQL and keeps its scale; sizes and prices stay trimmed."""
     buf = io.StringIO()
     w = SafeWriter(buf, lineterminator="\n")
     w.writerow(columns)
     for r in rows:
-        w.writerow(["" if exact(r[c]) is None else exact(r[c]) for c in columns])
+        cells = (exact(r[c], rounded and c not in UNROUNDED) for c in columns)
+        w.writerow(["" if v is None else v for v in cells])
     return buf.getvalue()
 
 
-def _json_value(value):
-    """JSON keeps integers and booleans; decimals travel as exact strings."""
+def _json_value(value, keep_scale: bool = False):
+    """JSON keeps integers and booleans; decimals travel as strings (exact, or rounded with their scale)."""
     if value is None or isinstance(value, (bool, int)):
         return value
-    return exact(value)
+    return exact(value, keep_scale)
 
 
-def to_json(rows: list[dict]) -> str:
-    return json.dumps([{k: _json_value(v) for k, v in r.items()} for r in rows], indent=2) + "\n"
+def to_json(rows: list[dict], rounded: bool = False) -> str:
+    return json.dumps([{k: _json_value(v, rounded and k not in UNROUNDED) for k, v in r.items()} for r in rows],
+                      indent=2) + "\n"
 
 
 def _cents(value: Decimal | None) -> str:
@@ -375,7 +430,9 @@ def tax_summary(conn: psycopg.Connection, rows: list[dict], bounds: Bounds, repo
 def register(sub) -> None:
     p = sub.add_parser("report", help="P&L, lots, positions, unmatched sells, Form 8949 rows; chart and HTML",
                        description="Print a report from the fifo_* report views (current version). "
-                                   "--from/--to: dates are midnight in the report time zone; [from, to).")
+                                   "--from/--to: [from, to); 2025-03-01 (midnight in the report time zone), "
+                                   "2025-03-01 14:30, 2025-03-01T14:30:00Z or +01:00, today, yesterday, now, "
+                                   "7 days ago; 03/01/2025 is refused (ambiguous).")
     p.add_argument("kind", nargs="?", choices=list(KINDS),
                    help="pnl (by symbol), trades (per sell), daily, monthly, yearly, lots, positions, "
                         "unmatched, tax (Form 8949 CSV)")
@@ -388,7 +445,9 @@ def register(sub) -> None:
     p.add_argument("--format", choices=("table", "csv", "json"),
                    help="table (rounded for reading; default), csv or json (exact); tax defaults to csv")
     p.add_argument("--round", type=int, metavar="N", dest="round_places",
-                   help="csv/json: round every decimal half-up to N places (default: exact)")
+                   help="csv/json: round money half away from zero to N places, but never below its "
+                        "currency's precision (2 for USD, 8 for BTC: --round 0 is each currency's own); "
+                        "each allocation once, totals from the rounded rows (default: exact)")
     p.add_argument("--term", choices=("short", "long"), help="tax: only Part I (short) or Part II (long) rows")
     p.add_argument("--reported", choices=REPORTED, default="none",
                    help="tax: what your broker reported on Form 1099-B/1099-DA, which picks the Form 8949 box: "
@@ -434,7 +493,8 @@ def _check_args(args) -> None:
         raise FifoError(f"report: --year {args.year} is outside 1970..2199")
     if args.round_places is not None:
         if args.round_places < 0 or args.round_places > 20:
-            raise FifoError("report: --round N takes 0 to 20 decimal places")
+            raise FifoError("report: --round N takes 0 to 20 decimal places (money is never rounded below "
+                            "its currency's precision: 2 for USD, 8 for BTC)")
         if args.kind == "tax" or (args.format or "table") == "table":
             raise FifoError("report: --round applies to --format csv or json (tables and the tax rows are "
                             "already rounded)")
@@ -462,29 +522,33 @@ def _cli_report(args, conn) -> int:
     _check_args(args)
     tz = use_report_timezone(conn)
     bounds = resolve_bounds(conn, args)
-    warning = check_scope(conn, args.symbol)
-    if warning:
-        print(warning, file=sys.stderr)
+    warnings = check_scope(conn, args.symbol)
+    for line in warnings:
+        print(line, file=sys.stderr)
     if args.kind:
         kind = KINDS[args.kind]
         fmt = args.format or ("csv" if args.kind == "tax" else "table")
+        scope = scope_line(args.kind, bounds, tz)
         summary: list[str] = []
         if args.kind == "tax":
             rows = fetch(conn, "tax", bounds, all_columns=True, reported=args.reported)
             if args.term:
                 rows = [r for r in rows if r["term"] == args.term]
-            text = (tax_csv(rows) if fmt == "csv" else to_json(rows) if fmt == "json"
-                    else table(kind.columns, rows) + "\n")
+            text = (tax_csv(rows) if fmt == "csv" else to_json(rows, rounded=True) if fmt == "json"
+                    else scope + "\n" + table(kind.columns, rows) + "\n")
             summary = tax_summary(conn, rows, bounds, args.reported)
         elif fmt == "table":
             rows = fetch(conn, args.kind, bounds)
-            text = table(kind.columns, rows, fetch_totals(conn, bounds) if kind.total else None) + "\n"
+            text = scope + "\n" + table(kind.columns, rows, fetch_totals(conn, bounds) if kind.total else None) + "\n"
         else:
-            rows = rounded(fetch(conn, args.kind, bounds, all_columns=True), args.round_places)
+            rows = fetch(conn, args.kind, bounds, all_columns=True, places=args.round_places)
+            rounded = args.round_places is not None
             if fmt == "json":
-                text = to_json(rows)
+                text = to_json(rows, rounded)
             else:
-                text = to_csv(list(rows[0].keys()) if rows else [c for c, _ in kind.columns], rows)
+                text = to_csv(list(rows[0].keys()) if rows else [c for c, _ in kind.columns], rows, rounded)
+        if fmt != "table":
+            print(scope, file=sys.stderr)
         if args.output:
             write_output(args.output, text, "-o")
             print(f"wrote {kind.title.lower()} to {args.output}", file=sys.stderr)
@@ -505,13 +569,14 @@ def _cli_report(args, conn) -> int:
             write_output(args.chart, svg, "--chart")
             print(f"wrote chart to {args.chart}", file=sys.stderr)
         if args.html:
-            write_output(args.html, html_page(conn, bounds, tz, svg), "--html")
+            write_output(args.html, html_page(conn, bounds, tz, svg, warnings), "--html")
             print(f"wrote HTML report to {args.html}", file=sys.stderr)
     return 0
 
 
-def html_page(conn: psycopg.Connection, bounds: Bounds, tz: str, svg: str) -> str:
-    """The HTML report: headline per currency and year, the chart, then the tables."""
+def html_page(conn: psycopg.Connection, bounds: Bounds, tz: str, svg: str, warnings: list[str] = ()) -> str:
+    """The HTML report: the warnings of check_scope, headline per currency and year, the chart, then the
+    tables (money rounded to each currency's precision by SQL, like the CLI's tables)."""
     from fifo_db import charts
 
     totals = fetch_totals(conn, bounds)
@@ -522,7 +587,8 @@ def html_page(conn: psycopg.Connection, bounds: Bounds, tz: str, svg: str) -> st
         rows = fetch(conn, name, bounds if not kind.as_of else Bounds(bounds.symbol, None, bounds.end))
         columns = tuple((c, k) for c, k in kind.columns if name != "monthly" or c != "unmatched_size")
         sections.append((kind.title, columns, rows, fetch_totals(conn, bounds) if kind.total else None))
-    return charts.html_report(_title(bounds, tz), svg, totals, years, sections, display, TITLES)
+    return charts.html_report(_title(bounds, tz), svg, totals, years, sections, display, TITLES,
+                              warnings=[w.removeprefix("warning: ") for w in warnings])
 
 
 def _title(bounds: Bounds, tz: str) -> str:

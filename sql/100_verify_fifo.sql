@@ -1,3 +1,17 @@
+-- fifo._pending_pools([symbol]): the pools whose trades changed since they
+-- were last computed (a change in fifo.pool_changes not yet processed): their
+-- allocations may lag their trades. verify_fifo reports them as 'stale', the
+-- reports warn about them (fifo_report_context.pending): one definition.
+-- Inlined into both; its body only compares text with pg_catalog.=.
+CREATE OR REPLACE FUNCTION fifo._pending_pools(p_symbol text DEFAULT NULL)
+RETURNS TABLE (symbol text, account text)
+LANGUAGE sql STABLE
+AS $$
+    SELECT DISTINCT pc.symbol, pc.account
+    FROM fifo.pool_changes pc
+    WHERE pc.processed_at IS NULL AND (p_symbol IS NULL OR pc.symbol OPERATOR(pg_catalog.=) p_symbol)
+$$;
+
 -- verify_fifo([symbol [, version]]): one row per finding, none when clean.
 --
 -- For every pool computed for the version (fifo.pool_state) and current (no
@@ -43,9 +57,8 @@ DECLARE
 BEGIN
     RETURN QUERY
     WITH pending AS MATERIALIZED (
-        SELECT DISTINCT pc.symbol, pc.account
-        FROM fifo.pool_changes pc
-        WHERE pc.processed_at IS NULL AND (p_symbol IS NULL OR pc.symbol = p_symbol)
+        -- trades changed since computed: the same definition the reports warn with (sql/200)
+        SELECT pp.symbol, pp.account FROM fifo._pending_pools(p_symbol) pp
     ),
     computed AS MATERIALIZED (
         SELECT ps.symbol, ps.account, ps.stale_from

@@ -5,7 +5,7 @@
 -- report functions live in sql/210..270.
 --
 -- The small SQL helpers without a SET clause (_quote_currency, _base_asset,
--- _long_term_after) are inlined into the report queries; their bodies call
+-- _long_term_after, _currency_places, _money) are inlined into the report queries; their bodies call
 -- only pg_catalog-qualified functions and operators on exact built-in types,
 -- so no caller search_path can redirect them.
 
@@ -94,9 +94,42 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$ SELECT to_char(p_time AT TIME ZONE fifo._report_tz(), 'YYYY-MM-DD HH24:MI') $$;
 
--- fifo_report_time(text): a report bound (--from/--to) from user text. A date
--- or a time without a zone is read in the report time zone ('2025-12-01' is
--- midnight there); '7 days ago' counts back from now.
+-- fifo._currency_places(currency): the decimals a money amount in `currency`
+-- is rounded to in every rounded report (docs/reports.md, "Rounding"): 2
+-- for fiat and the dollar/euro stablecoins, 8 for any other quote (BTC, ETH,
+-- ...) and for a symbol with no quote, so 0.00346 BTC never reads as 0.
+CREATE OR REPLACE FUNCTION fifo._currency_places(p_currency text)
+RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN pg_catalog.upper(p_currency) OPERATOR(pg_catalog.=) ANY (ARRAY[
+                    'USD', 'EUR', 'GBP', 'CHF', 'CAD', 'AUD', 'NZD', 'JPY', 'SGD', 'HKD', 'SEK', 'NOK', 'DKK',
+                    'PLN', 'CZK', 'MXN', 'BRL', 'ZAR', 'TRY', 'INR', 'KRW', 'USDC', 'USDT', 'DAI', 'PYUSD',
+                    'EURC', 'BUSD', 'TUSD', 'USDP']::pg_catalog.text[])
+                THEN 2 ELSE 8 END
+$$;
+
+-- fifo._money(value, currency, round): the one rounding rule of the reports.
+-- round NULL: the exact value. Else `value` rounded half away from zero to
+-- greatest(round, the currency's places): a requested --round N below the
+-- currency's precision never zeroes a BTC amount. Report functions apply it
+-- to each allocation's (or trade's) own amounts once and add up the rounded
+-- figures, so every row, total and running sum adds up to the cent.
+CREATE OR REPLACE FUNCTION fifo._money(p_value numeric, p_currency text, p_round integer)
+RETURNS numeric
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN p_round IS NULL THEN p_value
+                ELSE pg_catalog.round(p_value, GREATEST(p_round, fifo._currency_places(p_currency))) END
+$$;
+
+-- fifo_report_time(text): a report bound (--from/--to) from user text. Only
+-- unambiguous forms are read: an ISO date (2025-03-01, or 2025/03/01) is
+-- midnight in the report time zone; an ISO date and time
+-- (2025-03-01 14:30[:05[.123]], T or space) is read there too unless it
+-- carries a zone (Z, UTC, +01:00, -0500); now, today, yesterday, tomorrow;
+-- and a span back from now ('7 days ago'). Anything else, 03/01/2025 (March 1
+-- or January 3?) or 13/01/2025 included, is refused with the accepted forms.
 CREATE OR REPLACE FUNCTION public.fifo_report_time(p_text text)
 RETURNS timestamptz
 LANGUAGE plpgsql VOLATILE
@@ -105,23 +138,34 @@ LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET TimeZone = 'UTC'
+SET DateStyle = 'ISO, YMD'
 AS $$
+DECLARE
+    v_text text := lower(btrim(p_text));
 BEGIN
     -- SET LOCAL inside a function with its own SET clause ends with the function
     PERFORM set_config('TimeZone', fifo._report_tz(), true);
-    IF lower(btrim(p_text)) LIKE '%ago' THEN
-        RETURN now() - regexp_replace(lower(btrim(p_text)), '\s*ago$', '')::interval;
+    IF v_text ~ '^[0-9]+(\.[0-9]+)?\s*[a-z]+(\s+[0-9]+(\.[0-9]+)?\s*[a-z]+)*\s+ago$' THEN
+        RETURN now() - regexp_replace(v_text, '\s*ago$', '')::interval;
     END IF;
-    RETURN p_text::timestamptz;
-EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow THEN
-    RAISE EXCEPTION 'cannot read "%" as a time', fifo._shown(p_text)
+    IF v_text IN ('now', 'today', 'yesterday', 'tomorrow')
+       OR v_text ~ ('^[0-9]{4}([-/])[0-9]{2}\1[0-9]{2}'
+                    '([t ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?(\s*(z|utc|[+-][0-9]{2}(:?[0-9]{2})?))?)?$') THEN
+        RETURN upper(translate(v_text, '/', '-'))::timestamptz;
+    END IF;
+    RAISE invalid_datetime_format;
+EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow
+              OR invalid_parameter_value OR syntax_error THEN
+    RAISE EXCEPTION 'cannot read "%" as a time: use 2025-03-01 (midnight in the report time zone), '
+                    '2025-03-01 14:30, 2025-03-01T14:30:00Z or +01:00, today, yesterday, now or 7 days ago',
+                    fifo._shown(p_text)
         USING ERRCODE = '22007',
-              HINT = 'Use a date (2025-12-01, midnight in the report time zone), a time with a zone '
-                     '(2025-12-03T23:40:00Z) or a span back from now (7 days ago).';
+              HINT = 'Year first: a date like 03/01/2025 is refused because it can be March 1 or January 3.';
 END;
 $$;
 COMMENT ON FUNCTION public.fifo_report_time(text) IS
-    'Parse a report bound: a date or zone-less time is read in the report time zone; ''7 days ago'' counts back from now.';
+    'Parse a report bound: an ISO date or zone-less time is read in the report time zone; '
+    'now/today/yesterday/tomorrow; ''7 days ago'' counts back from now; ambiguous forms (03/01/2025) are refused.';
 
 -- fifo._unmatched_reason(...): why the unmatched part of a sell had no
 -- inventory, in one sentence: what inventory the pool held at the sell's
@@ -157,16 +201,19 @@ $$;
 
 -- fifo_report_context([symbol [, order_id]]): what a report on `symbol`
 -- (NULL: all) works with, so the CLI can refuse one that would show nothing
--- true: the report time zone, currency (with the quote codes that count as
--- it) and long-term rule; the current version; the pools with trades, how
--- many of them are computed, one that is not (for the message) and how many
--- computed pools are stale; and the quote currency of `order_id`'s symbol
--- (for explain). A symbol with no trades raises the same error as
+-- true and warn about one that is partial: the report time zone, currency
+-- (with the quote codes that count as it) and long-term rule; the current
+-- version; the pools with trades, how many of them are computed and one that
+-- is not (for the message); how many computed pools are stale (another
+-- version consumed their changes) and how many have trades changed since
+-- they were computed (fifo._pending_pools, what verify_fifo reports as
+-- 'stale'), each with an example; and the quote currency of `order_id`'s
+-- symbol (for explain). A symbol with no trades raises the same error as
 -- compute_fifo.
 CREATE OR REPLACE FUNCTION public.fifo_report_context(p_symbol text DEFAULT NULL, p_order_id text DEFAULT NULL)
 RETURNS TABLE (report_timezone text, report_currency text, report_currencies text[], long_term_rule text,
                version integer, pools bigint, computed bigint, not_computed_example text, stale bigint,
-               order_currency text)
+               order_currency text, stale_example text, pending bigint, pending_example text)
 LANGUAGE plpgsql STABLE
 SECURITY DEFINER   -- readers learn what a report covers without any right on fifo-db's internal tables
 SET search_path = pg_catalog, pg_temp
@@ -183,16 +230,22 @@ BEGIN
     RETURN QUERY
     SELECT fifo._report_tz(), fifo._report_currency(), fifo._report_currencies(), fifo._long_term_rule(),
            v_version, count(*), count(ps.version),
-           min(p.symbol || CASE WHEN p.account = 'default' THEN '' ELSE ' (account ' || p.account || ')' END)
-               FILTER (WHERE ps.version IS NULL),
+           min(p.label) FILTER (WHERE ps.version IS NULL),
            count(ps.stale_from),
-           (SELECT fifo._quote_currency(t.symbol) FROM fifo.trades t WHERE t.order_id = p_order_id)
-    FROM (SELECT DISTINCT t.symbol, t.account FROM fifo.trades t
+           (SELECT fifo._quote_currency(t.symbol) FROM fifo.trades t WHERE t.order_id = p_order_id),
+           min(p.label) FILTER (WHERE ps.stale_from IS NOT NULL),
+           count(*) FILTER (WHERE ps.version IS NOT NULL AND pp.symbol IS NOT NULL),
+           min(p.label) FILTER (WHERE ps.version IS NOT NULL AND pp.symbol IS NOT NULL)
+    FROM (SELECT DISTINCT t.symbol, t.account,
+                 t.symbol || CASE WHEN t.account = 'default' THEN '' ELSE ' (account ' || t.account || ')' END
+                     AS label
+          FROM fifo.trades t
           WHERE p_symbol IS NULL OR t.symbol = p_symbol) p
     LEFT JOIN fifo.pool_state ps
-           ON ps.version = v_version AND ps.symbol = p.symbol AND ps.account = p.account;
+           ON ps.version = v_version AND ps.symbol = p.symbol AND ps.account = p.account
+    LEFT JOIN fifo._pending_pools(p_symbol) pp ON pp.symbol = p.symbol AND pp.account = p.account;
 END;
 $$;
 COMMENT ON FUNCTION public.fifo_report_context(text, text) IS
     'What a report works with: report time zone, currency and long-term rule, the current version, '
-    'pools with trades / computed / stale, and the quote currency of an order.';
+    'pools with trades / computed / stale / with trades changed since computed, and the quote currency of an order.';

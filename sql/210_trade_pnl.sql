@@ -5,6 +5,13 @@
 -- that replaces the seed's pnl_usd column (NULL for sells the engine has not
 -- computed).
 --
+-- p_round (NULL: exact): money rounded by the one rule of the reports
+-- (fifo._money, docs/reports.md "Rounding"): each allocation's cost,
+-- proceeds and fee shares, and the sell's fee, rounded once to
+-- greatest(p_round, the currency's places); the sell's figures are sums of
+-- those, and its P&L is rounded proceeds - rounded cost of its lots, the
+-- same cents as its Form 8949 rows. Sizes and prices are never rounded.
+--
 -- The report functions in sql/2xx run with the owner's rights (SECURITY
 -- DEFINER) and search_path pg_catalog, pg_temp: a reader needs no right in
 -- schema fifo, and nothing in a caller's search_path can redirect them
@@ -17,7 +24,8 @@
 CREATE OR REPLACE FUNCTION public.fifo_trade_pnl(
     p_symbol text DEFAULT NULL,
     p_from timestamptz DEFAULT NULL,
-    p_to timestamptz DEFAULT NULL)
+    p_to timestamptz DEFAULT NULL,
+    p_round integer DEFAULT NULL)
 RETURNS TABLE (
     account text, symbol text, currency text, order_id text, order_time timestamptz,
     size numeric, price numeric, total_fees numeric,
@@ -35,7 +43,7 @@ AS $$
 BEGIN
     RETURN QUERY
     SELECT t.account, t.symbol, fifo._quote_currency(t.symbol), t.order_id, t.order_time,
-           t.size, t.price, t.total_fees,
+           t.size, t.price, fifo._money(t.total_fees, fifo._quote_currency(t.symbol), p_round),
            a.matched_size, a.unmatched_size, a.lots,
            a.cost_basis, a.sale_proceeds, a.buy_fees, a.sell_fees,
            a.pnl_amount, a.unmatched_proceeds,
@@ -53,15 +61,23 @@ BEGIN
                COALESCE(pg_catalog.sum(fa.allocated_size) FILTER (WHERE NOT fa.unmatched), 0) AS matched_size,
                COALESCE(pg_catalog.sum(fa.allocated_size) FILTER (WHERE fa.unmatched), 0) AS unmatched_size,
                pg_catalog.count(*) FILTER (WHERE NOT fa.unmatched) AS lots,
-               pg_catalog.sum(fa.cost_basis) AS cost_basis,
-               pg_catalog.sum(fa.sale_proceeds) FILTER (WHERE NOT fa.unmatched) AS sale_proceeds,
-               pg_catalog.sum(fa.buy_fees) AS buy_fees,
-               pg_catalog.sum(fa.sell_fees) FILTER (WHERE NOT fa.unmatched) AS sell_fees,
-               pg_catalog.sum(fa.pnl_amount) AS pnl_amount,
-               pg_catalog.sum(fa.sale_proceeds) FILTER (WHERE fa.unmatched) AS unmatched_proceeds,
+               pg_catalog.sum(r.cost_basis) AS cost_basis,
+               pg_catalog.sum(r.sale_proceeds) FILTER (WHERE NOT fa.unmatched) AS sale_proceeds,
+               pg_catalog.sum(r.buy_fees) AS buy_fees,
+               pg_catalog.sum(r.sell_fees) FILTER (WHERE NOT fa.unmatched) AS sell_fees,
+               -- exact: the stored P&L; rounded: rounded proceeds - rounded cost, lot by lot
+               pg_catalog.sum(CASE WHEN p_round IS NULL THEN fa.pnl_amount
+                                   ELSE r.sale_proceeds OPERATOR(pg_catalog.-) r.cost_basis END) AS pnl_amount,
+               pg_catalog.sum(r.sale_proceeds) FILTER (WHERE fa.unmatched) AS unmatched_proceeds,
                pg_catalog.min(fa.buy_time) AS first_buy_time,
                pg_catalog.max(fa.buy_time) AS last_buy_time
         FROM fifo.allocations fa
+        CROSS JOIN LATERAL (
+            SELECT fifo._money(fa.cost_basis, c.currency, p_round) AS cost_basis,
+                   fifo._money(fa.sale_proceeds, c.currency, p_round) AS sale_proceeds,
+                   fifo._money(fa.buy_fees, c.currency, p_round) AS buy_fees,
+                   fifo._money(fa.sell_fees, c.currency, p_round) AS sell_fees
+            FROM (SELECT fifo._quote_currency(fa.symbol) AS currency) c) r
         WHERE fa.version = (SELECT fifo._current_version())
           AND (p_symbol IS NULL OR fa.symbol = p_symbol)
           AND (p_from IS NULL OR fa.sell_time >= p_from)
@@ -76,9 +92,9 @@ BEGIN
       AND (p_to IS NULL OR t.order_time < p_to);
 END;
 $$;
-COMMENT ON FUNCTION public.fifo_trade_pnl(text, timestamptz, timestamptz) IS
+COMMENT ON FUNCTION public.fifo_trade_pnl(text, timestamptz, timestamptz, integer) IS
     'Per-sell realized P&L in the current version, optionally for one symbol and sells in [from, to). '
-    'Money in the symbol''s quote currency (column currency).';
+    'Money in the symbol''s quote currency (column currency); exact, or rounded by fifo._money (p_round).';
 
 CREATE OR REPLACE VIEW public.fifo_trade_pnl AS
     SELECT * FROM public.fifo_trade_pnl();

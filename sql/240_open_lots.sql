@@ -11,10 +11,14 @@
 -- computed = false flags pools the engine has not computed in the current
 -- version (their buys look untouched until it does). Money is in the
 -- symbol's quote currency (column currency).
+-- p_round (NULL: exact): remaining_fees and the remainder's value
+-- remaining_size * price each rounded once by fifo._money, and
+-- remaining_cost their sum (docs/reports.md, "Rounding").
 CREATE OR REPLACE FUNCTION public.fifo_open_lots(
     p_symbol text DEFAULT NULL,
     p_from timestamptz DEFAULT NULL,
-    p_to timestamptz DEFAULT NULL)
+    p_to timestamptz DEFAULT NULL,
+    p_round integer DEFAULT NULL)
 RETURNS TABLE (
     account text, symbol text, currency text, order_id text, order_time timestamptz,
     size numeric, price numeric, total_fees numeric,
@@ -28,10 +32,11 @@ AS $$
 BEGIN
     RETURN QUERY
     SELECT t.account, t.symbol, fifo._quote_currency(t.symbol), t.order_id, t.order_time,
-           t.size, t.price, t.total_fees,
+           t.size, t.price, fifo._money(t.total_fees, l.currency, p_round),
            l.consumed, t.size OPERATOR(pg_catalog.-) l.consumed,
-           l.fee_left,
-           (t.size OPERATOR(pg_catalog.-) l.consumed) OPERATOR(pg_catalog.*) t.price OPERATOR(pg_catalog.+) l.fee_left,
+           fifo._money(l.fee_left, l.currency, p_round),
+           fifo._money((t.size OPERATOR(pg_catalog.-) l.consumed) OPERATOR(pg_catalog.*) t.price, l.currency, p_round)
+               OPERATOR(pg_catalog.+) fifo._money(l.fee_left, l.currency, p_round),
            l.acquired,
            fifo._long_term_after(l.acquired, (SELECT fifo._long_term_rule()), (SELECT fifo._long_term_days())),
            ps.version IS NOT NULL
@@ -49,7 +54,8 @@ BEGIN
         SELECT COALESCE(u.consumed, 0::pg_catalog.numeric) AS consumed,
                pg_catalog.trim_scale(t.total_fees OPERATOR(pg_catalog.-)
                    fifo._fee_point(t.total_fees, t.size, COALESCE(u.consumed, 0::pg_catalog.numeric))) AS fee_left,
-               (t.order_time AT TIME ZONE (SELECT fifo._report_tz()))::pg_catalog.date AS acquired
+               (t.order_time AT TIME ZONE (SELECT fifo._report_tz()))::pg_catalog.date AS acquired,
+               fifo._quote_currency(t.symbol) AS currency
     ) l
     LEFT JOIN fifo.pool_state ps
            ON ps.version = (SELECT fifo._current_version())
@@ -61,7 +67,7 @@ BEGIN
       AND (p_to IS NULL OR t.order_time < p_to);
 END;
 $$;
-COMMENT ON FUNCTION public.fifo_open_lots(text, timestamptz, timestamptz) IS
+COMMENT ON FUNCTION public.fifo_open_lots(text, timestamptz, timestamptz, integer) IS
     'Open lots (buys with inventory left) bought in [from, to), as of `to` (default now), optionally for one symbol.';
 
 CREATE OR REPLACE VIEW public.fifo_open_lots AS

@@ -1,10 +1,12 @@
 -- fifo_unmatched_sells: the SELLs, or parts of them, that found no inventory
 -- at their position (docs/rules.md, rule 4), with why: they are reported here
--- and never charged to a later buy. Money in the quote currency.
+-- and never charged to a later buy. Money in the quote currency, exact or
+-- (p_round) rounded once by fifo._money.
 CREATE OR REPLACE FUNCTION public.fifo_unmatched_sells(
     p_symbol text DEFAULT NULL,
     p_from timestamptz DEFAULT NULL,
-    p_to timestamptz DEFAULT NULL)
+    p_to timestamptz DEFAULT NULL,
+    p_round integer DEFAULT NULL)
 RETURNS TABLE (
     account text, symbol text, currency text, order_id text, order_time timestamptz, size numeric, price numeric,
     matched_size numeric, unmatched_size numeric, unmatched_proceeds numeric, unmatched_fees numeric,
@@ -18,7 +20,9 @@ BEGIN
     RETURN QUERY
     SELECT fa.account, fa.symbol, fifo._quote_currency(fa.symbol), fa.sell_trade_id, fa.sell_time, t.size,
            fa.sell_price,
-           t.size OPERATOR(pg_catalog.-) fa.allocated_size, fa.allocated_size, fa.sale_proceeds, fa.sell_fees,
+           t.size OPERATOR(pg_catalog.-) fa.allocated_size, fa.allocated_size,
+           fifo._money(fa.sale_proceeds, fifo._quote_currency(fa.symbol), p_round),
+           fifo._money(fa.sell_fees, fifo._quote_currency(fa.symbol), p_round),
            fifo._unmatched_reason(fa.account, fa.symbol, fa.sell_time,
                                   t.size OPERATOR(pg_catalog.-) fa.allocated_size, fa.allocated_size)
     FROM fifo.allocations fa
@@ -31,7 +35,7 @@ BEGIN
       AND (p_to IS NULL OR fa.sell_time < p_to);
 END;
 $$;
-COMMENT ON FUNCTION public.fifo_unmatched_sells(text, timestamptz, timestamptz) IS
+COMMENT ON FUNCTION public.fifo_unmatched_sells(text, timestamptz, timestamptz, integer) IS
     'Oversold sells (the part with no inventory) in [from, to), with the reason, optionally for one symbol.';
 
 CREATE OR REPLACE VIEW public.fifo_unmatched_sells AS

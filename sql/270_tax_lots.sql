@@ -122,7 +122,9 @@ BEGIN
            CASE WHEN y.long THEN 'long' ELSE 'short' END, l.unmatched, l.currency, l.symbol,
            l.sell_trade_id, l.buy_trade_id, l.sell_time, l.buy_time
     FROM public.fifo_tax_lots(p_symbol, p_from, p_to) l
-    CROSS JOIN LATERAL (SELECT round(l.proceeds, 2) AS proceeds, round(l.cost_basis, 2) AS cost) r
+    -- fifo._money: the report currency's places (cents for USD), the rule of every rounded report
+    CROSS JOIN LATERAL (SELECT fifo._money(l.proceeds, l.currency, 0) AS proceeds,
+                               fifo._money(l.cost_basis, l.currency, 0) AS cost) r
     CROSS JOIN LATERAL (SELECT extract(year FROM l.date_sold)::integer AS year,
                                coalesce(l.term = 'long', false) AS long) y
     WHERE l.in_report_currency;

@@ -28,7 +28,9 @@ def error(db, sql, params):
     ("SELECT * FROM explain_fifo(%s)", f'no trade with order_id "{CUT}"'),
     ("SELECT * FROM compute_fifo(%s)", f'no trades for symbol "{CUT}"'),
     ("SELECT * FROM fifo_report_context(%s)", f'no trades for symbol "{CUT}"'),
-    ("SELECT fifo_report_time(%s)", f'cannot read "{CUT}" as a time'),
+    ("SELECT fifo_report_time(%s)", f'cannot read "{CUT}" as a time: use 2025-03-01 (midnight in the report time '
+                                    f'zone), 2025-03-01 14:30, 2025-03-01T14:30:00Z or +01:00, today, yesterday, '
+                                    f'now or 7 days ago'),
     ("SELECT * FROM fifo_form_8949(NULL, NULL, NULL, %s)", f'reported must be none, proceeds or basis, got "{CUT}"'),
     ("SELECT fifo_set_setting(%s, '1')", f'unknown fifo-db setting "{CUT}"'),
     ("SELECT fifo_set_setting('report_timezone', %s)",

@@ -129,10 +129,13 @@ def every_entry_point(db, path: str) -> None:
     functions = [r[0] for r in db.execute(
         "SELECT p.proname FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace "
         "AND p.proname LIKE 'fifo\\_%' AND pg_get_function_identity_arguments(p.oid) "
-        "= 'p_symbol text, p_from timestamp with time zone, p_to timestamp with time zone'")]
+        "IN ('p_symbol text, p_from timestamp with time zone, p_to timestamp with time zone', "
+        "    'p_symbol text, p_from timestamp with time zone, p_to timestamp with time zone, p_round integer')")]
     assert "fifo_trade_pnl" in functions
     for fn in functions:
         entry(f"SELECT * FROM public.{fn}('X-USD', '2024-01-01', '2026-01-01')")
+        if fn != "fifo_tax_lots":   # the rounded reports (fifo._money) too
+            entry(f"SELECT * FROM public.{fn}('X-USD', '2024-01-01', '2026-01-01', 2)")
     db.execute("TRUNCATE trade_records")
     entry("SELECT compute_fifo_incremental()")
 

@@ -37,6 +37,11 @@ def count(db) -> int:
     ("b1,X-USD,buy,1.2.3,10,0,2025-01-01T10:00:00Z", "size '1.2.3' is not a number"),
     ("b1,X-USD,buy,1,NaN,0,2025-01-01T10:00:00Z", "price 'NaN' is not a number"),
     ("b1,X-USD,buy,1,10,0,yesterday", "order_time 'yesterday' is not a valid ISO 8601 time"),
+    # slash dates: ambiguous (March 1 or January 3), refused with the accepted forms
+    ("b1,X-USD,buy,1,10,0,03/01/2025 10:00:00Z",
+     "order_time '03/01/2025 10:00:00Z' is not a valid ISO 8601 time: use 2025-12-03T23:40:00Z or "
+     "2025-12-03 23:40:00+01:00 (year first: 03/12/2025 is refused, it can be March 12 or December 3)"),
+    ("b1,X-USD,buy,1,10,0,13/01/2025T10:00:00Z", "order_time '13/01/2025T10:00:00Z' is not a valid ISO 8601 time: use"),
     ("b1,X-USD,buy,1,10,0,2025-13-01T10:00:00Z", "order_time '2025-13-01T10:00:00Z' is not a valid ISO 8601 time"),
     ("b1,X-USD,buy,1,10,0,2025-01-01T10:00:00+16:00", "order_time '2025-01-01T10:00:00+16:00' is not a valid"),
     ("b1,X-USD,buy,1,10,0,2025-02-29T10:00:00Z", "order_time '2025-02-29T10:00:00Z' is not a valid ISO 8601 time"),

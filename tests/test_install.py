@@ -30,12 +30,12 @@ PUBLIC_FUNCTIONS = {
     "explain_fifo(p_order_id text)",
     "fifo_report_time(p_text text)",
     "fifo_report_context(p_symbol text, p_order_id text)",
-    "fifo_pnl_curve(p_symbol text, p_from timestamp with time zone, p_to timestamp with time zone)",
-    "fifo_positions(p_symbol text, p_as_of timestamp with time zone)",
-    *(f"{name}(p_symbol text, p_from timestamp with time zone, p_to timestamp with time zone)"
+    "fifo_positions(p_symbol text, p_as_of timestamp with time zone, p_round integer)",
+    "fifo_tax_lots(p_symbol text, p_from timestamp with time zone, p_to timestamp with time zone)",
+    *(f"{name}(p_symbol text, p_from timestamp with time zone, p_to timestamp with time zone, p_round integer)"
       for name in ("fifo_open_lots", "fifo_pnl_by_day", "fifo_pnl_by_month", "fifo_pnl_by_year",
-                   "fifo_pnl_by_symbol", "fifo_pnl_summary", "fifo_tax_lots", "fifo_trade_pnl",
-                   "fifo_unmatched_sells")),
+                   "fifo_pnl_by_symbol", "fifo_pnl_summary", "fifo_trade_pnl", "fifo_unmatched_sells",
+                   "fifo_pnl_curve")),
     "fifo_form_8949(p_symbol text, p_from timestamp with time zone, p_to timestamp with time zone, "
     "p_reported text)",
 }

@@ -67,7 +67,8 @@ def test_the_reports_the_issue_named_give_the_reader_its_figures(worked, reader_
     rc, out, err = cli(capsys, reader_dsn, "report", "pnl", "--from", "2024-01-01")
     assert (rc, err) == (0, "")
     lines = out.splitlines()
-    assert lines[2].split() == ["AAA-USD", "USD", "3", "3", "2", "1", "66.7%", "74.00", "2.28", "2.68", "3", "13.72"]
+    assert lines[0] == "Realized P&L by symbol: all symbols, traded from 2024-01-01 on (UTC)"
+    assert lines[3].split() == ["AAA-USD", "USD", "3", "3", "2", "1", "66.7%", "74.00", "2.28", "2.68", "3", "13.72"]
     assert lines[-1].split() == ["TOTAL", "USD", "5", "4", "2", "2", "50.0%", "304.00", "2.78", "3.18", "4", "-6.78"]
     rc, out, err = cli(capsys, reader_dsn, "report", "tax", "--year", "2025")
     assert rc == 0
@@ -76,7 +77,8 @@ def test_the_reports_the_issue_named_give_the_reader_its_figures(worked, reader_
         "5 AAA,03/01/2025,03/10/2025,19.80,15.25,,,4.55,Short-term,I,I,,USD",
         "2 BBB,03/10/2025,03/10/2025,179.80,200.30,,,-20.50,Short-term,I,I,,USD",
         "1 BBB,,03/11/2025,50.00,,,,50.00,Short-term,I,I,yes,USD"]
-    assert err.splitlines()[0] == (
+    assert err.splitlines()[0] == "Form 8949 rows: all symbols, sold from 2025-01-01 to before 2026-01-01 (UTC)"
+    assert err.splitlines()[1] == (
         "tax (2025; USD; long-term rule anniversary; broker reported none): Part I (short-term, box I): "
         "4 row(s), proceeds 289.20, cost 236.55, gain 52.65; Part II (long-term, box -): 0 row(s), "
         "proceeds 0.00, cost 0.00, gain 0.00")

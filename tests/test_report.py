@@ -37,9 +37,10 @@ def test_pnl_table_rounds_for_display_with_total_per_currency(worked, dsn, capsy
     rc, out, err = run(dsn, capsys, "pnl")
     assert (rc, err) == (0, "")
     lines = out.splitlines()
-    assert lines[0].split() == ["symbol", "currency", "sells", "trades", "wins", "losses", "win_rate",
+    assert lines[0] == "Realized P&L by symbol: all symbols, all trades (UTC)"
+    assert lines[1].split() == ["symbol", "currency", "sells", "trades", "wins", "losses", "win_rate",
                                 "sell_volume", "realized_fees", "fees_paid", "unmatched_size", "pnl_amount"]
-    assert lines[2].split() == ["AAA-USD", "USD", "3", "3", "2", "1", "66.7%", "74.00", "2.28", "2.68", "3", "13.72"]
+    assert lines[3].split() == ["AAA-USD", "USD", "3", "3", "2", "1", "66.7%", "74.00", "2.28", "2.68", "3", "13.72"]
     assert lines[-1].split() == ["TOTAL", "USD", "5", "4", "2", "2", "50.0%", "304.00", "2.78", "3.18", "4", "-6.78"]
 
 
@@ -67,11 +68,13 @@ def test_round_n_for_csv_and_json(worked, dsn, capsys):
     rc, out, _ = run(dsn, capsys, "pnl", "--format", "json")
     exact = {r["symbol"]: r for r in json.loads(out)}
     assert exact["AAA-USD"]["win_rate"] == "0.66666666666666666667"
+    # ratios keep at least 4 places, money its currency's 2, prices (average cost) 8: --round never zeroes
     rc, out, _ = run(dsn, capsys, "pnl", "--format", "json", "--round", "2")
-    assert {r["symbol"]: r["win_rate"] for r in json.loads(out)} == {"AAA-USD": "0.67", "BBB-USD": "0"}
+    assert {r["symbol"]: (r["win_rate"], r["pnl_amount"]) for r in json.loads(out)} == {
+        "AAA-USD": ("0.6667", "13.72"), "BBB-USD": ("0.0000", "-20.50")}
     rc, out, _ = run(dsn, capsys, "positions", "--format", "csv", "--round", "1")
-    assert {r["account"]: r["average_cost"] for r in csv.DictReader(io.StringIO(out))} == {"default": "5.1",
-                                                                                          "acct2": "7.1"}
+    assert {r["account"]: (r["open_cost"], r["average_cost"]) for r in csv.DictReader(io.StringIO(out))} == {
+        "default": ("15.30", "5.10000000"), "acct2": ("7.07", "7.07000000")}
     one_error_line(*run(dsn, capsys, "pnl", "--round", "2")[::2], "--round applies to --format csv or json")
 
 
@@ -118,11 +121,12 @@ def test_data_never_computed_is_said_to_be_not_computed(db, dsn, capsys):
     one_error_line(*run(dsn, capsys, "pnl")[::2], "not computed: none of the 2 pool(s)", "version 1",
                    "fifo-db compute --all-symbols")
     one_error_line(*run(dsn, capsys, "tax", "--symbol", "X-USD")[::2], "symbol 'X-USD' is not computed",
-                   "fifo-db compute --symbol X-USD")
+                   "fifo-db compute --all-symbols")
     db.execute("SELECT compute_fifo('X-USD')")
     rc, out, err = run(dsn, capsys, "pnl")
     assert rc == 0 and "X-USD" in out
-    assert err.startswith("warning: 1 of 2 pool(s) are not computed in version 1 (e.g. Y-USD)")
+    assert err.startswith("warning: partial: 1 of 2 pool(s) are not computed in version 1 (e.g. Y-USD); their "
+                          "sells show as 'not computed' and add nothing: run `fifo-db compute --all-symbols`\n")
     db.execute("SELECT compute_fifo_all(true)")
     db.execute("SELECT fifo_set_setting('current_version', '2')")
     one_error_line(*run(dsn, capsys, "daily")[::2], "computed in version 2")
@@ -238,4 +242,5 @@ def test_stale_pools_are_warned_about(worked, dsn, capsys):
     worked.execute("SELECT fifo_set_setting('current_version', '2')")
     rc, out, err = run(dsn, capsys, "pnl")
     assert rc == 0 and "AAA-USD" in out
-    assert err.startswith("warning: 1 pool(s) of version 2 are stale"), err
+    assert err == ("warning: stale: 1 pool(s) of version 2 are stale (e.g. AAA-USD: another version consumed "
+                   "their changes); their later sells show as 'stale': run `fifo-db compute --all-symbols`\n"), err

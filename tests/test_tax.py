@@ -133,7 +133,8 @@ def test_tax_export_keeps_report_currency_rows_and_names_the_rest(mixed, dsn, ca
     assert [(r["Description of property"], r["Proceeds"], r["Cost or other basis"], r["Gain or (loss)"],
              r["Currency"]) for r in rows] == [("1 BTC", "29985.00", "20010.00", "9975.00", "USD")]
     lines = err.splitlines()
-    assert lines[0].startswith("tax (2025; USD; long-term rule anniversary; broker reported none): "
+    assert lines[0] == "Form 8949 rows: all symbols, sold from 2025-01-01 to before 2026-01-01 (UTC)"
+    assert lines[1].startswith("tax (2025; USD; long-term rule anniversary; broker reported none): "
                                "Part I (short-term, box I): 1 row(s), proceeds 29,985.00, cost 20,010.00, "
                                "gain 9,975.00; Part II (long-term, box -): 0 row(s)")
     assert lines[-1].startswith("left out, not in USD (USD): ETH-BTC (1 lot(s) in BTC), ETH-USDC (1 lot(s) in USDC)")
@@ -172,7 +173,7 @@ def test_table_and_csv_round_once_the_same_way(db, dsn, capsys):
     [row] = list(csv.DictReader(io.StringIO(out)))
     csv_cents = (row["Proceeds"], row["Cost or other basis"], row["Gain or (loss)"])
     rc, out, _ = report(dsn, capsys, "tax", "--format", "table")
-    cells = out.splitlines()[2].split()      # I I 3 A 2025-01-01 2025-01-02 100.01 59.99 40.02 no USD
+    cells = out.splitlines()[3].split()      # (scope line, header, rule) I I 3 A 2025-01-01 2025-01-02 100.01 59.99 40.02 no USD
     assert csv_cents == ("100.01", "59.99", "40.02") == tuple(cells[6:9])
     rc, out, _ = report(dsn, capsys, "tax", "--format", "json")
     import json
