@@ -475,26 +475,28 @@ class Bench:
         self.conn.execute("DROP TABLE IF EXISTS bench_pending")
         self.conn.execute("CREATE TABLE bench_pending (n bigint)")
         self.conn.execute("SET synchronous_commit = off")
-        started = time.perf_counter()
-        self.conn.execute(sql.SQL("""
-            DO $bench$
-            BEGIN
-                FOR i IN 0 .. {statements} - 1 LOOP
-                    INSERT INTO public.trade_records (order_id, symbol, side, size, price, total_fees, order_time)
-                    VALUES ('load-' || i, 'L' || lpad((i % {pools})::text, 3, '0') || '-USD',
-                            CASE WHEN i % 3 = 0 THEN 'sell' ELSE 'buy' END, 0.5, 10 + i % 7, 0,
-                            timestamptz '2025-01-01' + i * interval '1 second');
-                    COMMIT;
-                    IF i % {tick} = {tick} - 1 THEN
-                        INSERT INTO bench_pending SELECT count(*) FROM fifo.pool_changes WHERE processed_at IS NULL;
-                        PERFORM compute_fifo_incremental();
+        try:
+            started = time.perf_counter()
+            self.conn.execute(sql.SQL("""
+                DO $bench$
+                BEGIN
+                    FOR i IN 0 .. {statements} - 1 LOOP
+                        INSERT INTO public.trade_records (order_id, symbol, side, size, price, total_fees, order_time)
+                        VALUES ('load-' || i, 'L' || lpad((i % {pools})::text, 3, '0') || '-USD',
+                                CASE WHEN i % 3 = 0 THEN 'sell' ELSE 'buy' END, 0.5, 10 + i % 7, 0,
+                                timestamptz '2025-01-01' + i * interval '1 second');
                         COMMIT;
-                    END IF;
-                END LOOP;
-            END
-            $bench$""").format(statements=sql.Literal(statements), pools=sql.Literal(pools), tick=sql.Literal(tick)))
-        fig.seconds.append(time.perf_counter() - started)
-        self.conn.execute("RESET synchronous_commit")
+                        IF i % {tick} = {tick} - 1 THEN
+                            INSERT INTO bench_pending SELECT count(*) FROM fifo.pool_changes WHERE processed_at IS NULL;
+                            PERFORM compute_fifo_incremental();
+                            COMMIT;
+                        END IF;
+                    END LOOP;
+                END
+                $bench$""").format(statements=sql.Literal(statements), pools=sql.Literal(pools), tick=sql.Literal(tick)))
+            fig.seconds.append(time.perf_counter() - started)
+        finally:
+            self.conn.execute("RESET synchronous_commit")
         most_pending = self.conn.execute("SELECT coalesce(max(n), 0) FROM bench_pending").fetchone()[0]
         self.conn.execute("DROP TABLE bench_pending")
         rows, size = self.conn.execute("SELECT count(*), pg_total_relation_size('fifo.pool_changes') "
