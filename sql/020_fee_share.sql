@@ -1,6 +1,6 @@
 -- fifo._fee_point(fee, size, x): the cumulative fee share of a trade of
 -- `size` with total fee `fee` at quantity offset x, i.e. fee * x / size
--- rounded half-up to 40 decimal places (exact at x = 0 and x = size).
+-- rounded half-up to 40 decimal places (scale 40) (exact at x = 0 and x = size).
 -- A row's fee share is _fee_point(to) - _fee_point(from); the shares of one
 -- trade telescope, so they add up to its fee exactly (docs/rules.md rule 5).
 --
@@ -18,10 +18,14 @@ AS $$
         WHEN p_x OPERATOR(pg_catalog.<=) 0::pg_catalog.numeric
           OR p_fee OPERATOR(pg_catalog.=) 0::pg_catalog.numeric THEN 0::pg_catalog.numeric
         WHEN p_x OPERATOR(pg_catalog.>=) p_size THEN p_fee
-        ELSE pg_catalog.div(((p_fee OPERATOR(pg_catalog.*) p_x) OPERATOR(pg_catalog.*) 2e40::pg_catalog.numeric)
-                                OPERATOR(pg_catalog.+) p_size,
-                            2::pg_catalog.numeric OPERATOR(pg_catalog.*) p_size)
-             OPERATOR(pg_catalog.*) 1e-40::pg_catalog.numeric
+        -- the quotient truncated at 41 places (div is exact), then rounded half-up at
+        -- 40: the 41st digit alone decides, so this is the exact rounding of
+        -- fee * x / size. Half the numeric work of div(fee*x*2e40 + size, 2*size) * 1e-40,
+        -- which gave the same digits (issue 16: fee shares were a quarter of the matching).
+        ELSE pg_catalog.round(pg_catalog.div((p_fee OPERATOR(pg_catalog.*) p_x)
+                                                 OPERATOR(pg_catalog.*) 1e41::pg_catalog.numeric,
+                                             p_size)
+                              OPERATOR(pg_catalog.*) 1e-41::pg_catalog.numeric, 40)
     END
 $$;
 

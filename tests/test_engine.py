@@ -93,6 +93,39 @@ def test_buy_fee_rows_plus_open_remainder_equal_the_fee(db):
     assert_consistent(db)
 
 
+def test_fee_point_is_the_half_up_rounding_at_40_places(db):
+    # fifo._fee_point rounds fee * x / size half-up at 40 places with one division
+    # (issue 16). Checked against the rounding written out the long way, as it was
+    # computed before (div of fee*x*2e40 + size by 2*size): same value and scale 40 on
+    # points exactly half-way at the 41st digit, just below and above it, tiny and huge
+    # quantities, and 2,000 random 8- and 18-decimal points.
+    cases = db.execute("""
+        WITH p(fee, size, x) AS (
+            VALUES (1::numeric, 3::numeric, 2::numeric),
+                   (1, 8, 1e-40 * 4),                 -- 0.5e-40: exactly half-way, rounds up
+                   (1, 1, 5e-41),                     -- half-way at the 41st digit
+                   (1, 1, 4.9999999999e-41),          -- just below: rounds down to 0
+                   (1, 1, 5.0000000001e-41),          -- just above
+                   (0.00000001, 1e18, 0.000000000000000001),
+                   (123456789012345678901234567890, 7, 3),
+                   (0.1, 3, 0.000000000000000000000000000000000000000000000001),
+                   (2.5, 0.000000000000000003, 0.000000000000000001)
+            UNION ALL
+            SELECT round((random() * 0.1)::numeric, 8), s, round((random() * s)::numeric, d)
+            FROM (SELECT round((random() * 10 + 0.001)::numeric, d) AS s, d
+                  FROM generate_series(1, 2000) i, LATERAL (SELECT CASE WHEN i % 2 = 0 THEN 8 ELSE 18 END AS d) dd) r
+        )
+        SELECT fee, size, x, fifo._fee_point(fee, size, x) AS now,
+               CASE WHEN x <= 0 OR fee = 0 THEN 0::numeric WHEN x >= size THEN fee
+                    ELSE div(fee * x * 2e40 + size, 2 * size) * 1e-40 END AS long_way
+        FROM p""").fetchall()
+    assert len(cases) == 2009
+    assert [c for c in cases if c[3] != c[4] or str(c[3]) != str(c[4])] == []
+    assert cases[0][3] == TWO_THIRDS
+    assert cases[1][3] == D("1e-40") and cases[1][3].as_tuple().exponent == -40
+    assert cases[3][3] == 0 and cases[3][3].as_tuple().exponent == -40
+
+
 # -- order and ties ------------------------------------------------------------
 
 def test_buy_before_sell_at_the_same_time(db):
