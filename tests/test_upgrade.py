@@ -9,8 +9,10 @@ import uuid
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from fifo_db import migrate
+from fifo_db.errors import FifoError
 from fifo_db.install import MIGRATIONS_DIR, install
 from fifo_db.sample import copy_rows, sapien_story, synthetic_rows
 from tests.helpers import expected, findings, stored
@@ -76,3 +78,30 @@ def test_the_landed_schema_upgrades_in_place(db):
         for name in names:
             db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
+
+
+
+def test_a_users_view_on_a_report_view_stops_0014_with_its_name_and_changes_nothing(db):
+    """0014 drops and re-creates the report views; a view of the user's on one of them is
+    named (not PostgreSQL's bare 'other objects depend on them') and nothing changes. The
+    database is a current install with 0014 made pending again."""
+    name = f"fifo_upgrade_{uuid.uuid4().hex[:8]}"
+    db.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
+    try:
+        with psycopg.connect(db.info.dsn, dbname=name, autocommit=True) as conn:
+            install(conn)
+            conn.execute("DELETE FROM fifo._yoyo_migration WHERE migration_id LIKE '0014.%'")
+            conn.execute("CREATE VIEW public.my_desk AS SELECT symbol FROM public.fifo_pnl_by_symbol")
+            before = structure(conn)
+            with pytest.raises(FifoError) as e:
+                install(conn)
+            assert str(e.value).startswith("fifo-db 0014 re-creates the report views and functions "
+                                           "(they gained a rounding argument), and objects not made by "
+                                           "fifo-db depend on them: public.my_desk (hint: Save their definitions")
+            assert structure(conn) == before
+            conn.execute("DROP VIEW public.my_desk")
+            install(conn)
+            conn.execute("CREATE VIEW public.my_desk AS SELECT symbol FROM public.fifo_pnl_by_symbol")
+            assert conn.execute("SELECT count(*) FROM public.my_desk").fetchone()[0] == 0
+    finally:
+        db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
