@@ -51,6 +51,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # the reader went away (`fifo-db report ... | head -1`): no traceback, and no
+        # second one when Python flushes stdout at exit; 141 is what a shell reports
+        # for a command killed by SIGPIPE
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     dsn = args.dsn or os.environ.get("FIFO_DB_DSN")      # masked in every error line (masking.py)
     try:
