@@ -68,10 +68,16 @@ BEGIN
                 FROM unnest(p_symbols, p_accounts, p_from) AS c(symbol, account, from_time)
                 -- Per pool, LATERAL: the windows need no PARTITION BY, and the index
                 -- delivers the events in matching order, so only the axis is sorted.
-                -- The lots open at the cut that the sells from the cut can reach (none
-                -- for a full recompute), read per pool with its real cut: fifo._carry_in
-                -- (sql/025). `covered` is the quantity carried in.
-                CROSS JOIN LATERAL fifo._carry_in(p_version, c.symbol, c.account, c.from_time) ci
+                -- The lots open at the cut that the sells from the cut can reach, read
+                -- per pool with its real cut: fifo._carry_in (sql/025). `covered` is the
+                -- quantity carried in. A full recompute carries nothing and does not call
+                -- it (a one-time filter; a call costs 10-100 us, its SET clauses).
+                LEFT JOIN LATERAL (
+                    SELECT f.covered, f.lots
+                    FROM fifo._carry_in(p_version, c.symbol, c.account, c.from_time) f
+                    WHERE c.from_time > '-infinity'
+                    OFFSET 0   -- kept a subquery, so the condition gates the call
+                ) ci ON true
                 CROSS JOIN LATERAL (
                     -- Walking the sorted axis backwards, a segment ends at its point and
                     -- starts at the next one. Its lot is the first lot end (or gap end)
@@ -90,7 +96,7 @@ BEGIN
                         SELECT l.coord, 0 AS kind,
                                ARRAY[ROW(l.coord, l.order_id, l.price, l.fee, l.size, l.at)::fifo.leg] AS lot,
                                NULL::fifo.leg[] AS sell
-                        FROM unnest(ci.lots) AS l
+                        FROM unnest(ci.lots) AS l   -- NULL: no rows
                         UNION ALL
                         -- then every trade from the cut, in one index scan: a lot ends at
                         -- B + U, a sell at S; a sell leaving no inventory also ends a gap
@@ -113,7 +119,7 @@ BEGIN
                                 FROM (
                                     -- cumulative bought B (after the carried lots) and sold S
                                     SELECT t.order_time, t.side, t.order_id, t.size, t.price, t.total_fees,
-                                           ci.covered
+                                           coalesce(ci.covered, 0)
                                            + sum(CASE WHEN t.side = 'buy' THEN t.size ELSE 0 END) OVER w AS b_end,
                                            sum(CASE WHEN t.side = 'sell' THEN t.size ELSE 0 END) OVER w AS s_end
                                     FROM fifo.trades t
