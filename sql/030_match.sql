@@ -243,12 +243,15 @@ BEGIN
         SELECT array_agg(c.symbol), array_agg(c.account) INTO v_whole_syms, v_whole_accs
         FROM unnest(p_symbols, p_accounts, p_from) AS c(symbol, account, from_time)
         WHERE c.from_time = '-infinity';
-        PERFORM fifo._refuse_problem(v_whole_syms, v_whole_accs,
-                                     array_fill('-infinity'::timestamptz, ARRAY[cardinality(v_whole_syms)]));
-        SELECT buys + count(*) FILTER (WHERE t.side = 'buy'), sells + count(*) FILTER (WHERE t.side = 'sell')
-        INTO buys, sells
+        SELECT buys + count(*) FILTER (WHERE t.side = 'buy'), sells + count(*) FILTER (WHERE t.side = 'sell'),
+               coalesce(bool_or(t.problem IS NOT NULL), false)
+        INTO buys, sells, v_problem
         FROM unnest(v_whole_syms, v_whole_accs) AS c(symbol, account)
         JOIN fifo.trades t ON t.symbol = c.symbol AND t.account = c.account;
+        IF v_problem THEN
+            PERFORM fifo._refuse_problem(v_whole_syms, v_whole_accs,
+                                         array_fill('-infinity'::timestamptz, ARRAY[cardinality(v_whole_syms)]));
+        END IF;
     END IF;
 
     IF p_into IS NULL THEN
