@@ -537,11 +537,11 @@ def append_cases(bench: "Bench", n: int, appends: int = 50) -> None:
         c.execute(ACCUMULATING, {"k": 1, "n": n})
 
     bench.stage(("long accumulating", n), fill)
-    conn.execute(f"INSERT INTO trade_records ({TRADE_COLS}) SELECT {TRADE_COLS} FROM bench_stage")
+    conn.execute(f"INSERT INTO trade_records ({TRADE_COLS}, recorded_at) "
+                 f"SELECT {TRADE_COLS}, now() - interval '1 hour' FROM bench_stage")
     conn.execute("ANALYZE trade_records")
     conn.execute("SELECT compute_fifo_all()")                 # the run that first computes the pool
     conn.execute("UPDATE fifo.pool_changes SET changed_at = changed_at - interval '1 hour'")
-    conn.execute("UPDATE trade_records SET recorded_at = recorded_at - interval '1 hour'")
     lots = bench.open_lots([symbol])
     bench.heading(f"one sell appended to a pool of {n:,} trades ({lots:,} lots open; loaded in one INSERT, "
                   "ANALYZE, no VACUUM)")
