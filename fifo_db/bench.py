@@ -25,6 +25,10 @@ Data shapes (--shapes):
   long          one pool of max(--sizes) trades, low inventory and accumulating (about
                 100,000 open lots at 1M): full compute, one appended trade, one back-dated.
   seed          synthetic_rows() with its defaults (171 symbols, 4,513 trades) plus SAPIEN-USD.
+  appends       one pool of max(--sizes) trades of the accumulating shape, right after a bulk load
+                (ANALYZE, no VACUUM): one sell appended, then each incremental entry point
+                (compute_fifo_incremental, compute_fifo_since with an absolute time, the worker's
+                run, the CLI's --since '1 minute ago' after many appends, after a forced run).
   worker        commit-to-allocation latency with `fifo-db worker` running (in a thread of
                 this process): single-trade transactions at the bot's rate (20/s for 10 s) and
                 in a burst (1,000/s for 3 s); on min(--sizes) trades of the low shape.
@@ -62,7 +66,7 @@ from fifo_db.sample import COLUMNS, copy_rows, sapien_story, synthetic_rows
 SCRATCH_DB = "fifo_bench"
 EPOCH_2025_09_01 = 1_756_684_800
 TRADE_COLS = ", ".join(COLUMNS)
-SHAPES = ("low", "accumulating", "decimal8", "long", "seed", "worker", "queue")
+SHAPES = ("low", "accumulating", "decimal8", "long", "seed", "worker", "queue", "appends")
 ALLOCATIONS = "fifo.allocations"
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -286,6 +290,7 @@ class Bench:
         self.figures: list[Figure] = []
         self.staged: tuple | None = None
         self.naive = Yardstick(conn)
+        self.appended = 0
 
     def record(self, fig: Figure) -> Figure:
         self.figures.append(fig)
@@ -577,6 +582,79 @@ class Bench:
         self.record(backdated)
 
 
+# -- appends to a big pool: every incremental entry point (issue 16) ------------
+
+def append_cases(bench: "Bench", n: int, appends: int = 50) -> None:
+    """One pool of n trades of the accumulating shape (about n/10 lots open), loaded in one INSERT and
+    ANALYZEd, not vacuumed (the state right after a bulk load: statistics, no visibility map), then
+    computed once. Each figure appends one sell of 0.1 and times one entry point: the median of
+    --runs runs, each on the state the previous one left. The load's change is moved an hour back
+    (the pool was loaded an hour ago) so that '--since 1 minute ago' means the appends of that
+    minute. The engine's own time (fifo_runs.duration_ms) is printed beside the client's."""
+    from fifo_db.compute import compute_since, parse_since
+    from fifo_db.worker import Worker
+
+    conn = bench.conn
+    symbol = "S0-USD"
+    reset(conn)
+
+    def fill(c):
+        c.execute("SELECT setseed(0.25)")
+        c.execute(ACCUMULATING, {"k": 1, "n": n})
+
+    bench.stage(("long accumulating", n), fill)
+    conn.execute(f"INSERT INTO trade_records ({TRADE_COLS}, recorded_at) "
+                 f"SELECT {TRADE_COLS}, now() - interval '1 hour' FROM bench_stage")
+    conn.execute("ANALYZE trade_records")
+    conn.execute("SELECT compute_fifo_all()")                 # the run that first computes the pool
+    conn.execute("UPDATE fifo.pool_changes SET changed_at = changed_at - interval '1 hour'")
+    lots = bench.open_lots([symbol])
+    bench.heading(f"one sell appended to a pool of {n:,} trades ({lots:,} lots open; loaded in one INSERT, "
+                  "ANALYZE, no VACUUM)")
+    worker = Worker(_dsn_of(conn), full_at=None, out=lambda line: None)
+
+    def measure(label: str, call, target: str = "<= 50 ms engine") -> Figure:
+        fig = Figure(label, target=target)
+        engine = []
+        for _ in range(bench.runs):
+            since = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+            bench._append([symbol], f"-app-{bench.appended}")
+            bench.appended += 1
+            start = time.perf_counter()
+            ms = call(since)
+            fig.seconds.append(time.perf_counter() - start)
+            engine.append(float(ms))
+        fig.extra = f"(engine {statistics.median(engine):,.1f} ms)"
+        return bench.record(fig)
+
+    def incremental(_since):
+        return timed(conn, "SELECT duration_ms FROM compute_fifo_incremental()")[1][0]
+
+    def since_absolute(since):
+        return timed(conn, "SELECT duration_ms FROM compute_fifo_since(%s)", (since,))[1][0]
+
+    def cli_since(_since):
+        return compute_since(conn, parse_since(conn, "1 minute ago"))["duration_ms"]
+
+    def by_worker(_since):
+        return worker._run(conn, False)["duration_ms"]
+
+    try:
+        measure("right after the load: compute_fifo_incremental()", incremental)
+        measure("compute_fifo_since(T), T an absolute time just before the append", since_absolute)
+        measure("fifo-db worker's run (compute_fifo_incremental() from fifo_db/worker.py)", by_worker)
+        for i in range(appends):                              # many appends in the last minute, each computed
+            bench._append([symbol], f"-app-{bench.appended}")
+            bench.appended += 1
+            conn.execute("SELECT compute_fifo_since(clock_timestamp() - interval '1 second')")
+        measure(f"`compute --all-symbols --since '1 minute ago'` after {appends} earlier appends in that minute "
+                "(fifo_db.compute, as the CLI calls it)", cli_since)
+        conn.execute("SELECT compute_fifo_all(true)")
+        measure("after a forced run (compute_fifo_all(true)): compute_fifo_incremental()", incremental)
+    finally:
+        worker.close()
+
+
 # -- commit-to-allocation latency with `fifo-db worker` ------------------------
 
 def _dsn_of(conn: psycopg.Connection) -> str:
@@ -778,6 +856,8 @@ def _cli_bench(args, conn) -> int:
             bench.change_log_load()
         if "worker" in shapes:
             worker_latency(bench, min(sizes), args.symbols)
+        if "appends" in shapes:
+            append_cases(bench, max(sizes))
         if "long" in shapes:
             bench.heading(f"one pool of {max(sizes):,} trades")
             bench.long_pool(max(sizes), accumulating=False)

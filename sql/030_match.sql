@@ -16,7 +16,7 @@
 -- A suffix recompute (from_time > -infinity) keeps the allocations of sells
 -- before the cut and starts the axis at 0 at the cut, with the lots still open
 -- there carried in first; only the open lots the suffix's sells can reach are
--- read (see below), so its cost does not grow with the open inventory.
+-- read (fifo._carry_in, sql/025), so its cost does not grow with the open inventory.
 
 -- fifo._allocation_rows(version, symbols[], accounts[], from_times[]): for each
 -- pool (symbols[i], accounts[i]), the allocation rows of every sell at or after
@@ -68,89 +68,16 @@ BEGIN
                 FROM unnest(p_symbols, p_accounts, p_from) AS c(symbol, account, from_time)
                 -- Per pool, LATERAL: the windows need no PARTITION BY, and the index
                 -- delivers the events in matching order, so only the axis is sorted.
-                -- The newest lot that an allocation before the cut consumed, and how
-                -- much of it: where the open lots start. Every read of allocations
-                -- here is of this pool and version: an order_id names a trade, not a
-                -- lot of this pool (a buy moved to another symbol or account, or
-                -- deleted and its id re-used elsewhere, still has rows in the pool it
-                -- left until that pool is recomputed, perhaps by a later chunk or run). First the last sell before the
-                -- cut that took a lot (the per-pool index, backwards: no sort, whatever
-                -- the statistics say), then the newest lot among its rows.
+                -- The lots open at the cut that the sells from the cut can reach, read
+                -- per pool with its real cut: fifo._carry_in (sql/025). `covered` is the
+                -- quantity carried in. A full recompute carries nothing and does not call
+                -- it (a one-time filter; a call costs 10-100 us, its SET clauses).
                 LEFT JOIN LATERAL (
-                    SELECT a.sell_time, a.sell_trade_id
-                    FROM fifo.allocations a
+                    SELECT f.covered, f.lots
+                    FROM fifo._carry_in(p_version, c.symbol, c.account, c.from_time) f
                     WHERE c.from_time > '-infinity'
-                      AND a.version = p_version
-                      AND a.symbol = c.symbol
-                      AND a.account = c.account
-                      AND a.sell_time < c.from_time
-                      AND a.buy_trade_id IS NOT NULL
-                    ORDER BY a.sell_time DESC, a.sell_trade_id COLLATE "C" DESC
-                    LIMIT 1
-                ) ls ON true
-                LEFT JOIN LATERAL (
-                    SELECT a.buy_time, a.buy_trade_id,
-                           (SELECT coalesce(sum(u.allocated_size), 0)
-                            FROM fifo.allocations u
-                            WHERE u.buy_trade_id = a.buy_trade_id
-                              AND u.version = p_version
-                              AND u.symbol = c.symbol
-                              AND u.account = c.account
-                              AND u.sell_time < c.from_time) AS used
-                    FROM fifo.allocations a
-                    WHERE a.version = p_version
-                      AND a.symbol = c.symbol
-                      AND a.account = c.account
-                      AND a.sell_time = ls.sell_time
-                      AND a.sell_trade_id COLLATE "C" = ls.sell_trade_id COLLATE "C"
-                      AND a.buy_trade_id IS NOT NULL
-                    ORDER BY a.buy_time DESC, a.buy_trade_id COLLATE "C" DESC
-                    LIMIT 1
-                ) ll ON true
-                -- The lots open at the cut are that lot's remainder and every later buy
-                -- before the cut, but the sells from the cut only reach the oldest of
-                -- them, up to the quantity they sell. Walking the open lots in order,
-                -- the first whose cumulative remainder covers that quantity is the last
-                -- one carried in (none covers it: all are). The lots after it cannot
-                -- change any allocation (docs/engine.md), so what is read is bounded by
-                -- what the suffix sells, however many lots are open. `covered` is the
-                -- quantity carried in, `lots` their number.
-                LEFT JOIN LATERAL (
-                    SELECT x.order_time, x.order_id, x.covered
-                    FROM (
-                        SELECT t.order_time, t.side, t.order_id,
-                               sum(t.size - CASE WHEN t.order_id = ll.buy_trade_id THEN ll.used ELSE 0 END)
-                                   OVER o AS covered
-                        FROM fifo.trades t
-                        WHERE t.symbol = c.symbol
-                          AND t.account = c.account
-                          AND t.side = 'buy'
-                          AND (t.order_time, t.side, t.order_id COLLATE "C")
-                              >= (coalesce(ll.buy_time, '-infinity'), 'buy', coalesce(ll.buy_trade_id, '') COLLATE "C")
-                          AND t.order_time < c.from_time
-                          AND t.size > CASE WHEN t.order_id = ll.buy_trade_id THEN ll.used ELSE 0 END
-                        WINDOW o AS (ORDER BY t.order_time, t.side, t.order_id COLLATE "C" ROWS UNBOUNDED PRECEDING)
-                    ) x
-                    WHERE x.covered >= (SELECT coalesce(sum(t.size), 0)
-                                        FROM fifo.trades t
-                                        WHERE t.symbol = c.symbol AND t.account = c.account
-                                          AND t.order_time >= c.from_time AND t.side = 'sell')
-                    ORDER BY x.order_time, x.side, x.order_id COLLATE "C"
-                    LIMIT 1
-                ) lb ON c.from_time > '-infinity'
-                -- no lot covers it: every open lot is carried in
-                LEFT JOIN LATERAL (
-                    SELECT sum(t.size - CASE WHEN t.order_id = ll.buy_trade_id THEN ll.used ELSE 0 END) AS covered
-                    FROM fifo.trades t
-                    WHERE lb.order_id IS NULL
-                      AND t.symbol = c.symbol
-                      AND t.account = c.account
-                      AND t.side = 'buy'
-                      AND (t.order_time, t.side, t.order_id COLLATE "C")
-                          >= (coalesce(ll.buy_time, '-infinity'), 'buy', coalesce(ll.buy_trade_id, '') COLLATE "C")
-                      AND t.order_time < c.from_time
-                      AND t.size > CASE WHEN t.order_id = ll.buy_trade_id THEN ll.used ELSE 0 END
-                ) al ON c.from_time > '-infinity'
+                    OFFSET 0   -- kept a subquery, so the condition gates the call
+                ) ci ON true
                 CROSS JOIN LATERAL (
                     -- Walking the sorted axis backwards, a segment ends at its point and
                     -- starts at the next one. Its lot is the first lot end (or gap end)
@@ -165,32 +92,11 @@ BEGIN
                            (min(v.lot) OVER d)[1] AS lot,
                            (min(v.sell) OVER d)[1] AS sell
                     FROM (
-                        -- the carried lots first, from 0 to `covered`, in their own index range
-                        SELECT o.coord, 0 AS kind,
-                               ARRAY[ROW(o.coord, o.order_id, o.price, o.total_fees, o.size,
-                                         o.order_time)::fifo.leg] AS lot,
+                        -- the carried lots first, from 0 to `covered`
+                        SELECT l.coord, 0 AS kind,
+                               ARRAY[ROW(l.coord, l.order_id, l.price, l.fee, l.size, l.at)::fifo.leg] AS lot,
                                NULL::fifo.leg[] AS sell
-                        FROM (
-                            SELECT t.order_id, t.price, t.total_fees, t.size, t.order_time,
-                                   sum(t.size - r.lot_offset) OVER o AS coord
-                            FROM fifo.trades t
-                            CROSS JOIN LATERAL (
-                                SELECT CASE WHEN t.order_id = ll.buy_trade_id THEN ll.used
-                                            ELSE 0::numeric END AS lot_offset) r
-                            WHERE t.symbol = c.symbol
-                              AND t.account = c.account
-                              AND t.side = 'buy'
-                              AND (t.order_time, t.side, t.order_id COLLATE "C")
-                                  >= (coalesce(ll.buy_time, '-infinity'), 'buy',
-                                      coalesce(ll.buy_trade_id, '') COLLATE "C")
-                              AND (t.order_time, t.side, t.order_id COLLATE "C")
-                                  <= (coalesce(lb.order_time, c.from_time), 'buy',
-                                      coalesce(lb.order_id, '') COLLATE "C")
-                              AND t.order_time < c.from_time
-                              AND t.size > r.lot_offset
-                            WINDOW o AS (ORDER BY t.order_time, t.side, t.order_id COLLATE "C"
-                                         ROWS UNBOUNDED PRECEDING)
-                        ) o
+                        FROM unnest(ci.lots) AS l   -- NULL: no rows
                         UNION ALL
                         -- then every trade from the cut, in one index scan: a lot ends at
                         -- B + U, a sell at S; a sell leaving no inventory also ends a gap
@@ -213,7 +119,7 @@ BEGIN
                                 FROM (
                                     -- cumulative bought B (after the carried lots) and sold S
                                     SELECT t.order_time, t.side, t.order_id, t.size, t.price, t.total_fees,
-                                           coalesce(lb.covered, al.covered, 0)
+                                           coalesce(ci.covered, 0)
                                            + sum(CASE WHEN t.side = 'buy' THEN t.size ELSE 0 END) OVER w AS b_end,
                                            sum(CASE WHEN t.side = 'sell' THEN t.size ELSE 0 END) OVER w AS s_end
                                     FROM fifo.trades t
@@ -238,6 +144,31 @@ BEGIN
         ) pr
         OFFSET 0
     ) x;
+END;
+$$;
+
+-- fifo._refuse_problem(symbols[], accounts[], from_times[]): raises, naming
+-- the row, when a pool has a trade from its cut on that the trades source
+-- cannot give as a valid fill (its `problem`); fifo._match calls it.
+CREATE OR REPLACE FUNCTION fifo._refuse_problem(p_symbols text[], p_accounts text[], p_from timestamptz[])
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_bad record;
+BEGIN
+    SELECT t.symbol, t.account, t.order_id, t.problem INTO v_bad
+    FROM unnest(p_symbols, p_accounts, p_from) AS c(symbol, account, from_time)
+    JOIN fifo.trades t ON t.symbol = c.symbol AND t.account = c.account AND t.order_time >= c.from_time
+    WHERE t.problem IS NOT NULL
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'trade % (%/%) cannot be matched: %', v_bad.order_id, v_bad.symbol, v_bad.account, v_bad.problem
+            USING ERRCODE = '22023',
+                  HINT = 'Correct the row in the trades table, or leave it out with the setting fill_statuses; '
+                         'the pool is retried by the next incremental run.';
+    END IF;
 END;
 $$;
 
@@ -270,9 +201,15 @@ CREATE OR REPLACE FUNCTION fifo._match(
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 SET jit = off   -- estimates of per-pool statements cross jit_above_cost; compiling took 133 ms of 144
+SET plan_cache_mode = force_custom_plan   -- a suffix's statements see its cut (below)
 AS $$
 DECLARE
-    v_bad record;
+    v_symbol text;
+    v_account text;
+    v_from timestamptz;
+    v_problem boolean;
+    v_whole_syms text[];
+    v_whole_accs text[];
 BEGIN
     pools := coalesce(cardinality(p_symbols), 0);
 
@@ -280,27 +217,42 @@ BEGIN
     -- CHECK constraints) fails its pool, naming the row; never skipped silently.
     -- Only the trades from the cut are read: the ones before it were checked
     -- when they were matched, and changing one queues the pool from its time.
-    SELECT t.symbol, t.account, t.order_id, t.problem INTO v_bad
-    FROM unnest(p_symbols, p_accounts, p_from) AS c(symbol, account, from_time)
-    JOIN fifo.trades t ON t.symbol = c.symbol AND t.account = c.account AND t.order_time >= c.from_time
-    WHERE t.problem IS NOT NULL
-    LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'trade % (%/%) cannot be matched: %', v_bad.order_id, v_bad.symbol, v_bad.account, v_bad.problem
-            USING ERRCODE = '22023',
-                  HINT = 'Correct the row in the trades table, or leave it out with the setting fill_statuses; '
-                         'the pool is retried by the next incremental run.';
-    END IF;
-
-    -- buys and sells processed: the trades at or after each cut
-    SELECT coalesce(sum(n.buys), 0), coalesce(sum(n.sells), 0) INTO buys, sells
-    FROM unnest(p_symbols, p_accounts, p_from) AS c(symbol, account, from_time)
-    CROSS JOIN LATERAL (
-        SELECT count(*) FILTER (WHERE t.side = 'buy') AS buys,
-               count(*) FILTER (WHERE t.side = 'sell') AS sells
+    -- With them, the buys and sells processed: the trades at or after each cut.
+    -- A pool recomputed in full is read whole, in one statement for them all; a
+    -- suffix is read per pool, planned with its real cut (plan_cache_mode): in a
+    -- join with the pool list the planner cannot see the cut and guessed a third
+    -- of the pool (issue 16: a sequential scan of a 1M-trade pool to count one
+    -- appended trade).
+    buys := 0;
+    sells := 0;
+    FOR i IN 1 .. pools LOOP
+        CONTINUE WHEN p_from[i] = '-infinity';
+        v_symbol := p_symbols[i];
+        v_account := p_accounts[i];
+        v_from := p_from[i];
+        SELECT buys + count(*) FILTER (WHERE t.side = 'buy'), sells + count(*) FILTER (WHERE t.side = 'sell'),
+               coalesce(bool_or(t.problem IS NOT NULL), false)
+        INTO buys, sells, v_problem
         FROM fifo.trades t
-        WHERE t.symbol = c.symbol AND t.account = c.account AND t.order_time >= c.from_time
-    ) n;
+        WHERE t.symbol = v_symbol AND t.account = v_account AND t.order_time >= v_from;
+        IF v_problem THEN
+            PERFORM fifo._refuse_problem(ARRAY[v_symbol], ARRAY[v_account], ARRAY[v_from]);
+        END IF;
+    END LOOP;
+    IF '-infinity' = ANY (p_from) THEN
+        SELECT array_agg(c.symbol), array_agg(c.account) INTO v_whole_syms, v_whole_accs
+        FROM unnest(p_symbols, p_accounts, p_from) AS c(symbol, account, from_time)
+        WHERE c.from_time = '-infinity';
+        SELECT buys + count(*) FILTER (WHERE t.side = 'buy'), sells + count(*) FILTER (WHERE t.side = 'sell'),
+               coalesce(bool_or(t.problem IS NOT NULL), false)
+        INTO buys, sells, v_problem
+        FROM unnest(v_whole_syms, v_whole_accs) AS c(symbol, account)
+        JOIN fifo.trades t ON t.symbol = c.symbol AND t.account = c.account;
+        IF v_problem THEN
+            PERFORM fifo._refuse_problem(v_whole_syms, v_whole_accs,
+                                         array_fill('-infinity'::timestamptz, ARRAY[cardinality(v_whole_syms)]));
+        END IF;
+    END IF;
 
     IF p_into IS NULL THEN
         PERFORM fifo._delete_suffixes(p_version, p_symbols, p_accounts, p_from);

@@ -255,8 +255,8 @@ BEGIN
     IF p_wait THEN
         BEGIN
             RETURN QUERY
-            SELECT p.i FROM generate_subscripts(p_symbols, 1) AS p(i)
-            JOIN fifo.pool_locks l ON l.symbol = p_symbols[p.i] AND l.account = p_accounts[p.i]
+            SELECT p.i::integer FROM unnest(p_symbols, p_accounts) WITH ORDINALITY AS p(symbol, account, i)
+            JOIN fifo.pool_locks l ON l.symbol = p.symbol AND l.account = p.account
             ORDER BY l.symbol COLLATE "C", l.account COLLATE "C"
             FOR UPDATE OF l;
         EXCEPTION WHEN lock_not_available THEN
@@ -278,8 +278,8 @@ BEGIN
         END;
     ELSE
         RETURN QUERY
-        SELECT p.i FROM generate_subscripts(p_symbols, 1) AS p(i)
-        JOIN fifo.pool_locks l ON l.symbol = p_symbols[p.i] AND l.account = p_accounts[p.i]
+        SELECT p.i::integer FROM unnest(p_symbols, p_accounts) WITH ORDINALITY AS p(symbol, account, i)
+        JOIN fifo.pool_locks l ON l.symbol = p.symbol AND l.account = p.account
         ORDER BY l.symbol COLLATE "C", l.account COLLATE "C"
         FOR UPDATE OF l SKIP LOCKED;
     END IF;

@@ -54,6 +54,8 @@ DECLARE
     v_held text;
     v_failed_syms text[] := '{}';
     v_failed_accs text[] := '{}';
+    v_taken_syms text[];
+    v_taken_accs text[];
 BEGIN
     IF p_version IS NULL OR p_version < 1 THEN
         RAISE EXCEPTION 'version must be a positive integer, got %', coalesce(p_version::text, 'NULL')
@@ -137,14 +139,19 @@ BEGIN
     )
     SELECT coalesce(array_agg(symbol ORDER BY symbol, account), '{}'),
            coalesce(array_agg(account ORDER BY symbol, account), '{}'),
-           coalesce(array_agg(from_time ORDER BY symbol, account), '{}')
-    INTO v_syms, v_accs, v_from
+           coalesce(array_agg(from_time ORDER BY symbol, account), '{}'),
+           (SELECT array_agg(t.symbol ORDER BY t.symbol, t.account) FROM taken t),
+           (SELECT array_agg(t.account ORDER BY t.symbol, t.account) FROM taken t)
+    INTO v_syms, v_accs, v_from, v_taken_syms, v_taken_accs
     FROM plan
     WHERE from_time IS NOT NULL;
 
     v_run.pools := cardinality(v_syms);
     v_run.symbols := ARRAY(SELECT DISTINCT s FROM unnest(v_syms) s ORDER BY 1);
-    PERFORM fifo._fold_consumed_changes(v_syms, v_accs);
+    -- only a pool whose changes this run consumed has a new consumed row to fold
+    IF v_taken_syms IS NOT NULL THEN
+        PERFORM fifo._fold_consumed_changes(v_taken_syms, v_taken_accs);
+    END IF;
 
     -- 3. compute, in chunks so long runs report progress (RAISE NOTICE).
     --    A failing chunk is rolled back as a whole and queued again pool by

@@ -48,6 +48,7 @@ LANGUAGE plpgsql
 SECURITY DEFINER   -- a reader brings changed pools current without any right to write P&L
 SET search_path = pg_catalog, pg_temp
 SET lock_timeout = '30s'   -- every wait bounded (sql/040); the caller's value is back on return
+SET plan_cache_mode = force_custom_plan   -- the window planned with its real start (issue 16)
 AS $$
 DECLARE
     v_version integer := fifo._entry_version(p_version);

@@ -119,38 +119,73 @@ CREATE CONSTRAINT TRIGGER fifo_coalesce_changes
     DEFERRABLE INITIALLY DEFERRED
     FOR EACH ROW EXECUTE FUNCTION fifo._coalesce_changes();
 
--- fifo._fold_consumed_changes(symbols[], accounts[]): keep at most one
--- consumed change row per pool, for compute_fifo_since(): the newest one,
--- widened to the earliest from_time and latest changed_at of the rows it
--- replaces (a --since run may then recompute a little more, never less).
+-- fifo._fold_consumed_changes(symbols[], accounts[]): keep the consumed
+-- change rows of these pools that compute_fifo_since() needs, and few of
+-- them. --since T recomputes from the earliest change made at or after T, so
+-- what a pool's rows must answer is, for any T, min(from_time) over the rows
+-- with changed_at >= T. Two rules keep that answer and bound the rows:
+--   * a row is dropped when a later one (changed_at) starts no later
+--     (from_time): whenever it is in a window, so is that one;
+--   * rows changed in the same second (the last minute), the same minute (the
+--     last hour), the same hour (the last day) or the same day (older) fold
+--     into one, the newest, widened to their earliest from_time and latest
+--     changed_at: a window starting inside that second (minute, ...) then
+--     recomputes from the earliest change of it, a little more, never less.
+-- So a pool keeps at most about 150 consumed rows, and a window never takes
+-- the from_time of a change made long before it: before issue 16 all of a
+-- pool's consumed rows folded into one, and a bulk load's row kept the
+-- pool's first trade as the cut of every later --since (21.4 s, not ms).
 CREATE OR REPLACE FUNCTION fifo._fold_consumed_changes(p_symbols text[], p_accounts text[])
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    v_now timestamptz := clock_timestamp();
 BEGIN
     WITH pools AS (
         SELECT DISTINCT x.symbol, x.account FROM unnest(p_symbols, p_accounts) AS x(symbol, account)
     ),
-    ranked AS (
-        SELECT pc.id, pc.symbol, pc.account,
-               first_value(pc.id) OVER w AS keep_id,
-               min(pc.from_time) OVER w AS from_time,
-               max(pc.changed_at) OVER w AS changed_at
+    consumed AS (
+        SELECT pc.id, pc.symbol, pc.account, pc.from_time, pc.changed_at,
+               CASE WHEN pc.changed_at >= v_now - interval '1 minute' THEN date_trunc('second', pc.changed_at, 'UTC')
+                    WHEN pc.changed_at >= v_now - interval '1 hour' THEN date_trunc('minute', pc.changed_at, 'UTC')
+                    WHEN pc.changed_at >= v_now - interval '1 day' THEN date_trunc('hour', pc.changed_at, 'UTC')
+                    ELSE date_trunc('day', pc.changed_at, 'UTC') END AS bucket
         FROM fifo.pool_changes pc JOIN pools USING (symbol, account)
         WHERE pc.processed_at IS NOT NULL
-        WINDOW w AS (PARTITION BY pc.symbol, pc.account ORDER BY pc.processed_at DESC, pc.id DESC
+    ),
+    merged AS (
+        -- one row per bucket: its newest, widened
+        SELECT c.id, c.symbol, c.account,
+               first_value(c.id) OVER b AS keep_id,
+               min(c.from_time) OVER b AS from_time,
+               max(c.changed_at) OVER b AS changed_at
+        FROM consumed c
+        WINDOW b AS (PARTITION BY c.symbol, c.account, c.bucket ORDER BY c.changed_at DESC, c.id DESC
                      ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
     ),
+    kept AS (
+        -- the bucket rows that no later row makes redundant
+        SELECT m.keep_id, m.from_time, m.changed_at
+        FROM (SELECT m.*, min(m.from_time) OVER (PARTITION BY m.symbol, m.account
+                                                 ORDER BY m.changed_at DESC, m.keep_id DESC
+                                                 ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS later_from
+              FROM merged m
+              WHERE m.id = m.keep_id) m
+        WHERE m.later_from IS NULL OR m.from_time < m.later_from
+    ),
     gone AS (
-        DELETE FROM fifo.pool_changes pc USING ranked r WHERE pc.id = r.id AND r.id <> r.keep_id
+        DELETE FROM fifo.pool_changes pc
+        USING consumed c
+        WHERE pc.id = c.id AND NOT EXISTS (SELECT 1 FROM kept k WHERE k.keep_id = c.id)
         RETURNING pc.id
     )
     UPDATE fifo.pool_changes pc
-    SET from_time = r.from_time, changed_at = r.changed_at
-    FROM ranked r
-    WHERE pc.id = r.keep_id AND r.id = r.keep_id
-      AND (pc.from_time, pc.changed_at) IS DISTINCT FROM (r.from_time, r.changed_at)
+    SET from_time = k.from_time, changed_at = k.changed_at
+    FROM kept k
+    WHERE pc.id = k.keep_id
+      AND (pc.from_time, pc.changed_at) IS DISTINCT FROM (k.from_time, k.changed_at)
       AND EXISTS (SELECT 1 FROM gone);
 END;
 $$;

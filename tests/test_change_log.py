@@ -1,5 +1,5 @@
 """The change log stays bounded and honest: at most one pending row per pool whatever the
-write rate, one consumed row per pool kept for --since (change_retention), and a version
+write rate, a few consumed rows per pool kept for --since (change_retention), and a version
 that is not current is marked stale, never shown as current, when another version consumes
 its pools' changes."""
 
@@ -22,7 +22,7 @@ def trade(order_id, side, size, price, when, symbol="X"):
 def change_rows(db, processed: bool) -> list[tuple]:
     return db.execute(
         "SELECT symbol, account, from_time::date::text FROM fifo.pool_changes "
-        f"WHERE processed_at IS {'NOT ' if processed else ''}NULL ORDER BY 1, 2").fetchall()
+        f"WHERE processed_at IS {'NOT ' if processed else ''}NULL ORDER BY 1, 2, 3").fetchall()
 
 
 def test_many_statements_leave_one_pending_row_per_pool_with_the_earliest_time(db):
@@ -47,16 +47,30 @@ def test_a_writer_never_waits_for_a_running_computation(db, connect):
     assert stored(db) == expected(db) and findings(db) == []
 
 
-def test_consumed_changes_fold_into_one_row_per_pool(db):
+def test_consumed_changes_keep_what_since_needs(db):
+    """Issue 16: a consumed row is dropped when a later one starts no later; rows are folded
+    only with rows changed in the same second (last minute), minute (last hour), hour (last day)
+    or day, never into one row whose earliest time every later --since would take."""
+    def ten_seconds_pass():
+        db.execute("UPDATE fifo.pool_changes SET changed_at = changed_at - interval '10 seconds'")
+
     add_trades(db, [trade("b1", "buy", 2, 10, "2025-01-05")])
     db.execute("SELECT compute_fifo_incremental()")
-    add_trades(db, [trade("b0", "buy", 1, 10, "2025-01-02")])      # back-dated
+    ten_seconds_pass()
+    add_trades(db, [trade("b0", "buy", 1, 10, "2025-01-02")])      # back-dated: b1's row is redundant
     db.execute("SELECT compute_fifo_incremental()")
+    ten_seconds_pass()
     add_trades(db, [trade("s1", "sell", 1, 12, "2025-01-09")])
     db.execute("SELECT compute_fifo_incremental()")
-    # one consumed row, widened to the earliest time any retained change touched
-    assert change_rows(db, processed=True) == [("X", "default", "2025-01-02")]
+    assert change_rows(db, processed=True) == [("X", "default", "2025-01-02"), ("X", "default", "2025-01-09")]
     assert change_rows(db, processed=False) == []
+    # both an hour and a half old, in one minute: folded into one at the next run of the pool
+    db.execute("UPDATE fifo.pool_changes SET changed_at = date_trunc('minute', now()) - interval '90 minutes' "
+               "+ (id % 7) * interval '1 second'")
+    add_trades(db, [trade("s2", "sell", 1, 12, "2025-01-10")])
+    db.execute("SELECT compute_fifo_incremental()")
+    assert change_rows(db, processed=True) == [("X", "default", "2025-01-02"), ("X", "default", "2025-01-10")]
+    assert stored(db) == expected(db) and findings(db) == []
 
 
 def test_full_runs_prune_changes_beyond_the_retention(db):
