@@ -337,3 +337,22 @@ def test_csv_imports_and_the_asset_reports(db, dsn, capsys, tmp_path):
                                          "19843.50", "1"]
     assert rows[("(all)", "(total)")][-1] == "1"
     assert "warning: 1 open lot(s) have no mark price or no basis" in err
+
+
+def test_the_generic_import_reads_fee_currency(db, dsn, capsys, tmp_path):
+    f = tmp_path / "t.csv"
+    f.write_text("order_id,symbol,side,size,price,total_fees,fee_currency,order_time\n"
+                 "a,BTC-USDT,buy,1,100,0.5,BNB,2025-01-01T00:00:00Z\n"
+                 "b,BTC-USDT,sell,1,110,0.1,,2025-01-02T00:00:00Z\n")
+    assert cli(dsn, capsys, "import", str(f))[0] == 0
+    assert db.execute("SELECT order_id, fee_currency FROM trade_records ORDER BY 1").fetchall() == \
+        [("a", "BNB"), ("b", None)]
+    # the same file again: nothing new; a changed fee currency is named
+    assert "imported 0 of 2 rows" in cli(dsn, capsys, "import", str(f))[1]
+    f.write_text("order_id,symbol,side,size,price,total_fees,fee_currency,order_time\n"
+                 "a,BTC-USDT,buy,1,100,0.5,ETH,2025-01-01T00:00:00Z\n"
+                 "c,BTC-USDT,buy,1,100,0.5,B N B,2025-01-01T00:00:00Z\n")
+    rc, _, err = cli(dsn, capsys, "import", str(f))
+    assert rc == 1
+    assert "fee_currency BNB (this file: ETH)" in err
+    assert "fee_currency 'B N B' is not a currency code (1 to 16 letters and digits)" in err
