@@ -306,6 +306,12 @@ def register(sub) -> None:
                                         "transfer_id,asset,from_account,to_account,quantity,fee,time")
     tr.add_argument("file", type=Path, metavar="FILE.csv")
     tr.set_defaults(func=_cli_transfers)
+    ex = a.add_parser("explain", help="how the asset view treats one trade (ORDER_ID) or transfer (TRANSFER_ID)")
+    ex.add_argument("id", metavar="ID")
+    ex.set_defaults(func=_cli_explain)
+    ve = a.add_parser("verify", help="recompute the asset view in plain Python (fifo_db/asset_reference.py) "
+                                     "and compare every row with the stored one")
+    ve.set_defaults(func=_cli_verify)
 
 
 def _cli_compute(args, conn) -> int:
@@ -314,6 +320,83 @@ def _cli_compute(args, conn) -> int:
           f"{run['unpriced']:,} unpriced, {run['unmatched']:,} oversold, {run['unsplit']:,} unsplit symbol trades")
     for line in warnings(conn, run):
         print(line, file=sys.stderr)
+    return 0
+
+
+def explain(conn: psycopg.Connection, ident: str) -> str:
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute("SELECT * FROM explain_fifo_asset(%s)", (ident,)).fetchall()
+    cols = ("step", "kind", "wallet", "asset", "lot_id", "quantity", "cost_basis", "proceeds", "gain")
+    cells = [list(cols)] + [[_d(r[c]) for c in cols] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells]
+    lines += [""] + [f"{r['step']:>3}  {r['note']}" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _cli_explain(args, conn) -> int:
+    from fifo_db.report import use_report_timezone
+    use_report_timezone(conn)
+    sys.stdout.write(explain(conn, args.id))
+    return 0
+
+
+def reference_rows(conn: psycopg.Connection) -> list:
+    """What fifo_db.asset_reference makes of the database's trades, transfers, prices and settings
+    (fifo-db's own trade_records; an adopted table is read through fifo.trades)."""
+    from fifo_db import asset_reference as ar
+
+    settings = dict(conn.execute("SELECT name, value FROM fifo.settings").fetchall())
+    fiat = [settings["report_currency"]] + [c for c in settings["report_currency_aliases"].split(",") if c]
+    trades = [ar.TradeIn(*r) for r in conn.execute(
+        "SELECT order_id, account, symbol, side, size, price, total_fees, fee_currency, order_time "
+        "FROM fifo.trades WHERE problem IS NULL")]
+    transfers = [ar.TransferIn(*r) for r in conn.execute(
+        "SELECT transfer_id, asset, from_account, to_account, quantity, fee, at FROM fifo.transfers")]
+    prices = [ar.PriceIn(*r) for r in conn.execute("SELECT asset, currency, price, at, source FROM fifo.prices")]
+    window = conn.execute("SELECT %s::interval", (settings["price_window"],)).fetchone()[0]
+    return ar.compute(trades, transfers, prices, fiat=fiat, pooling=settings["tax_pooling"], window=window,
+                      symbol_map=settings["symbol_map"])
+
+
+def stored_rows(conn: psycopg.Connection) -> list:
+    from fifo_db import asset_reference as ar
+
+    return sorted((ar.Row(*r) for r in conn.execute(
+        "SELECT wallet, asset, disposal_id, kind, lot_id, quantity, acquired_at, disposed_at, cost_basis, "
+        "proceeds, unmatched FROM fifo.asset_allocations")), key=ar.Row.key)
+
+
+def _shown(value) -> str:
+    return format(value.normalize(), "f") if isinstance(value, Decimal) else str(value)
+
+
+def verify(conn: psycopg.Connection) -> list[str]:
+    """Differences between the stored asset view and the plain-Python reference, one line each."""
+    want = {r.key(): r for r in reference_rows(conn)}
+    got = {r.key(): r for r in stored_rows(conn)}
+    out = []
+    for key in sorted(want.keys() | got.keys()):
+        w, g = want.get(key), got.get(key)
+        if w != g:
+            what = "missing" if g is None else "unexpected" if w is None else ", ".join(
+                f"{f} {_shown(getattr(g, f))} (reference: {_shown(getattr(w, f))})" for f in w.__dataclass_fields__
+                if getattr(w, f) != getattr(g, f))
+            out.append(f"{key[0]}/{key[1]} disposal {key[2]} lot {key[3] or '(unmatched)'}: {what}")
+    return out
+
+
+def _cli_verify(args, conn) -> int:
+    if not conn.execute("SELECT EXISTS (SELECT 1 FROM fifo.asset_runs WHERE finished_at IS NOT NULL)").fetchone()[0]:
+        raise FifoError("assets verify: the asset view has not been computed; run `fifo-db assets compute` first")
+    problems = verify(conn)
+    rows = conn.execute("SELECT count(*) FROM fifo.asset_allocations").fetchone()[0]
+    for line in problems[:50]:
+        print(line)
+    if problems:
+        print(f"asset view: {len(problems):,} row(s) differ from the plain-Python reference", file=sys.stderr)
+        return 1
+    print(f"asset view: all {rows:,} rows equal the plain-Python reference")
     return 0
 
 

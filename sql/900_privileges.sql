@@ -56,7 +56,8 @@ BEGIN
     FROM pg_proc p
     WHERE p.pronamespace = 'public'::regnamespace
       AND (p.proname IN ('compute_fifo', 'compute_fifo_incremental', 'compute_fifo_since', 'explain_fifo',
-                         'verify_fifo', 'fifo_report_time', 'compute_fifo_assets')
+                         'verify_fifo', 'fifo_report_time', 'compute_fifo_assets',
+                         'explain_fifo_asset')
            OR (p.proname LIKE 'fifo\_%' AND EXISTS (
                    -- the report functions: the ones a public report view of the same name calls
                    SELECT 1 FROM pg_class v
@@ -141,7 +142,8 @@ BEGIN
           AND p.proowner = (SELECT n.nspowner FROM pg_namespace n WHERE n.nspname = 'fifo')
           AND (p.pronamespace = 'fifo'::regnamespace
                OR p.proname IN ('compute_fifo', 'compute_fifo_all', 'compute_fifo_incremental', 'compute_fifo_since',
-                                'explain_fifo', 'verify_fifo', 'fifo_grant', 'fifo_revoke', 'compute_fifo_assets')
+                                'explain_fifo', 'verify_fifo', 'fifo_grant', 'fifo_revoke', 'compute_fifo_assets',
+                                'explain_fifo_asset')
                OR p.proname LIKE 'fifo\_%')
           AND has_function_privilege('public', p.oid, 'EXECUTE')
     LOOP

@@ -356,3 +356,41 @@ def test_the_generic_import_reads_fee_currency(db, dsn, capsys, tmp_path):
     assert rc == 1
     assert "fee_currency BNB (this file: ETH)" in err
     assert "fee_currency 'B N B' is not a currency code (1 to 16 letters and digits)" in err
+
+
+def test_explain_a_disposal_and_a_transfer_and_verify(filer, dsn, capsys):
+    rc, out, err = cli(dsn, capsys, "assets", "verify")
+    assert (rc, err) == (1, "fifo-db: error: assets verify: the asset view has not been computed; "
+                            "run `fifo-db assets compute` first\n")
+    filer.execute("SELECT compute_fifo_assets()")
+    assert cli(dsn, capsys, "assets", "verify")[:2] == (0, "asset view: all 10 rows equal the plain-Python reference\n")
+    rows = filer.execute("SELECT step, kind, lot_id, quantity, note FROM explain_fifo_asset('sell1')").fetchall()
+    assert rows == [
+        (0, "base dispose", None, D("0.6"), "proceeds in the filer's currency"),
+        (1, "lot", "btc1:base/t1/t2", D("0.5"),
+         "acquired 2024-01-10 10:00 by btc1 (base) in exchange; moved by t1 exchange -> cold 2024-05-01 10:00, "
+         "t2 cold -> exchange 2025-02-01 10:00; long-term"),
+        (2, "lot", "btc2:base", D("0.1"),
+         "acquired 2024-02-01 10:00 by btc2 (base) in exchange; 0.2001 of its 0.5 taken before; long-term")]
+    rows = filer.execute("SELECT kind, wallet, lot_id, quantity, cost_basis, proceeds, note "
+                         "FROM explain_fifo_asset('t1')").fetchall()
+    assert rows == [
+        ("transfer dispose", E, None, D("1.2"), None, None, "moves lots to another wallet: realizes nothing"),
+        ("transfer_fee dispose", E, None, D("0.0001"), None, D("6"), "proceeds in the filer's currency"),
+        ("lot", E, "btc1:base", D(1), D("40010"), None,
+         "acquired 2024-01-10 10:00 by btc1 (base) in exchange; arrives in cold keeping date and basis; short-term"),
+        ("lot", E, "btc2:base", D("0.2"), D("8401.2"), None,
+         "acquired 2024-02-01 10:00 by btc2 (base) in exchange; arrives in cold keeping date and basis; short-term"),
+        ("lot", E, "btc2:base", D("0.0001"), D("4.2006"), D("6"),
+         "acquired 2024-02-01 10:00 by btc2 (base) in exchange; 0.2 of its 0.5 taken before; short-term")]
+    rc, out, _ = cli(dsn, capsys, "assets", "explain", "ethbtc2")
+    assert rc == 0 and "no value: no BTC or ETH price in USD within 1 day before 2025-03-05 10:00:00+00 " \
+                       "(flagged, left out of totals)" in out
+    rc, _, err = cli(dsn, capsys, "assets", "explain", "nope")
+    assert rc == 1 and 'no trade leg or transfer "nope" in the asset view' in err
+    # a stored row changed by hand is found
+    filer.execute("UPDATE fifo.asset_allocations SET cost_basis = 1 WHERE disposal_id = 'sell1:base' "
+                  "AND lot_id = 'btc2:base'")
+    rc, out, _ = cli(dsn, capsys, "assets", "verify")
+    assert rc == 1 and out == ("exchange/BTC disposal sell1:base lot btc2:base: cost_basis 1 "
+                               "(reference: 4200.6)\n")
