@@ -327,7 +327,7 @@ def explain(conn: psycopg.Connection, ident: str) -> str:
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute("SELECT * FROM explain_fifo_asset(%s)", (ident,)).fetchall()
     cols = ("step", "kind", "wallet", "asset", "lot_id", "quantity", "cost_basis", "proceeds", "gain")
-    cells = [list(cols)] + [[_d(r[c]) for c in cols] for r in rows]
+    cells = [list(cols)] + [["" if r[c] is None else _shown(r[c]) for c in cols] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
     lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells]
     lines += [""] + [f"{r['step']:>3}  {r['note']}" for r in rows]

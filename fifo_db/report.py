@@ -471,6 +471,9 @@ def _cli_report(args, conn) -> int:
     if args.view == "asset" or args.mark is not None:
         if not ((args.kind == "tax" and args.mark is None) or (args.kind == "positions" and args.view == "pair")):
             raise FifoError("report: --view asset goes with `report tax`, --mark with `report positions`")
+        if args.symbol or args.chart or args.html:
+            raise FifoError("report: --symbol, --chart and --html are the pair view's; the asset view pools "
+                            "every pair of an asset (filter its rows by wallet and asset in the output)")
         from fifo_db import assets
 
         return assets.cli_report(args, conn, bounds)

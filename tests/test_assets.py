@@ -26,6 +26,20 @@ def computed(db) -> list[ar.Row]:
     return sorted((ar.Row(*r) for r in db.execute(ROW_SQL).fetchall()), key=ar.Row.key)
 
 
+UNORDERED = """SELECT DISTINCT wallet, asset FROM (
+    SELECT wallet, asset,
+           row_number() OVER (PARTITION BY wallet, asset ORDER BY acquired_at, origin_order COLLATE "C", origin_leg,
+                                                                 path COLLATE "C") AS k,
+           row_number() OVER (PARTITION BY wallet, asset ORDER BY arrived_at, arrival_phase,
+                                                                 arrival_seq COLLATE "C", lot_id COLLATE "C") AS r
+    FROM fifo.asset_lots) x WHERE k <> r ORDER BY 1, 2"""
+
+
+def unordered_pools(db) -> list[tuple]:
+    """Pools where a lot arrived after a later-acquired one: the nested-queue branch (docs/engine.md)."""
+    return db.execute(UNORDERED).fetchall()
+
+
 def add_fee_trades(db, trades):
     """add_trades plus fee_currency."""
     add_trades(db, [{k: v for k, v in t.items() if k != "fee_currency"} for t in trades])
@@ -145,8 +159,10 @@ def test_the_filers_year_worked_by_hand(filer):
     # the legs say why a value is missing
     assert filer.execute("SELECT unpriced FROM fifo.asset_legs WHERE leg_id = 'ethbtc2:base'").fetchone()[0] == \
         "no BTC or ETH price in USD within 1 day before 2025-03-05 10:00:00+00"
-    # and the plain-Python reference agrees, row for row
+    # and the plain-Python reference agrees, row for row; the exchange's BTC took the nested-queue
+    # branch (btc1's piece came back after btc2 arrived), every other pool the interval overlap
     assert computed(filer) == reference(filer)
+    assert unordered_pools(filer) == [(E, "BTC")]
 
 
 def test_universal_pooling_ignores_transfers_but_not_their_fees(filer):
@@ -262,6 +278,8 @@ def test_random_worlds_agree_with_the_reference(db, seed):
     db.execute("SELECT compute_fifo_assets()")
     got = computed(db)
     assert got == reference(db)
+    # both branches of the engine ran: pools with a lot arriving out of key order, and the others
+    assert bool(unordered_pools(db)) == (seed % 3 != 2)
     assert any(r.kind == "transfer" for r in got) == (seed % 3 != 2)
 
 
@@ -337,6 +355,13 @@ def test_csv_imports_and_the_asset_reports(db, dsn, capsys, tmp_path):
                                          "19843.50", "1"]
     assert rows[("(all)", "(total)")][-1] == "1"
     assert "warning: 1 open lot(s) have no mark price or no basis" in err
+    # what does not apply is refused in one line
+    rc, _, err = cli(dsn, capsys, "report", "tax", "--view", "asset", "--symbol", "BTC-USD")
+    assert (rc, err) == (1, "fifo-db: error: report: --symbol, --chart and --html are the pair view's; the asset "
+                            "view pools every pair of an asset (filter its rows by wallet and asset in the output)\n")
+    rc, _, err = cli(dsn, capsys, "report", "lots", "--view", "asset")
+    assert (rc, err) == (1, "fifo-db: error: report: --view asset goes with `report tax`, --mark with "
+                            "`report positions`\n")
 
 
 def test_the_generic_import_reads_fee_currency(db, dsn, capsys, tmp_path):
