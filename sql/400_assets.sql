@@ -376,6 +376,8 @@ BEGIN
                    WHERE t.problem IS NULL AND (fifo._split_symbol(t.symbol, v_map)).base IS NULL)
     WHERE r.run_id = v_run.run_id
     RETURNING * INTO v_run;
+    -- every report recomputes: keep the last 100 runs, not one row per report forever
+    DELETE FROM fifo.asset_runs r WHERE r.run_id <= v_run.run_id - 100;
     RETURN v_run;
 END;
 $$;

@@ -5,6 +5,7 @@
 --             Nothing else.
 --   reader    reads every report view and table of results, and calls
 --             compute_fifo, compute_fifo_incremental, compute_fifo_since,
+--             compute_fifo_assets, explain_fifo_asset (the asset view),
 --             explain_fifo, verify_fifo and the report functions. These run
 --             with the owner's rights (SECURITY DEFINER), so a reader never
 --             needs, and never gets, any right to write allocations, runs,

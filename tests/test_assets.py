@@ -419,3 +419,10 @@ def test_explain_a_disposal_and_a_transfer_and_verify(filer, dsn, capsys):
     rc, out, _ = cli(dsn, capsys, "assets", "verify")
     assert rc == 1 and out == ("exchange/BTC disposal sell1:base lot btc2:base: cost_basis 1 "
                                "(reference: 4200.6)\n")
+
+
+def test_runs_are_kept_to_the_last_100(db):
+    for _ in range(103):
+        last = db.execute("SELECT run_id FROM compute_fifo_assets()").fetchone()[0]
+    assert db.execute("SELECT count(*), min(run_id), max(run_id) FROM fifo.asset_runs").fetchone() == \
+        (100, last - 99, last)
