@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "fifo_db.verify",
     "fifo_db.importer",
     "fifo_db.report",
+    "fifo_db.assets",
     "fifo_db.explain",
     "fifo_db.schedule",
     "fifo_db.worker",

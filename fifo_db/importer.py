@@ -43,6 +43,8 @@ _GENERIC = {
     "total_fees": 'nullif(s."total_fees", \'\')',
     "order_time": 'nullif(s."order_time", \'\')',
     "source": 'nullif(s."source", \'\')',
+    # the fee's currency when it is not the quote currency (e.g. BNB); read by the asset view only
+    "fee_currency": 'nullif(s."fee_currency", \'\')',
 }
 
 # Coinbase Advanced Trade fills report (the Coinbase Pro/Exchange fills format; see docs/import.md)
@@ -56,6 +58,8 @@ _COINBASE = {
     "total_fees": 'nullif(s."fee", \'\')',
     "order_time": 'nullif(s."created at", \'\')',
     "source": "NULL",
+    # the fee is in "price/fee/total unit", checked below to be the quote currency: NULL says so
+    "fee_currency": "NULL",
     # the size is in the product's base currency, price and fee in its quote currency
     "extra": """CASE
         WHEN nullif(btrim(s."product"), '') IS NULL THEN NULL
@@ -84,7 +88,7 @@ FORMATS = {
     "generic": Format(
         "generic",
         required=("order_id", "symbol", "side", "size", "price", "order_time"),
-        optional=("account", "total_fees", "source"),
+        optional=("account", "total_fees", "source", "fee_currency"),
         mapping=_GENERIC,
         labels={k: k for k in _GENERIC},
     ),
@@ -96,7 +100,7 @@ FORMATS = {
         mapping=_COINBASE,
         labels={"order_id": "trade id", "account": "portfolio", "symbol": "product", "side": "side",
                 "size": "size", "price": "price", "total_fees": "fee", "order_time": "created at",
-                "source": "source"},
+                "source": "source", "fee_currency": "price/fee/total unit"},
     ),
 }
 
@@ -389,7 +393,8 @@ def _field_checks(fmt: Format, present: list[str]) -> sql.Composable:
 
 def _mapped_select(fmt: Format, present: list[str], source: str) -> sql.Composable:
     exprs = []
-    for name in ("order_id", "account", "symbol", "side", "size", "price", "total_fees", "order_time", "source"):
+    for name in ("order_id", "account", "symbol", "side", "size", "price", "total_fees", "order_time", "source",
+                 "fee_currency"):
         if fmt.name == "generic" and name not in present:
             expr = "NULL"
         else:
@@ -446,7 +451,8 @@ def import_csv(conn: psycopg.Connection, path: Path, fmt_name: str = "generic",
     return result
 
 
-_TARGET_COLUMNS = ("order_id", "account", "symbol", "side", "size", "price", "total_fees", "order_time", "source")
+_TARGET_COLUMNS = ("order_id", "account", "symbol", "side", "size", "price", "total_fees", "order_time", "source",
+                   "fee_currency")
 
 
 def _check_target(conn: psycopg.Connection) -> None:
@@ -508,11 +514,12 @@ _CAST = """r.line, r.order_id, coalesce(r.account, 'default') AS account, r.symb
            lower(r.side) AS side, r.size::numeric AS size, r.price::numeric AS price,
            coalesce(r.total_fees, '0')::numeric AS total_fees,
            r.order_time::timestamptz AS order_time,
-           coalesce(r.source, r.default_source) AS source"""
+           coalesce(r.source, r.default_source) AS source, r.fee_currency"""
 _ACCEPTABLE = """coalesce(
            t.order_id IS NOT NULL AND t.symbol IS NOT NULL AND t.side IN ('buy', 'sell') AND t.extra IS NULL
            AND t.size > 0 AND t.size < 'Infinity' AND t.price >= 0 AND t.price < 'Infinity'
            AND t.total_fees >= 0 AND t.total_fees < 'Infinity'
+           AND (t.fee_currency IS NULL OR (length(t.fee_currency) <= 16 AND t.fee_currency !~ '[^A-Za-z0-9]'))
            -- at most NUMBER_DIGITS (30) digits before and after the decimal point
            AND t.size < 1e30 AND t.price < 1e30 AND t.total_fees < 1e30
            AND scale(t.size) <= 30 AND scale(t.price) <= 30 AND scale(t.total_fees) <= 30
@@ -552,6 +559,10 @@ def _stored_rules(fmt: Format) -> sql.Composable:
                           f=sql.Identifier(name), lab=lab(name), leading=sql.Literal(_LEADING_SPACE),
                           trailing=sql.Literal(_TRAILING_SPACE))
               for name in ("order_id", "symbol", "account")]
+    checks.append(sql.SQL("CASE WHEN r.fee_currency !~ {code} "
+                          "THEN format('%s %s is not a currency code (1 to 16 letters and digits)', {lab}, "
+                          + _shown("r.fee_currency") + ") END").format(
+                              code=sql.Literal("^[A-Za-z0-9]{1,16}$"), lab=lab("fee_currency")))
     checks.append(sql.SQL("""CASE
             WHEN r.order_time IS NULL OR r.order_time !~ {with_zone} OR substr(r.order_time, 1, 4) = '0000'
               OR substr(r.order_time, 9, 2)::int > extract(day from
@@ -572,7 +583,7 @@ def _validate(conn, cur, fmt: Format, header: list[str], source: str) -> None:
             cur.execute(sql.SQL("""
                 CREATE TEMP TABLE fifo_import_typed ON COMMIT DROP AS
                 SELECT t.line, t.order_id, t.account, t.symbol, t.side, t.size, t.price, t.total_fees,
-                       t.order_time, t.source, {acceptable} AS ok
+                       t.order_time, t.source, t.fee_currency, {acceptable} AS ok
                 FROM (SELECT {cast}, r.order_time AS time_text, r.extra FROM ({mapped}) r) t""").format(
                     acceptable=sql.SQL(_ACCEPTABLE).format(leading=sql.Literal(_LEADING_SPACE),
                                                            trailing=sql.Literal(_TRAILING_SPACE)),
@@ -594,7 +605,7 @@ def _validate(conn, cur, fmt: Format, header: list[str], source: str) -> None:
             SELECT {cast}, r.problems IS NULL AS ok
             FROM pg_temp.fifo_import_rows r WHERE r.problems IS NULL
             UNION ALL
-            SELECT r.line, r.order_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, false
+            SELECT r.line, r.order_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, false
             FROM pg_temp.fifo_import_rows r WHERE r.problems IS NOT NULL""").format(cast=sql.SQL(_CAST)))
     # each rejected row's problems, and a second record with the same order_id in this file
     cur.execute(sql.SQL("""
@@ -626,15 +637,16 @@ def _validate(conn, cur, fmt: Format, header: list[str], source: str) -> None:
         sql.SQL("CASE WHEN t.{f} IS DISTINCT FROM x.{f} THEN format('%s %s (this file: %s)', {lab}, "
                 + _shown("x.{f}::text", quote="") + ", " + _shown("t.{f}::text", quote="") + ") END")
         .format(f=sql.Identifier(f), lab=sql.Literal(labels[f]))
-        for f in ("account", "symbol", "side", "size", "price", "total_fees", "order_time"))
+        for f in ("account", "symbol", "side", "size", "price", "total_fees", "order_time", "fee_currency"))
     # the rows whose order_id is stored already: skipped by _INSERT (found here, in a statement of
     # their own, not by the INSERT probing trade_records while it grows: planned on an empty
     # table, that probe was a sequential scan per row, quadratic)
     cur.execute(sql.SQL("""
         CREATE TEMP TABLE fifo_import_present ON COMMIT DROP AS
         SELECT t.line,
-               CASE WHEN (x.account, x.symbol, x.side, x.size, x.price, x.total_fees, x.order_time)
-                         IS DISTINCT FROM (t.account, t.symbol, t.side, t.size, t.price, t.total_fees, t.order_time)
+               CASE WHEN (x.account, x.symbol, x.side, x.size, x.price, x.total_fees, x.order_time, x.fee_currency)
+                         IS DISTINCT FROM (t.account, t.symbol, t.side, t.size, t.price, t.total_fees, t.order_time,
+                                           t.fee_currency)
                     THEN format('%s %s is already stored with different data: %s',
                                 {id_label}, """ + _shown("t.order_id") + """, concat_ws(', ', {diffs})) END AS message
         FROM pg_temp.fifo_import_typed t
@@ -651,8 +663,10 @@ def _validate(conn, cur, fmt: Format, header: list[str], source: str) -> None:
 # writer inserting one of these order_ids meanwhile makes the import fail whole, never half
 # (the unique index refuses the second). In the file's order.
 _INSERT = """
-    INSERT INTO public.trade_records (order_id, account, symbol, side, size, price, total_fees, order_time, source)
-    SELECT t.order_id, t.account, t.symbol, t.side, t.size, t.price, t.total_fees, t.order_time, t.source
+    INSERT INTO public.trade_records (order_id, account, symbol, side, size, price, total_fees, order_time, source,
+                                      fee_currency)
+    SELECT t.order_id, t.account, t.symbol, t.side, t.size, t.price, t.total_fees, t.order_time, t.source,
+           t.fee_currency
     FROM pg_temp.fifo_import_typed t
     WHERE t.ok
       AND NOT EXISTS (SELECT 1 FROM pg_temp.fifo_import_errors e WHERE e.line = t.line)

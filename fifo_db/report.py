@@ -453,6 +453,12 @@ def register(sub) -> None:
                    help="tax: what your broker reported on Form 1099-B/1099-DA, which picks the Form 8949 box: "
                         "none (default: C/F, or I/L for digital assets from 2025), proceeds (B/E, H/K), "
                         "basis (A/D, G/J)")
+    p.add_argument("--view", choices=("pair", "asset"), default="pair",
+                   help="tax: pair (default: per trading pair, in its quote currency) or asset (lots by wallet "
+                        "and asset across pairs, in the filer's currency; fifo_db/assets.py)")
+    p.add_argument("--mark", nargs="?", const="now", metavar="TIME",
+                   help="positions: the asset view's open lots marked to the latest price at or before TIME "
+                        "(default now), with unrealized P&L per wallet, asset and in total")
     p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write the report to FILE, not stdout")
     p.add_argument("--chart", type=Path, metavar="FILE.svg", help="write a cumulative realized P&L chart (SVG)")
     p.add_argument("--html", type=Path, metavar="FILE.html", help="write an HTML report: headline, chart, tables")
@@ -522,6 +528,15 @@ def _cli_report(args, conn) -> int:
     _check_args(args)
     tz = use_report_timezone(conn)
     bounds = resolve_bounds(conn, args)
+    if args.view == "asset" or args.mark is not None:
+        if not ((args.kind == "tax" and args.mark is None) or (args.kind == "positions" and args.view == "pair")):
+            raise FifoError("report: --view asset goes with `report tax`, --mark with `report positions`")
+        if args.symbol or args.chart or args.html:
+            raise FifoError("report: --symbol, --chart and --html are the pair view's; the asset view pools "
+                            "every pair of an asset (filter its rows by wallet and asset in the output)")
+        from fifo_db import assets
+
+        return assets.cli_report(args, conn, bounds)
     warnings = check_scope(conn, args.symbol)
     for line in warnings:
         print(line, file=sys.stderr)

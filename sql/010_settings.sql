@@ -102,6 +102,29 @@ BEGIN
         IF p_value !~ '^([A-Za-z0-9]{1,16}(,[A-Za-z0-9]{1,16})*)?$' THEN
             problem := 'must be a comma-separated list of currency codes without spaces (or empty)';
         END IF;
+    ELSIF p_name = 'tax_pooling' THEN
+        -- the asset view's pools (docs/rules.md, "The asset view"): per wallet
+        -- (Treas. Reg. 1.1012-1(j), from 2025) or one per asset across wallets
+        example := 'wallet';
+        IF p_value IS DISTINCT FROM 'wallet' AND p_value IS DISTINCT FROM 'universal' THEN
+            problem := 'must be wallet (one pool per account and asset) or universal (one pool per asset)';
+        END IF;
+    ELSIF p_name = 'price_window' THEN
+        -- how old a price may be and still value a leg of the asset view
+        example := '1 day';
+        BEGIN
+            IF p_value::interval < interval '1 second' OR p_value::interval > interval '400 days' THEN
+                problem := 'must be an interval from 1 second to 400 days';
+            END IF;
+        EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow THEN
+            problem := 'must be an interval such as ''1 day'' or ''15 minutes''';
+        END;
+    ELSIF p_name = 'symbol_map' THEN
+        -- symbols that do not split on their last '-': SYMBOL=BASE/QUOTE, comma-separated
+        example := 'BTCUSDT=BTC/USDT,ETHBTC=ETH/BTC';
+        IF p_value !~ '^([^=,/[:space:]]+=[A-Za-z0-9]{1,16}/[A-Za-z0-9]{1,16}(,[^=,/[:space:]]+=[A-Za-z0-9]{1,16}/[A-Za-z0-9]{1,16})*)?$' THEN
+            problem := 'must be a comma-separated list of SYMBOL=BASE/QUOTE (e.g. BTCUSDT=BTC/USDT), or empty';
+        END IF;
     ELSIF p_name = 'trades_source' THEN
         -- install generates fifo.trades and the change-capture triggers from it
         example := 'fifo-db';

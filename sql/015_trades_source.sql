@@ -139,6 +139,18 @@ BEGIN
 END;
 $$;
 
+-- fifo._trades_fee_currency(source): the expression of fifo.trades'
+-- fee_currency (migration 0017), read by the asset view only: fifo-db's own
+-- trade_records has the column; an adopted BotTrader table pays its fees in
+-- USD, its quote currency (NULL: the quote currency). A function of its own,
+-- not an OUT column of _trades_mapping, whose row type a CREATE OR REPLACE
+-- cannot change.
+CREATE OR REPLACE FUNCTION fifo._trades_fee_currency(p_source text)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT CASE p_source WHEN 'fifo-db' THEN 't.fee_currency' ELSE 'NULL' END $$;
+
 -- fifo._create_trades_view(): (re)create fifo.trades for the configured
 -- source (setting trades_source). Called by every install.
 CREATE OR REPLACE FUNCTION fifo._create_trades_view()
@@ -153,11 +165,13 @@ BEGIN
         CREATE OR REPLACE VIEW fifo.trades AS
         SELECT (%s)::text AS order_id, (%s)::text AS account, (%s)::text AS symbol, (%s)::text AS side,
                (%s)::numeric AS size, (%s)::numeric AS price, (%s)::numeric AS total_fees,
-               (%s)::timestamptz AS order_time, (%s)::timestamptz AS recorded_at, (%s)::text AS problem
+               (%s)::timestamptz AS order_time, (%s)::timestamptz AS recorded_at, (%s)::text AS problem,
+               (%s)::text AS fee_currency
         FROM %s t
         WHERE %s$v$,
         m.order_id, m.account, m.symbol, m.side, m.size, m.price, m.total_fees, m.order_time,
-        m.recorded_at, m.problem, m.source_table, m.counts);
+        m.recorded_at, m.problem, fifo._trades_fee_currency(fifo._setting('trades_source')),
+        m.source_table, m.counts);
     COMMENT ON VIEW fifo.trades IS
         'The trades as the engine sees them (canonical columns), mapped from the trades source; see sql/005.';
 END;

@@ -5,6 +5,7 @@
 --             Nothing else.
 --   reader    reads every report view and table of results, and calls
 --             compute_fifo, compute_fifo_incremental, compute_fifo_since,
+--             compute_fifo_assets, explain_fifo_asset (the asset view),
 --             explain_fifo, verify_fifo and the report functions. These run
 --             with the owner's rights (SECURITY DEFINER), so a reader never
 --             needs, and never gets, any right to write allocations, runs,
@@ -45,7 +46,9 @@ BEGIN
             AND (c.relname IN ('fifo_runs', 'fifo_allocations', 'fifo_computation_log', 'fifo_trade_pnl',
                                'fifo_pnl_by_symbol', 'fifo_pnl_by_day', 'fifo_pnl_by_month', 'fifo_pnl_by_year',
                                'fifo_open_lots', 'fifo_positions',
-                               'fifo_unmatched_sells', 'fifo_tax_lots')
+                               'fifo_unmatched_sells', 'fifo_tax_lots',
+                               'fifo_asset_disposals', 'fifo_asset_transfers', 'fifo_asset_open_lots',
+                               'fifo_asset_positions')
                  -- the replacements of an adopted bot's tables (fifo-db install --adopt)
                  OR (c.relkind = 'v' AND c.relname IN ('fifo_inventory_snapshot', 'manual_review_queue')
                      AND to_regnamespace('fifo_legacy') IS NOT NULL))) x
@@ -54,7 +57,8 @@ BEGIN
     FROM pg_proc p
     WHERE p.pronamespace = 'public'::regnamespace
       AND (p.proname IN ('compute_fifo', 'compute_fifo_incremental', 'compute_fifo_since', 'explain_fifo',
-                         'verify_fifo', 'fifo_report_time')
+                         'verify_fifo', 'fifo_report_time', 'compute_fifo_assets',
+                         'explain_fifo_asset')
            OR (p.proname LIKE 'fifo\_%' AND EXISTS (
                    -- the report functions: the ones a public report view of the same name calls
                    SELECT 1 FROM pg_class v
@@ -139,7 +143,8 @@ BEGIN
           AND p.proowner = (SELECT n.nspowner FROM pg_namespace n WHERE n.nspname = 'fifo')
           AND (p.pronamespace = 'fifo'::regnamespace
                OR p.proname IN ('compute_fifo', 'compute_fifo_all', 'compute_fifo_incremental', 'compute_fifo_since',
-                                'explain_fifo', 'verify_fifo', 'fifo_grant', 'fifo_revoke')
+                                'explain_fifo', 'verify_fifo', 'fifo_grant', 'fifo_revoke', 'compute_fifo_assets',
+                                'explain_fifo_asset')
                OR p.proname LIKE 'fifo\_%')
           AND has_function_privilege('public', p.oid, 'EXECUTE')
     LOOP

@@ -13,6 +13,12 @@ from tests.helpers import add_trades
 # The analyst surface in schema public at the time of writing. A new entry point is a
 # deliberate change of the public API: add it here (and to the README) on purpose.
 PUBLIC_FUNCTIONS = {
+    "compute_fifo_assets()",
+    "explain_fifo_asset(p_id text)",
+    "fifo_asset_disposals()",
+    "fifo_asset_transfers()",
+    "fifo_asset_open_lots()",
+    "fifo_asset_positions(p_at timestamp with time zone)",
     "compute_fifo(p_symbol text, p_version integer)",
     "compute_fifo_all(p_force boolean, p_version integer)",
     "compute_fifo_incremental(p_version integer)",
@@ -42,7 +48,8 @@ PUBLIC_FUNCTIONS = {
 PUBLIC_TABLES = {"trade_records", "fifo_runs"}
 PUBLIC_VIEWS = {"fifo_allocations", "fifo_computation_log", "fifo_open_lots", "fifo_pnl_by_day",
                 "fifo_pnl_by_month", "fifo_pnl_by_year", "fifo_pnl_by_symbol", "fifo_positions",
-                "fifo_tax_lots", "fifo_trade_pnl", "fifo_unmatched_sells"}
+                "fifo_tax_lots", "fifo_trade_pnl", "fifo_unmatched_sells",
+                "fifo_asset_disposals", "fifo_asset_transfers", "fifo_asset_open_lots", "fifo_asset_positions"}
 
 SCHEMAS = ("public", "fifo")
 CATALOG_QUERIES = {

@@ -23,7 +23,8 @@ def refused(db, name, value) -> psycopg.Error:
 
 DEFAULTS = {"current_version": "1", "long_term_days": "365", "report_timezone": "UTC", "trades_source": "fifo-db",
             "change_retention": "7 days", "fill_statuses": "*", "long_term_rule": "anniversary",
-            "report_currency": "USD", "report_currency_aliases": "", "run_retention": "10000", "lock_timeout": "30 s"}
+            "report_currency": "USD", "report_currency_aliases": "", "run_retention": "10000", "lock_timeout": "30 s",
+            "tax_pooling": "wallet", "price_window": "1 day", "symbol_map": ""}
 
 
 @pytest.mark.parametrize("name, value", [
@@ -104,12 +105,14 @@ def test_null_and_unknown_names_and_null_values_are_refused(db):
     err = refused(db, None, "5")
     assert (err.sqlstate, err.diag.message_primary) == ("22004", "fifo_set_setting: the setting name is NULL")
     assert err.diag.message_hint == ("Name one of: change_retention, current_version, fill_statuses, lock_timeout, long_term_days, "
-                                     "long_term_rule, report_currency, report_currency_aliases, report_timezone, run_retention.")
+                                     "long_term_rule, price_window, report_currency, report_currency_aliases, report_timezone, "
+                                     "run_retention, symbol_map, tax_pooling.")
 
     err = refused(db, "long_term_dayz", "5")
     assert (err.sqlstate, err.diag.message_primary) == ("42704", 'unknown fifo-db setting "long_term_dayz"')
     assert err.diag.message_hint == ("Settings are: change_retention, current_version, fill_statuses, lock_timeout, long_term_days, "
-                                     "long_term_rule, report_currency, report_currency_aliases, report_timezone, run_retention.")
+                                     "long_term_rule, price_window, report_currency, report_currency_aliases, report_timezone, "
+                                     "run_retention, symbol_map, tax_pooling.")
 
     err = refused(db, "long_term_days", None)
     assert (err.sqlstate, err.diag.message_primary) == \
