@@ -12,6 +12,7 @@ import pytest
 from fifo_db import importer
 from fifo_db.errors import FifoError
 from fifo_db.importer import InvalidRows, import_csv
+from tests.test_install import catalog
 
 HEADER = "order_id,account,symbol,side,size,price,total_fees,order_time,source"
 # three pools interleaved, 8-decimal sizes, microsecond times (the shape of issue 16's file)
@@ -65,27 +66,47 @@ def pending_changes(db) -> list[tuple]:
                       "ORDER BY symbol, account").fetchall()
 
 
+def constraints(db) -> list[tuple]:
+    """trade_records' constraints with their oids (a constraint made again has a new one)."""
+    return db.execute("SELECT conname, pg_get_constraintdef(oid), oid FROM pg_constraint "
+                      "WHERE conrelid = 'public.trade_records'::regclass ORDER BY conname").fetchall()
+
+
 def everything(db) -> tuple:
-    return stored(db), indexes(db), pending_changes(db), db.execute(
-        "SELECT count(*) FROM fifo.pool_changes").fetchone()[0]
+    return stored(db), indexes(db), constraints(db), pending_changes(db), db.execute(
+        "SELECT count(*) FROM fifo.pool_changes").fetchone()[0], catalog(db)
 
 
 def test_own_index_definitions_are_a_fresh_installs(db):
     fresh = {name: definition for name, definition, _ in indexes(db)}
     assert {name: fresh[name] for name in importer.OWN_INDEXES} == importer.OWN_INDEXES
+    made = {name: definition for name, definition, _ in constraints(db)}
+    assert {name: made[name] for name in importer.OWN_CONSTRAINTS} == importer.OWN_CONSTRAINTS
     assert sorted(fresh) == ["order_id_is_unique", "trade_records_pkey", "trade_records_pool_order_idx",
                              "trade_records_recorded_at_idx"]
 
 
 def test_bulk_path_stores_the_exact_rows_and_rebuilds_the_indexes_as_a_fresh_install(db, tmp_path, bulk):
     before = indexes(db)   # the test database is a fresh install
+    fresh = catalog(db)
     result = import_csv(db, write(tmp_path, *ROWS))
     assert (result.bulk, result.inserted, result.rows, result.present, result.rejected) == (True, 6, 6, 0, [])
     assert stored(db) == EXPECTED
     after = indexes(db)
     assert [(n, d) for n, d, _ in after] == [(n, d) for n, d, _ in before]
     rebuilt = {n for (n, _, old), (_, _, new) in zip(before, after) if old != new}
-    assert rebuilt == {"trade_records_pool_order_idx", "trade_records_recorded_at_idx"}
+    assert rebuilt == set(importer.OWN_INDEXES)
+    assert catalog(db) == fresh   # indexes, constraints (names, definitions), columns as a fresh install's
+    assert db.execute("SELECT array_agg(attname ORDER BY attnum) FROM pg_attribute WHERE attrelid = "
+                      "'public.trade_records'::regclass AND attnum > 0 AND attnotnull").fetchone()[0] == [
+        "id", "order_id", "account", "symbol", "side", "size", "price", "total_fees", "order_time", "recorded_at"]
+    # order_id is unique again, and id the primary key
+    with pytest.raises(psycopg.errors.UniqueViolation, match="order_id_is_unique"):
+        db.execute("INSERT INTO trade_records (order_id, symbol, side, size, price, order_time) "
+                   "VALUES ('a1', 'Q', 'buy', 1, 1, now())")
+    with pytest.raises(psycopg.errors.UniqueViolation, match="trade_records_pkey"):
+        db.execute("INSERT INTO trade_records (id, order_id, symbol, side, size, price, order_time) "
+                   "OVERRIDING SYSTEM VALUE SELECT min(id), 'q1', 'Q', 'buy', 1, 1, now() FROM trade_records")
     # the rebuilt indexes serve: the matching order read through the matching index
     db.execute("SET enable_seqscan = off")
     assert [r[0] for r in db.execute(
@@ -171,10 +192,23 @@ def test_indexes_the_user_made_or_changed_are_left_alone(db, tmp_path, bulk):
     assert result.bulk
     after = {n: (d, oid) for n, d, oid in indexes(db)}
     assert sorted(after) == sorted(before)
-    for name in ("my_price_idx", "trade_records_recorded_at_idx", "order_id_is_unique", "trade_records_pkey"):
+    for name in ("my_price_idx", "trade_records_recorded_at_idx"):
         assert after[name] == before[name]   # untouched: same definition, same oid
-    assert after["trade_records_pool_order_idx"][0] == before["trade_records_pool_order_idx"][0]
-    assert after["trade_records_pool_order_idx"][1] != before["trade_records_pool_order_idx"][1]
+    for name in ("trade_records_pool_order_idx", "order_id_is_unique", "trade_records_pkey"):
+        assert after[name][0] == before[name][0] and after[name][1] != before[name][1]   # rebuilt
+    assert stored(db) == EXPECTED
+
+
+def test_a_unique_index_a_foreign_key_refers_to_is_left_alone(db, tmp_path, bulk):
+    db.execute("CREATE TABLE public.my_notes (order_id text REFERENCES public.trade_records (order_id))")
+    before = {n: (d, oid) for n, d, oid in indexes(db)}
+    before_constraints = constraints(db)
+    result = import_csv(db, write(tmp_path, *ROWS))
+    assert result.bulk
+    after = {n: (d, oid) for n, d, oid in indexes(db)}
+    assert after["order_id_is_unique"] == before["order_id_is_unique"]
+    assert after["trade_records_pkey"][1] != before["trade_records_pkey"][1]
+    assert [(n, d) for n, d, _ in constraints(db)] == [(n, d) for n, d, _ in before_constraints]
     assert stored(db) == EXPECTED
 
 
