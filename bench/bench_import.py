@@ -154,7 +154,8 @@ def main() -> None:
                   f"{med['_validate']:8.2f}s {med['insert and the rest']:7.2f}s")
         for name in files:
             if (name, "bulk") in medians and (name, "ordinary") in medians:
-                print(f"{name}: bulk / ordinary = {medians[(name, 'bulk')]['total'] / medians[(name, 'ordinary')]['total']:.2f}")
+                ratio = medians[(name, "bulk")]["total"] / medians[(name, "ordinary")]["total"]
+                print(f"{name}: bulk / ordinary = {ratio:.2f}")
         print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@ bad row (missing field, unknown side, size <= 0, negative price or fee,
 unparseable number or time, time without a zone, duplicate order_id in the
 file, order_id already stored with different data), then one
 INSERT ... SELECT ... ON CONFLICT (order_id) DO NOTHING. Rows already stored
-with the same data are skipped, so re-importing a file adds nothing.
+with the same data are skipped, so re-importing a file adds nothing. An import
+large relative to trade_records drops fifo-db's own indexes around that INSERT
+and builds them again, in the same transaction (the bulk path, _bulk_begin).
 
 Any bad row and nothing is loaded (each bad row is reported on one line);
 with --skip-invalid the good rows load and the bad ones go, with their

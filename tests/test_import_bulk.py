@@ -4,6 +4,8 @@ afterwards (pg_indexes.indexdef of a fresh install), the change capture, and all
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import psycopg
@@ -233,3 +235,40 @@ def test_a_role_that_does_not_own_the_table_takes_the_ordinary_path(db, roles, t
         pytest.skip(f"the bot role cannot import: {exc}")
     assert (result.bulk, result.inserted) == (False, 6)
     assert stored(db) == EXPECTED
+
+
+def test_a_cancel_during_the_bulk_insert_leaves_everything_unchanged(db, connect, tmp_path, bulk):
+    import_csv(db, write(tmp_path, ROWS[0], name="first.csv"))
+    # a trigger of the user's that sleeps on one row, so the cancel comes after the indexes were dropped
+    db.execute("CREATE FUNCTION public.slow_b2() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+               "IF NEW.order_id = 'b2' THEN PERFORM pg_sleep(60); END IF; RETURN NEW; END $$")
+    db.execute("CREATE TRIGGER slow_b2 BEFORE INSERT ON public.trade_records "
+               "FOR EACH ROW EXECUTE FUNCTION public.slow_b2()")
+    before = everything(db)
+    pid = db.info.backend_pid
+    failure: list[BaseException] = []
+
+    def run():
+        try:
+            import_csv(db, write(tmp_path, *ROWS[1:]))
+        except BaseException as exc:   # noqa: BLE001 - handed to the test's thread
+            failure.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    watcher = connect()
+    for _ in range(600):   # until the import sleeps inside its INSERT (at most about a minute)
+        sleeping = watcher.execute("SELECT wait_event = 'PgSleep' FROM pg_stat_activity WHERE pid = %s",
+                                   (pid,)).fetchone()
+        if sleeping and sleeping[0]:
+            break
+        time.sleep(0.1)
+    dropped = watcher.execute("SELECT count(*) FROM pg_locks WHERE pid = %s AND locktype = 'relation' "
+                              "AND relation = 'public.trade_records'::regclass AND mode = 'AccessExclusiveLock' "
+                              "AND granted", (pid,)).fetchone()[0]
+    assert watcher.execute("SELECT pg_cancel_backend(%s)", (pid,)).fetchone()[0]
+    worker.join(60)
+    assert not worker.is_alive() and dropped == 1
+    [exc] = failure
+    assert isinstance(exc, FifoError) and "\n" not in str(exc)
+    assert everything(db) == before
