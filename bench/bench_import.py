@@ -9,6 +9,10 @@ Each run imports each file into an empty trade_records, the two files alternatin
 and times where the import spends it (COPY into staging, the validation, the INSERT);
 medians are printed, then a re-import of each file (adds 0 rows).
 
+--path both (the default) imports each file twice per run, by the ordinary path (rows into
+the indexed table) and by the bulk path (indexes dropped and rebuilt, issue 16), alternating,
+so that the ratio bulk/ordinary comes from the same session; --files decimal8 skips the other.
+
     FIFO_DB_HOME=/tmp/fdb-bench .venv/bin/python bench/bench_import.py --rows 1000000 --runs 3
 
 Uses the embedded server (or --dsn). It TRUNCATEs trade_records and the allocation tables of
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import random
 import statistics
 import tempfile
@@ -95,20 +100,30 @@ def main() -> None:
     ap.add_argument("--symbols", type=int, default=500)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--dsn")
+    ap.add_argument("--path", choices=("both", "bulk", "ordinary"), default="both")
+    ap.add_argument("--files", default="bench,decimal8", help="comma-separated: bench, decimal8")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        files = {"bench": Path(tmp) / "bench.csv", "decimal8": Path(tmp) / "decimal8.csv"}
+        chosen = args.files.split(",")
+        files = {name: Path(tmp) / f"{name}.csv" for name in ("bench", "decimal8") if name in chosen}
         for name, writer in (("bench", write_bench), ("decimal8", write_decimal8)):
+            if name not in files:
+                continue
             t = time.perf_counter()
             writer(files[name], args.rows, args.symbols)
             print(f"{name}: wrote {args.rows:,} rows over {args.symbols} symbols "
                   f"({files[name].stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t:.1f} s; first row: "
                   f"{files[name].open().readlines()[1].strip()}", flush=True)
-        results: dict[str, list[dict]] = {name: [] for name in files}
+        paths = ["ordinary", "bulk"] if args.path == "both" else [args.path]
+        cases = [(name, path) for name in files for path in paths]
+        results: dict[tuple, list[dict]] = {case: [] for case in cases}
+        default_min = importer.BULK_MIN_ROWS
         with connect(args.dsn) as conn:
             install(conn)
+            print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
             for run in range(args.runs):
-                for name in (list(files) if run % 2 == 0 else list(reversed(files))):
+                for name, path in (cases if run % 2 == 0 else list(reversed(cases))):
+                    importer.BULK_MIN_ROWS = 1 if path == "bulk" else 10**15   # either path whatever --rows
                     conn.execute("TRUNCATE trade_records, fifo.allocations, fifo_runs, fifo.pool_state, "
                                  "fifo.pool_changes")
                     conn.execute("CHECKPOINT")
@@ -116,23 +131,32 @@ def main() -> None:
                     with phases(times):
                         result = import_csv(conn, files[name])
                     assert result.inserted == args.rows, result
+                    assert result.bulk == (path == "bulk"), result
                     times["total"] = result.seconds
                     times["insert and the rest"] = result.seconds - times["_stage"] - times["_validate"]
-                    results[name].append(times)
-                    print(f"run {run + 1} {name}: {result.inserted:,} rows in {result.seconds:.2f} s "
+                    results[(name, path)].append(times)
+                    print(f"run {run + 1} {name} {path}: {result.inserted:,} rows in {result.seconds:.2f} s "
                           f"(COPY {times['_stage']:.2f} s, validation {times['_validate']:.2f} s, "
-                          f"insert and the rest {times['insert and the rest']:.2f} s)", flush=True)
+                          f"insert and the rest {times['insert and the rest']:.2f} s; "
+                          f"load average {os.getloadavg()[0]:.2f})", flush=True)
                     if run == 0:
                         again = import_csv(conn, files[name])
                         print(f"      re-import of the same file (adds {again.inserted}): {again.seconds:.2f} s",
                               flush=True)
+            importer.BULK_MIN_ROWS = default_min
         print()
-        print(f"{'file':10} {'import':>8} {'rows/s':>9} {'COPY':>6} {'validate':>9} {'insert+':>8}   (medians of {args.runs})")
-        for name, runs in results.items():
-            med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-            print(f"{name:10} {med['total']:7.2f}s {args.rows / med['total']:9,.0f} {med['_stage']:5.2f}s "
+        print(f"{'file':10} {'path':9} {'import':>8} {'rows/s':>9} {'COPY':>6} {'validate':>9} {'insert+':>8}"
+              f"   (medians of {args.runs})")
+        medians = {}
+        for (name, path), runs in results.items():
+            med = medians[(name, path)] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+            print(f"{name:10} {path:9} {med['total']:7.2f}s {args.rows / med['total']:9,.0f} {med['_stage']:5.2f}s "
                   f"{med['_validate']:8.2f}s {med['insert and the rest']:7.2f}s")
-
+        for name in files:
+            if (name, "bulk") in medians and (name, "ordinary") in medians:
+                ratio = medians[(name, "bulk")]["total"] / medians[(name, "ordinary")]["total"]
+                print(f"{name}: bulk / ordinary = {ratio:.2f}")
+        print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 if __name__ == "__main__":
     main()

@@ -8,7 +8,9 @@ bad row (missing field, unknown side, size <= 0, negative price or fee,
 unparseable number or time, time without a zone, duplicate order_id in the
 file, order_id already stored with different data), then one
 INSERT ... SELECT ... ON CONFLICT (order_id) DO NOTHING. Rows already stored
-with the same data are skipped, so re-importing a file adds nothing.
+with the same data are skipped, so re-importing a file adds nothing. An import
+large relative to trade_records drops fifo-db's own indexes around that INSERT
+and builds them again, in the same transaction (the bulk path, _bulk_begin).
 
 Any bad row and nothing is loaded (each bad row is reported on one line);
 with --skip-invalid the good rows load and the bad ones go, with their
@@ -132,6 +134,7 @@ class ImportResult:
     present: int = 0
     rejected: list[tuple[int, str]] = field(default_factory=list)
     seconds: float = 0.0
+    bulk: bool = False   # the indexes were dropped and rebuilt around the INSERT (_bulk_begin)
 
 
 # Limits that keep an import's memory bounded whatever the file holds (a 300 MB field once cost
@@ -429,8 +432,13 @@ def import_csv(conn: psycopg.Connection, path: Path, fmt_name: str = "generic",
             result.rows = cur.fetchone()[0]
             if result.rejected and not skip_invalid:
                 raise _Invalid(result)
+            cur.execute("SELECT count(*) FROM pg_temp.fifo_import_present p WHERE p.message IS NULL")
+            to_insert = result.rows - len(result.rejected) - cur.fetchone()[0]
+            rebuild = _bulk_begin(cur, to_insert)
             cur.execute(_INSERT)
             result.inserted = cur.rowcount
+            _bulk_end(cur, rebuild)
+            result.bulk = bool(rebuild)
             result.present = result.rows - len(result.rejected) - result.inserted
             if skip_invalid and result.rejected:
                 cur.execute("SELECT e.line, e.message, s.* FROM pg_temp.fifo_import_errors e "
@@ -449,6 +457,101 @@ def import_csv(conn: psycopg.Connection, path: Path, fmt_name: str = "generic",
         raise from_db_error(exc) from None
     result.seconds = time.perf_counter() - started
     return result
+
+
+# The bulk path (issue 16). An import that brings at least BULK_MIN_ROWS rows and at least as
+# many rows as trade_records holds drops fifo-db's own indexes on trade_records before its INSERT
+# and builds them again after it, in the import's one transaction: 1M rows of interleaved pools
+# land in the matching index as random page splits, and every index costs its share of each row's
+# insert; a sorted build is several times cheaper. Only these indexes (and the two constraints
+# that own two of them), by name, and only while each has exactly the definition migration 0001
+# gave it (pg_indexes.indexdef and pg_get_constraintdef of a fresh install:
+# tests/test_import_bulk.py compares them), in the default tablespace, not marked for CLUSTER
+# or as replica identity, and no foreign key refers to it: an index the user made or changed is
+# never touched. The unique constraint is built again before the import commits, so a duplicate
+# order_id still fails the import (the importer finds them first and names row and value). A
+# failure or cancel rolls the drop back with the rest: the table and its indexes are as before.
+BULK_MIN_ROWS = 100_000
+OWN_INDEXES = {
+    # migration 0001, as pg_indexes.indexdef shows them
+    "order_id_is_unique":
+        "CREATE UNIQUE INDEX order_id_is_unique ON public.trade_records USING btree (order_id)",
+    "trade_records_pkey":
+        "CREATE UNIQUE INDEX trade_records_pkey ON public.trade_records USING btree (id)",
+    "trade_records_pool_order_idx":
+        "CREATE INDEX trade_records_pool_order_idx ON public.trade_records USING btree "
+        "(symbol, account, order_time, side, order_id COLLATE \"C\") INCLUDE (size, price, total_fees)",
+    "trade_records_recorded_at_idx":
+        "CREATE INDEX trade_records_recorded_at_idx ON public.trade_records USING btree (recorded_at)",
+}
+# the constraints that own two of them (pg_get_constraintdef)
+OWN_CONSTRAINTS = {"order_id_is_unique": "UNIQUE (order_id)", "trade_records_pkey": "PRIMARY KEY (id)"}
+BULK_MAINTENANCE_WORK_MEM = "256MB"
+
+
+def _bulk_begin(cur, to_insert: int) -> list[str]:
+    """Take the bulk path if the import is large relative to trade_records: lock the table (a wait
+    bounded by the setting lock_timeout, naming the holders when it runs out) and drop fifo-db's
+    own indexes; returns their names, for _bulk_end. [] (nothing done): the ordinary path."""
+    if to_insert < max(BULK_MIN_ROWS, 1):
+        return []
+    cur.execute("""
+        SELECT pg_catalog.pg_has_role(c.relowner, 'USAGE') AND c.relkind = 'r'
+               AND pg_catalog.has_function_privilege('fifo._bound_waits()', 'EXECUTE')
+               AND pg_catalog.has_function_privilege('fifo._setting(text)', 'EXECUTE')
+               AND pg_catalog.has_function_privilege('fifo._describe_sessions(integer[])', 'EXECUTE')
+               AND (SELECT count(*) FROM (SELECT FROM public.trade_records LIMIT %(n)s) x) < %(n)s
+        FROM pg_catalog.pg_class c WHERE c.oid = 'public.trade_records'::regclass""", {"n": to_insert})
+    if not cur.fetchone()[0]:
+        return []
+    cur.execute("SELECT fifo._bound_waits(), fifo._setting('lock_timeout')")
+    timeout = cur.fetchone()[1]
+    try:
+        with cur.connection.transaction():
+            cur.execute("LOCK TABLE public.trade_records IN ACCESS EXCLUSIVE MODE")
+    except psycopg.errors.LockNotAvailable:
+        cur.execute("""
+            SELECT fifo._describe_sessions(array_agg(DISTINCT l.pid))
+            FROM pg_catalog.pg_locks l
+            WHERE l.locktype = 'relation' AND l.relation = 'public.trade_records'::regclass
+              AND l.granted AND l.pid <> pg_catalog.pg_backend_pid()""")
+        holders = cur.fetchone()[0] or "a session that has finished since"
+        raise FifoError(f"a large import rebuilds trade_records' indexes and needs the table to itself, but "
+                        f"{holders} held a lock on it for more than lock_timeout {timeout}: nothing was imported; "
+                        f"try again (the wait is the fifo-db setting lock_timeout)") from None
+    # with the table locked, nothing of this can change before the import commits
+    cur.execute("""
+        SELECT c.relname, pg_catalog.pg_get_indexdef(c.oid),
+               (SELECT pg_catalog.pg_get_constraintdef(k.oid) FROM pg_catalog.pg_constraint k
+                WHERE k.conindid = c.oid AND k.conrelid = i.indrelid AND k.contype IN ('p', 'u'))
+        FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
+        WHERE i.indrelid = 'public.trade_records'::regclass AND c.relname = ANY (%s)
+          AND c.reltablespace = 0 AND NOT i.indisclustered AND NOT i.indisreplident AND i.indisvalid
+          AND NOT EXISTS (SELECT FROM pg_catalog.pg_constraint f WHERE f.conindid = c.oid AND f.contype = 'f')
+          AND NOT EXISTS (SELECT FROM pg_catalog.pg_constraint x
+                          WHERE x.conindid = c.oid AND x.contype NOT IN ('p', 'u', 'f'))
+        ORDER BY c.relname""", (list(OWN_INDEXES),))
+    rebuild = [name for name, indexdef, condef in cur.fetchall()
+               if indexdef == OWN_INDEXES[name] and condef == OWN_CONSTRAINTS.get(name)]
+    for name in rebuild:
+        if name in OWN_CONSTRAINTS:
+            cur.execute(sql.SQL("ALTER TABLE public.trade_records DROP CONSTRAINT {}").format(sql.Identifier(name)))
+        else:
+            cur.execute(sql.SQL("DROP INDEX public.{}").format(sql.Identifier(name)))
+    return rebuild
+
+
+def _bulk_end(cur, rebuild: list[str]) -> None:
+    """Build again the indexes _bulk_begin dropped, exactly as their migration defines them."""
+    if not rebuild:
+        return
+    cur.execute("SELECT pg_catalog.set_config('maintenance_work_mem', %s, true)", (BULK_MAINTENANCE_WORK_MEM,))
+    for name in rebuild:
+        if name in OWN_CONSTRAINTS:
+            cur.execute(sql.SQL("ALTER TABLE public.trade_records ADD CONSTRAINT {} " + OWN_CONSTRAINTS[name])
+                        .format(sql.Identifier(name)))
+        else:
+            cur.execute(OWN_INDEXES[name])
 
 
 _TARGET_COLUMNS = ("order_id", "account", "symbol", "side", "size", "price", "total_fees", "order_time", "source",
