@@ -104,18 +104,18 @@ def compute_incremental(conn, version: int | None = None) -> dict | None:
 
 
 def parse_since(conn, text: str) -> datetime:
-    """'10 minutes ago', '2 hours ago', '5 days ago' or an absolute time; PostgreSQL parses it.
+    """'10 minutes ago', an ISO date or time, today, yesterday, now: the forms every report's
+    --from/--to take, read by the same SQL function (fifo_report_time), so an ambiguous date
+    such as 03/01/2025 is refused here too instead of being taken for March 1.
 
-    An absolute time without a zone is read in the session time zone (UTC on
-    the embedded server).
+    An ISO date or time without a zone is read in the report time zone (setting report_timezone).
     """
-    sql = "SELECT now() + %s::interval" if text.strip().lower().endswith("ago") else "SELECT %s::timestamptz"
     try:
         with conn.transaction():
-            return conn.execute(sql, (text,)).fetchone()[0]
-    except psycopg.errors.DataError:
-        raise FifoError(f"--since: cannot read {text!r} as a time; use e.g. '10 minutes ago' "
-                        f"or '2025-12-04 10:00+00'") from None
+            return conn.execute("SELECT public.fifo_report_time(%s)", (text,)).fetchone()[0]
+    except psycopg.errors.InvalidDatetimeFormat as exc:
+        hint = f" ({exc.diag.message_hint})" if exc.diag.message_hint else ""
+        raise FifoError(f"--since: {exc.diag.message_primary}{hint}") from None
 
 
 def compute_since(conn, since: datetime, version: int | None = None,
@@ -203,7 +203,7 @@ def register(sub) -> None:
                    help="with --all-symbols: full recompute of every pool")
     p.add_argument("--since", metavar="TIME",
                    help="with --all-symbols: only pools with trades recorded or changed since "
-                        "TIME ('10 minutes ago', '2025-12-04 10:00+00')")
+                        "TIME ('10 minutes ago', '2025-12-04', '2025-12-04 10:00+00'; ISO, year first)")
     p.add_argument("--version", type=version_arg, help="allocation version (default: the current one)")
     p.set_defaults(func=_cli_compute)
 

@@ -13,6 +13,7 @@ import psycopg
 import pytest
 
 from fifo_db.cli import main
+from fifo_db.compute import parse_since
 from tests.helpers import add_trades, expected, findings, stored
 
 
@@ -115,11 +116,23 @@ def test_since_consumes_the_pending_changes_it_covers(yesterday):
     assert stored(db) == expected(db)
 
 
-def test_unreadable_since_is_one_line(dsn, capsys):
-    assert main(["--dsn", dsn, "compute", "--all-symbols", "--since", "last tuesday-ish"]) == 1
+@pytest.mark.parametrize("text", ["last tuesday-ish", "03/01/2025", "13/01/2025"])
+def test_unreadable_or_ambiguous_since_is_one_line_with_the_accepted_forms(dsn, capsys, text):
+    """--since reads times as every report's --from/--to does: 03/01/2025 (March 1 or
+    January 3?) is refused, not taken for March 1."""
+    assert main(["--dsn", dsn, "compute", "--all-symbols", "--since", text]) == 1
     err = capsys.readouterr().err
-    assert err == ("fifo-db: error: --since: cannot read 'last tuesday-ish' as a time; "
-                   "use e.g. '10 minutes ago' or '2025-12-04 10:00+00'\n")
+    assert err == (f'fifo-db: error: --since: cannot read "{text}" as a time: use 2025-03-01 (midnight in '
+                   "the report time zone), 2025-03-01 14:30, 2025-03-01T14:30:00Z or +01:00, today, "
+                   "yesterday, now or 7 days ago (Year first: a date like 03/01/2025 is refused because "
+                   "it can be March 1 or January 3.)\n")
+
+
+def test_since_reads_an_iso_date_in_the_report_time_zone(db, dsn):
+    db.execute("SELECT fifo_set_setting('report_timezone', 'America/New_York')")
+    with psycopg.connect(dsn) as conn:
+        assert parse_since(conn, "2025-03-01") == datetime(2025, 3, 1, 5, tzinfo=timezone.utc)
+        assert parse_since(conn, "2025-03-01 14:30+01:00") == datetime(2025, 3, 1, 13, 30, tzinfo=timezone.utc)
 
 
 def test_since_must_be_finite(db):
