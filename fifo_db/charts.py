@@ -332,6 +332,11 @@ _NUMERIC = {"money", "qty", "price", "pct", "int"}
 _WRAP = {"reason"}   # sentences may wrap; every other cell (times, symbols, numbers) stays on one line
 
 
+def _count(n: int, one: str, many: str | None = None) -> str:
+    """1 sell, 2 sells, 1,001 sells, 1 loss, 0 losses."""
+    return f"{n:,} {one if n == 1 else many or one + 's'}"
+
+
 def _headline(totals: list[dict], years: list[dict], display) -> list[str]:
     """Per currency: realized P&L, fees paid, closed trades, win rate; then the same per year."""
     out = ['<section id="headline">']
@@ -347,10 +352,10 @@ def _headline(totals: list[dict], years: list[dict], display) -> list[str]:
                    f'<div class="k">{escape(display(t["realized_fees"], "money", t["currency"]))} of them in realized '
                    f'P&amp;L</div></div>')
         out.append(f'<div class="card"><div class="k">Closed trades</div><div class="v">{t["trades"]:,}</div>'
-                   f'<div class="k">{t["sells"]:,} sells, {t["buys"]:,} buys</div></div>')
+                   f'<div class="k">{_count(t["sells"], "sell")}, {_count(t["buys"], "buy")}</div></div>')
         rate = display(t["win_rate"], "pct") or "-"
         out.append(f'<div class="card"><div class="k">Win rate</div><div class="v">{escape(rate)}</div>'
-                   f'<div class="k">{t["wins"]:,} wins, {t["losses"]:,} losses</div></div>')
+                   f'<div class="k">{_count(t["wins"], "win")}, {_count(t["losses"], "loss", "losses")}</div></div>')
         out.append("</div>")
     if years:
         cols = (("year", "year"), ("currency", "text"), ("pnl_amount", "money"), ("fees_paid", "money"),

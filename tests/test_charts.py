@@ -200,7 +200,7 @@ def test_counts_and_prices_have_thousands_separators(db, dsn, capsys, tmp_path):
                "       '2025-01-02'::timestamptz + i * interval '1 minute' FROM generate_series(1, 1001) i")
     db.execute("SELECT compute_fifo_all(true)")
     page = html(dsn, capsys, tmp_path)
-    assert '<div class="v">1,001</div>' in page and "1,001 sells, 1 buys" in page       # headline
+    assert '<div class="v">1,001</div>' in page and "1,001 sells, 1 buy</div>" in page and "1,001 wins, 0 losses</div>" in page  # headline, singular where 1
     assert '<td>2025</td><td>USD</td><td class="n">1,001.00</td>' in page              # P&L per year
     assert '<td class="n">1,001</td>' in page                                         # sells, trades, wins
     assert '<td class="n">61,305.5</td>' in page                                      # average cost
