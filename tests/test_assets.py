@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from fifo_db import asset_reference as ar
+from fifo_db import assets
 from fifo_db.adopt import adopt
 from tests.bottrader import bot, bot_template  # noqa: F401
 from tests.helpers import add_trades, ts
@@ -219,18 +220,9 @@ def test_settings_refuse_bad_values(db):
 
 
 def reference(db) -> list[ar.Row]:
-    """What fifo_db.asset_reference makes of the database's trades, transfers, prices and settings."""
-    settings = dict(db.execute("SELECT name, value FROM fifo.settings").fetchall())
-    fiat = [settings["report_currency"]] + [c for c in settings["report_currency_aliases"].split(",") if c]
-    trades = [ar.TradeIn(*r) for r in db.execute(
-        "SELECT order_id, account, symbol, side, size, price, total_fees, fee_currency, order_time "
-        "FROM trade_records")]
-    transfers = [ar.TransferIn(*r) for r in db.execute(
-        "SELECT transfer_id, asset, from_account, to_account, quantity, fee, at FROM fifo.transfers")]
-    prices = [ar.PriceIn(*r) for r in db.execute("SELECT asset, currency, price, at, source FROM fifo.prices")]
-    window = db.execute("SELECT %s::interval", (settings["price_window"],)).fetchone()[0]
-    return ar.compute(trades, transfers, prices, fiat=fiat, pooling=settings["tax_pooling"], window=window,
-                      symbol_map=settings["symbol_map"])
+    """What fifo_db.asset_reference makes of the database's trades, transfers, prices and settings
+    (the same reading `fifo-db assets verify` does)."""
+    return assets.reference_rows(db)
 
 
 SYMBOLS = ["BTC-USD", "ETH-USD", "ETH-BTC", "BTC-USDT", "BNB-USD", "SOL-ETH"]
