@@ -76,3 +76,15 @@ def expected(conn: psycopg.Connection) -> list:
 def findings(conn: psycopg.Connection, symbol: str | None = None, version: int | None = None) -> list[tuple]:
     """Rows of verify_fifo(): empty when the invariants hold."""
     return conn.execute("SELECT * FROM verify_fifo(%s, %s)", (symbol, version)).fetchall()
+
+
+def assert_current(db) -> None:
+    """Version 1 (incremental) == reference == a fresh full recompute into version 2; verify clean."""
+    want = expected(db)
+    assert stored(db) == want
+    db.execute("DELETE FROM fifo.allocations WHERE version = 2")
+    db.execute("DELETE FROM fifo.pool_state WHERE version = 2")
+    db.execute("SELECT compute_fifo_all(true, 2)")
+    assert stored(db, 2) == want
+    assert findings(db) == []
+    assert findings(db, None, 2) == []

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg.rows import dict_row
 
-from tests.helpers import add_trades, allocations, expected, findings, reset, stored
+from tests.helpers import add_trades, allocations, assert_current, expected, findings, reset, stored
 
 BASE = datetime(2025, 1, 1, tzinfo=timezone.utc)
 SYMBOLS = ["X", "Y"]
@@ -34,18 +34,6 @@ def incremental(db) -> dict | None:
 def pending(db) -> list[tuple]:
     return db.execute("SELECT symbol, account, nullif(from_time, '-infinity') FROM fifo.pool_changes "
                       "WHERE processed_at IS NULL ORDER BY 1, 2, 3").fetchall()
-
-
-def assert_current(db) -> None:
-    """Version 1 (incremental) == reference == a fresh full recompute into version 2; verify clean."""
-    want = expected(db)
-    assert stored(db) == want
-    db.execute("DELETE FROM fifo.allocations WHERE version = 2")
-    db.execute("DELETE FROM fifo.pool_state WHERE version = 2")
-    db.execute("SELECT compute_fifo_all(true, 2)")
-    assert stored(db, 2) == want
-    assert findings(db) == []
-    assert findings(db, None, 2) == []
 
 
 # -- strategies ---------------------------------------------------------------

@@ -11,7 +11,7 @@ from decimal import Decimal as D
 import pytest
 from psycopg.rows import dict_row
 
-from tests.helpers import add_trades, expected, findings, stored
+from tests.helpers import add_trades, assert_current, expected, stored
 
 # the accumulating shape of issue 10/16 (55% buys, 8-decimal sizes and prices), one pool, in one
 # INSERT ... SELECT: a bulk load
@@ -43,17 +43,6 @@ def run(db, query: str, params: tuple = ()) -> dict:
         return cur.execute(f"SELECT mode, pools, buys, sells, status FROM {query}", params).fetchone()
 
 
-def assert_as_full_recompute(db) -> None:
-    """Version 1 (incremental) == the reference FIFO == a fresh full recompute into version 2."""
-    want = expected(db)
-    assert stored(db) == want
-    db.execute("DELETE FROM fifo.allocations WHERE version = 2")
-    db.execute("DELETE FROM fifo.pool_state WHERE version = 2")
-    db.execute("SELECT compute_fifo_all(true, 2)")
-    assert stored(db, 2) == want
-    assert findings(db) == [] and findings(db, None, 2) == []
-
-
 def test_an_append_right_after_a_bulk_load_is_a_full_recompute_s_allocations(db):
     bulk_load(db)
     db.execute("SELECT compute_fifo_all()")              # the run that first computes the pool
@@ -66,7 +55,7 @@ def test_an_append_right_after_a_bulk_load_is_a_full_recompute_s_allocations(db)
     append(db, "a2", "sell", "0.12345678")
     assert run(db, "compute_fifo_incremental()") == {
         "mode": "incremental", "pools": 1, "buys": 0, "sells": 1, "status": "ok"}
-    assert_as_full_recompute(db)
+    assert_current(db)
 
 
 @pytest.mark.parametrize("sold", ["150.5", "100000"])   # many pages of open lots; more than all of them
@@ -85,7 +74,7 @@ def test_a_sell_reaching_past_many_pages_of_open_lots(db, sold):
     rows = db.execute("SELECT count(*), sum(allocated_size) FROM fifo_allocations "
                       "WHERE sell_trade_id = 's1' AND NOT unmatched").fetchone()
     assert rows == ((151, D("150.5")) if sold == "150.5" else (300, D("299.75")))
-    assert_as_full_recompute(db)
+    assert_current(db)
 
 
 def test_the_plan_does_not_change_a_digit(db):
@@ -107,7 +96,7 @@ def test_the_plan_does_not_change_a_digit(db):
         assert stored(db) == expected(db)
     for setting in ("enable_indexscan", "enable_indexonlyscan", "enable_bitmapscan"):
         db.execute(f"RESET {setting}")
-    assert_as_full_recompute(db)
+    assert_current(db)
 
 
 def test_since_takes_its_cut_from_the_changes_in_its_window_not_from_a_folded_bulk_load(db):
@@ -134,7 +123,7 @@ def test_since_takes_its_cut_from_the_changes_in_its_window_not_from_a_folded_bu
                       ).fetchall() == ids
     # a window that takes in the load recomputes from the pool's first trade
     assert run(db, "compute_fifo_since(now() - interval '2 hours')")["buys"] > 0
-    assert_as_full_recompute(db)
+    assert_current(db)
 
 
 def test_since_includes_a_pending_change_older_than_its_window(db):
@@ -148,4 +137,4 @@ def test_since_includes_a_pending_change_older_than_its_window(db):
     append(db, "a0", "sell", "0.1")
     since = run(db, "compute_fifo_since(now() - interval '1 minute')")
     assert (since["pools"], since["buys"] + since["sells"]) == (1, 202)    # o100 .. o300 and a0
-    assert_as_full_recompute(db)
+    assert_current(db)
