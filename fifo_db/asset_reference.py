@@ -1,5 +1,5 @@
 """A plain-Python asset (tax) view, written from docs/rules.md ("The asset view"), to check
-sql/400_assets.sql.
+sql/400-440 (asset view).
 
 It walks every event of every pool in one global time order, keeping for each
 (wallet, asset) pool a list of held lots and, at each disposal, taking the held lot with

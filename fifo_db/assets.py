@@ -6,7 +6,7 @@
 `fifo-db report tax --view asset`      Form 8949 rows from the asset view, per wallet, in the filer's currency
 `fifo-db report positions --mark [T]`  open lots marked to the latest price at or before T (default now)
 
-The numbers come from sql/400_assets.sql; this module reads files and formats.
+The numbers come from sql/400-440 (asset view); this module reads files and formats.
 Imports are all or nothing and idempotent (a row already present is skipped).
 """
 
