@@ -480,6 +480,15 @@ def check_output(path: Path | None, flag: str) -> None:
         raise FifoError(f"{flag} {path}: not writable by this user")
 
 
+def to_stdout(text: str) -> None:
+    """Write text to stdout in 64 KiB pieces. One large write to a pipe whose reader has gone
+    (`| head -1`) comes back as a success on Python 3.11 (the first piece was taken), so the
+    command would end 0 with its output cut; pieces raise BrokenPipeError, which cli.main ends
+    with 141 like any command killed by SIGPIPE."""
+    for start in range(0, len(text), 65536):
+        sys.stdout.write(text[start:start + 65536])
+
+
 def write_output(path: Path, text: str, flag: str) -> None:
     try:
         path.write_text(text, encoding="utf-8")
@@ -568,7 +577,7 @@ def _cli_report(args, conn) -> int:
             write_output(args.output, text, "-o")
             print(f"wrote {kind.title.lower()} to {args.output}", file=sys.stderr)
         else:
-            sys.stdout.write(text)
+            to_stdout(text)
         for line in summary:
             print(line, file=sys.stderr)
     if args.chart or args.html:

@@ -10,7 +10,7 @@ from decimal import Decimal as D
 import pytest
 
 from fifo_db.cli import main
-from fifo_db.sample import SAPIEN_SELL, copy_rows, sapien_story
+from fifo_db.sample import SAPIEN_SELL, copy_rows, sapien_story, synthetic_rows
 from tests.helpers import add_trades
 
 
@@ -158,3 +158,20 @@ def test_a_version_out_of_range_is_refused_by_the_command_line(db, dsn, capsys):
         assert exit_.value.code == 2
         err = capsys.readouterr().err
         assert "argument --version: must be a whole number from 1 to 2147483647, got '99999999999'" in err
+
+
+def test_a_reader_that_goes_away_ends_the_report_with_141_and_no_traceback(db, dsn):
+    """`fifo-db report trades | head -1`: the pipe closes after one line; the command ends as
+    a shell's SIGPIPE would (141), with nothing on stderr, not a BrokenPipeError traceback."""
+    copy_rows(db, synthetic_rows(symbols=20, trades=3000, seed=11))
+    assert main(["--dsn", dsn, "compute", "--all-symbols"]) == 0
+    proc = subprocess.Popen([sys.executable, "-m", "fifo_db", "--dsn", dsn, "report", "trades",
+                             "--format", "csv"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = proc.stdout.readline()
+    proc.stdout.close()                                  # what `head -1` does after its line
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait(timeout=120) == 141, err
+    assert first.startswith(b"account,symbol,currency,order_id,"), first
+    assert err == "Realized P&L per sell: all symbols, all trades (UTC)\n"     # the range line only
