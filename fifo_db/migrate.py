@@ -77,5 +77,31 @@ def apply(conn: psycopg.Connection, directory: str) -> list[str]:
     backend = _SharedConnectionBackend(conn)
     backend.create_lock_table()
     todo = backend.to_apply(read_migrations(directory))
-    backend.apply_migrations(todo)
+    for migration in todo:                      # yoyo's apply_migrations, one at a time to name it
+        try:
+            backend.apply_migrations_only(todo.__class__([migration]))
+        except psycopg.errors.DependentObjectsStillExist as exc:
+            raise _blocked_drop(migration.id, exc) from None
+    backend.run_post_apply(todo)
     return [m.id for m in todo]
+
+
+def _blocked_drop(migration_id: str, exc: psycopg.errors.DependentObjectsStillExist) -> Exception:
+    """A migration's DROP stopped by an object fifo-db did not make (a user's view on a report
+    view): one line naming the migration, what it drops and what depends on it, and the way
+    to keep the user's object. Never PostgreSQL's hint, which says to drop it with CASCADE.
+    A migration that names the dependents itself (0014) raises the same SQLSTATE with its own
+    hint: that error passes through as it is."""
+    from fifo_db.errors import FifoError, from_db_error
+
+    diag = exc.diag
+    if "CASCADE" not in (diag.message_hint or ""):
+        return from_db_error(exc)
+    detail = "; ".join(line.strip() for line in (diag.message_detail or "").splitlines() if line.strip())
+    err = FifoError(
+        f"fifo-db migration {migration_id} re-creates fifo-db objects, and objects not made by fifo-db "
+        f"depend on them: {detail or diag.message_primary} (hint: save their definitions "
+        f"(pg_get_viewdef / pg_get_functiondef), drop them, install again (nothing was changed), "
+        f"then re-create them) [SQLSTATE {exc.sqlstate}]")
+    err.sqlstate = exc.sqlstate  # type: ignore[attr-defined]
+    return err

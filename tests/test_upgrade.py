@@ -105,3 +105,27 @@ def test_a_users_view_on_a_report_view_stops_0014_with_its_name_and_changes_noth
             assert conn.execute("SELECT count(*) FROM public.my_desk").fetchone()[0] == 0
     finally:
         db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_a_users_view_blocking_a_landed_migrations_drop_is_named_with_the_migration(db):
+    """The landed install (ce88bc8) upgrades through 0003, which drops fifo_trade_pnl to
+    re-create it. A view of the user's on it stops the install in one line naming the
+    migration and the view, never PostgreSQL's 'use DROP ... CASCADE', and nothing changes."""
+    name = f"fifo_upgrade_{uuid.uuid4().hex[:8]}"
+    db.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
+    try:
+        with psycopg.connect(db.info.dsn, dbname=name, autocommit=True) as conn:
+            install_landed(conn)
+            conn.execute("CREATE VIEW public.my_sells AS SELECT * FROM public.fifo_trade_pnl")
+            before = catalog(conn)
+            with pytest.raises(FifoError) as e:
+                install(conn)
+            assert str(e.value) == (
+                "fifo-db migration 0003.report-currency-and-long-term-rule re-creates fifo-db objects, and "
+                "objects not made by fifo-db depend on them: view public.my_sells depends on view public.fifo_trade_pnl "
+                "(hint: save their definitions (pg_get_viewdef / pg_get_functiondef), drop them, install "
+                "again (nothing was changed), then re-create them) [SQLSTATE 2BP01]")
+            assert "CASCADE" not in str(e.value)
+            assert catalog(conn) == before
+    finally:
+        db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
