@@ -16,7 +16,7 @@ import csv
 import io
 import sys
 from datetime import datetime, timezone
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import psycopg
@@ -27,7 +27,6 @@ from fifo_db.errors import FifoError
 
 PRICE_COLUMNS = ("asset", "currency", "price", "time")
 TRANSFER_COLUMNS = ("transfer_id", "asset", "from_account", "to_account", "quantity", "time")
-CENT = Decimal("0.01")
 
 
 def _number(text: str, what: str, line: int, path: Path) -> Decimal:
@@ -125,164 +124,120 @@ def warnings(conn: psycopg.Connection, run: dict) -> list[str]:
 
 
 # --- reports -------------------------------------------------------------------------------------
+# The money comes rounded from SQL (fifo_asset_form_8949, fifo_asset_position_totals: fifo._money,
+# docs/reports.md "Rounding"); the writers are fifo_db.report's, as for the pair view.
 
-TAX_HEADER = ("Description of property", "Date acquired", "Date sold or disposed of", "Proceeds",
-              "Cost or other basis", "Code(s) from instructions", "Amount of adjustment", "Gain or (loss)",
-              "Term", "Part", "Box", "No cost basis (oversold)", "Currency", "Wallet", "No price (left out)")
-
-
-def _cents(value: Decimal | None) -> Decimal | None:
-    return None if value is None else value.quantize(CENT, rounding=ROUND_HALF_UP)
-
-
-def _box(year: int, long: bool, reported: str) -> str:
-    """Form 8949 check box, as fifo._form_8949_box: G-L for digital assets from 2025, A-F before."""
-    letters = "ABCDEFGHIJKL"
-    return letters[(6 if year >= 2025 else 0) + (3 if long else 0) + {"basis": 0, "proceeds": 1}.get(reported, 2)]
+TAX_COLUMNS = (("wallet", "text"), ("part", "text"), ("box", "text"), ("description", "text"),
+               ("date_acquired", "date"), ("date_sold", "date"), ("proceeds", "money"), ("cost_basis", "money"),
+               ("gain_or_loss", "money"), ("no_basis", "bool"), ("unpriced", "bool"), ("currency", "text"))
+POSITION_COLUMNS = (("wallet", "text"), ("asset", "text"), ("lots", "int"), ("quantity", "qty"), ("price", "price"),
+                    ("price_at", "time"), ("cost_basis", "money"), ("market_value", "money"),
+                    ("unrealized", "money"), ("left_out", "int"), ("currency", "text"))
+TAX_ORDER = ('wallet, date_sold, disposed_at, disposal_id COLLATE "C", acquired_at NULLS LAST, '
+             'lot_id COLLATE "C"')
 
 
 def form_8949(conn: psycopg.Connection, start, end, reported: str, term: str | None) -> list[dict]:
-    """Asset-view Form 8949 rows: proceeds and cost rounded to cents once, gain = their difference;
-    an oversold row has no basis and counts its proceeds as gain (like the pair view's export);
-    an unpriced row has no proceeds and no gain."""
+    """Asset-view Form 8949 rows (fifo_asset_form_8949): per wallet, cents rounded once in SQL."""
     with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(
-            "SELECT * FROM fifo_asset_disposals WHERE (%(s)s::timestamptz IS NULL OR disposed_at >= %(s)s) "
-            "AND (%(e)s::timestamptz IS NULL OR disposed_at < %(e)s) "
-            "ORDER BY wallet, date_sold, disposed_at, disposal_id COLLATE \"C\", acquired_at NULLS LAST, "
-            "lot_id COLLATE \"C\"", {"s": start, "e": end}).fetchall()
-    out = []
-    for r in rows:
-        long = r["term"] == "long"
-        proceeds, cost = _cents(r["proceeds"]), _cents(r["cost_basis"])
-        gain = None if proceeds is None else proceeds - (cost or Decimal(0))
-        row = {"part": "II" if long else "I", "box": _box(r["date_sold"].year, long, reported),
-               "description": r["description"], "date_acquired": r["date_acquired"], "date_sold": r["date_sold"],
-               "proceeds": proceeds, "cost_basis": cost, "gain_or_loss": gain, "term": "long" if long else "short",
-               "no_basis": r["unmatched"], "unpriced": r["unpriced"], "currency": r["currency"],
-               "wallet": r["wallet"], "kind": r["kind"], "disposal_id": r["disposal_id"], "lot_id": r["lot_id"]}
-        if term is None or row["term"] == term:
-            out.append(row)
-    return out
+        rows = cur.execute(f"SELECT * FROM fifo_asset_form_8949(%s, %s, %s) ORDER BY {TAX_ORDER}",
+                           (start, end, reported)).fetchall()
+    return [r for r in rows if term is None or r["term"] == term]
 
 
-def _d(value) -> str:
-    return "" if value is None else str(value)
+def tax_summary(conn: psycopg.Connection, rows: list[dict], reported: str) -> list[str]:
+    """The stderr lines of `report tax --view asset`: per wallet, Part I / Part II totals of the rows
+    with a value (report.part_totals, as the pair view's); the unpriced rows named and left out."""
+    from fifo_db.report import money, part_totals
 
-
-def tax_csv(rows: list[dict]) -> str:
-    buf = io.StringIO()
-    w = SafeWriter(buf, lineterminator="\n")
-    w.writerow(TAX_HEADER)
-    for r in rows:
-        w.writerow([r["description"], r["date_acquired"].strftime("%m/%d/%Y") if r["date_acquired"] else "",
-                    r["date_sold"].strftime("%m/%d/%Y"), _d(r["proceeds"]), _d(r["cost_basis"]), "", "",
-                    _d(r["gain_or_loss"]), "Long-term" if r["term"] == "long" else "Short-term", r["part"], r["box"],
-                    "yes" if r["no_basis"] else "", r["currency"], r["wallet"], "yes" if r["unpriced"] else ""])
-    return buf.getvalue()
-
-
-def tax_table(rows: list[dict]) -> str:
-    cols = ("wallet", "part", "box", "description", "date_acquired", "date_sold", "proceeds", "cost_basis",
-            "gain_or_loss", "no_basis", "unpriced")
-    cells = [[c for c in cols]] + [[("yes" if r[c] else "") if c in ("no_basis", "unpriced") else _d(r[c])
-                                    for c in cols] for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
-    return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells) + "\n"
-
-
-def tax_summary(rows: list[dict]) -> list[str]:
-    lines = []
-    currency = rows[0]["currency"] if rows else ""
+    currency, rule = conn.execute("SELECT report_currency, long_term_rule FROM fifo_report_context()").fetchone()
+    years = sorted({r["tax_year"] for r in rows})
+    span = ", ".join(str(y) for y in years) if years else "no sales"
+    lines = [f"tax, asset view ({span}; {currency}; long-term rule {rule}; broker reported {reported}; "
+             f"{len({r['wallet'] for r in rows}):,} wallet(s))"]
     for wallet in sorted({r["wallet"] for r in rows}):
-        parts = []
-        for part, name in (("I", "short-term"), ("II", "long-term")):
-            mine = [r for r in rows if r["wallet"] == wallet and r["part"] == part and not r["unpriced"]]
-            parts.append(f"Part {part} ({name}): {len(mine):,} row(s), proceeds "
-                         f"{sum((r['proceeds'] for r in mine), Decimal(0))}, cost "
-                         f"{sum((r['cost_basis'] or Decimal(0) for r in mine), Decimal(0))}, gain "
-                         f"{sum((r['gain_or_loss'] for r in mine), Decimal(0))}")
-        lines.append(f"tax, asset view, wallet {wallet} ({currency}): " + "; ".join(parts))
+        lines.append(f"wallet {wallet}: " + part_totals([r for r in rows if r["wallet"] == wallet]))
+    oversold = [r for r in rows if r["no_basis"] and r["gain_or_loss"] is not None]
+    if oversold:
+        lines.append(f"{len(oversold):,} oversold row(s) with no cost basis are in Part I (column 'No cost basis'), "
+                     f"proceeds {money(sum((r['proceeds'] for r in oversold), Decimal(0)))}, counted as gain: "
+                     f"a missing buy or transfer in")
     unpriced = [r for r in rows if r["unpriced"]]
     if unpriced:
+        ids = sorted({r["disposal_id"] for r in unpriced})
         lines.append(f"warning: {len(unpriced):,} row(s) have no price (column 'No price'): left out of the totals "
-                     f"above, never valued at zero: " + ", ".join(sorted({r['disposal_id'] for r in unpriced})))
-    oversold = [r for r in rows if r["no_basis"]]
-    if oversold:
-        lines.append(f"warning: {len(oversold):,} oversold row(s) with no cost basis, proceeds counted as gain")
+                     f"above, never valued at zero: " + ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")
+                     + "; import prices with `fifo-db assets prices FILE.csv` or widen the price_window setting")
     return lines
 
 
-def positions(conn: psycopg.Connection, mark) -> tuple[str, list[str]]:
-    """Open lots marked to the latest price at or before `mark`: per (wallet, asset), per asset, total."""
+def position_rows(conn: psycopg.Connection, mark, places: int | None = 0) -> list[dict]:
+    """fifo_asset_position_totals(mark, places): per (wallet, asset), per asset ('(all)'), total."""
     with conn.cursor(row_factory=dict_row) as cur:
-        lots = cur.execute("SELECT * FROM fifo_asset_positions(%s)", (mark,)).fetchall()
-    groups: dict[tuple, dict] = {}
-    for lot in lots:
-        for key in ((lot["wallet"], lot["asset"]), ("(all)", lot["asset"]), ("(all)", "(total)")):
-            g = groups.setdefault(key, {"quantity": Decimal(0), "cost": Decimal(0), "value": Decimal(0),
-                                        "unrealized": Decimal(0), "lots": 0, "left_out": 0, "price": None,
-                                        "price_at": None})
-            g["lots"] += 1
-            if key[1] != "(total)":
-                g["quantity"] += lot["quantity"]
-                g["price"], g["price_at"] = lot["price"], lot["price_at"]
-            if lot["unrealized"] is None:
-                g["left_out"] += 1
-                continue
-            g["cost"] += lot["cost_basis"]
-            g["value"] += lot["market_value"]
-            g["unrealized"] += lot["unrealized"]
-    cols = ("wallet", "asset", "lots", "quantity", "price", "price_at", "cost_basis", "market_value",
-            "unrealized", "left_out")
-    order = sorted(groups, key=lambda k: (k[0] == "(all)", k[1] == "(total)", k[0], k[1]))
-    cells = [list(cols)]
-    for key in order:
-        g = groups[key]
-        total = key[1] == "(total)"
-        cells.append([key[0], key[1], str(g["lots"]), "" if total else str(g["quantity"].normalize()),
-                      "" if total or g["price"] is None else str(g["price"]),
-                      "" if total or g["price_at"] is None else g["price_at"].strftime("%Y-%m-%d %H:%M"),
-                      str(_cents(g["cost"])), str(_cents(g["value"])), str(_cents(g["unrealized"])),
-                      str(g["left_out"]) if g["left_out"] else ""])
-    widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
-    text = "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells) + "\n"
-    notes = []
-    left = sum(1 for lot in lots if lot["unrealized"] is None)
-    if left:
-        notes.append(f"warning: {left:,} open lot(s) have no mark price or no basis (column left_out): "
-                     f"left out of cost, market value and unrealized P&L, never valued at zero")
-    return text, notes
+        return cur.execute("SELECT * FROM fifo_asset_position_totals(%s, %s)", (mark, places)).fetchall()
+
+
+def position_notes(rows: list[dict]) -> list[str]:
+    total = next((r for r in rows if r["asset"] == "(total)"), None)
+    if total and total["left_out"]:
+        return [f"warning: {total['left_out']:,} open lot(s) have no mark price or no basis (column left_out): "
+                f"left out of cost, market value and unrealized P&L, never valued at zero"]
+    return []
+
+
+def scope_line(title: str, span: str, tz: str) -> str:
+    return f"{title} (asset view): all wallets, {span} ({tz})"
 
 
 def cli_report(args, conn, bounds) -> int:
-    """`report tax --view asset` and `report positions --mark [TIME]` (called from fifo_db.report)."""
+    """`report tax --view asset` and `report positions --mark [TIME]` (called from fifo_db.report):
+    recompute the asset view, then the scope line and warnings, and the rows through report's writers."""
+    from fifo_db import report
+
+    tz = conn.execute("SELECT current_setting('TimeZone')").fetchone()[0]
     run = compute(conn)
     for line in warnings(conn, run):
         print(line, file=sys.stderr)
     if args.kind == "tax":
-        rows = form_8949(conn, bounds.start, bounds.end, args.reported, args.term)
         fmt = args.format or "csv"
-        if fmt == "csv":
-            text = tax_csv(rows)
-        elif fmt == "json":
-            import json
-            text = json.dumps(rows, default=str, indent=1) + "\n"
+        rows = form_8949(conn, bounds.start, bounds.end, args.reported, args.term)
+        start, end = bounds.start, bounds.end
+        if start and end:
+            span = f"sold from {report._when(start)} to before {report._when(end)}"
+        elif start or end:
+            span = f"sold from {report._when(start)} on" if start else f"sold before {report._when(end)}"
         else:
-            text = tax_table(rows)
-        notes = tax_summary(rows)
+            span = "all disposals"
+        scope = scope_line("Form 8949 rows", span, tz)
+        if fmt == "csv":
+            text = report.tax_csv(rows, asset_view=True)
+        elif fmt == "json":
+            text = report.to_json(rows, rounded=True)
+        else:
+            text = scope + "\n" + report.table(TAX_COLUMNS, rows) + "\n"
+        notes = tax_summary(conn, rows, args.reported)
     elif args.kind == "positions":
+        fmt = args.format or "table"
         mark = None
         if args.mark not in (None, "now"):
-            from fifo_db.report import parse_bound
-            mark = parse_bound(conn, args.mark)
-        text, notes = positions(conn, mark)
+            mark = report.parse_bound(conn, args.mark)
+        places = args.round_places if fmt != "table" else 0
+        rows = position_rows(conn, mark, places)
+        scope = scope_line("Open lots marked to market", f"as of {report._when(mark)}" if mark else "as of now", tz)
+        if fmt == "csv":
+            text = report.to_csv([c for c, _ in POSITION_COLUMNS], rows, places is not None)
+        elif fmt == "json":
+            text = report.to_json(rows, places is not None)
+        else:
+            text = scope + "\n" + report.table(POSITION_COLUMNS, rows) + "\n"
+        notes = position_notes(rows)
     else:
         raise FifoError(f"report {args.kind}: the asset view has `report tax --view asset` and "
                         f"`report positions --mark [TIME]`")
+    if fmt != "table":
+        print(scope, file=sys.stderr)
     if args.output:
-        from fifo_db.report import write_output
-        write_output(args.output, text, "-o")
+        report.write_output(args.output, text, "-o")
     else:
         sys.stdout.write(text)
     for line in notes:

@@ -328,25 +328,72 @@ def test_csv_imports_and_the_asset_reports(db, dsn, capsys, tmp_path):
         "0.5 BTC,01/10/2024,03/01/2025,44992.50,20005.00,,,24987.50,Long-term,II,L,,USD,exchange,",
         "0.1 BTC,02/01/2024,03/01/2025,8998.50,4200.60,,,4797.90,Long-term,II,L,,USD,exchange,",
         "1 ETH,03/01/2024,03/05/2025,,3000.00,,,,Long-term,II,L,,USD,exchange,yes"]
-    assert "tax, asset view, wallet exchange (USD): Part I (short-term): 0 row(s), proceeds 0, cost 0, gain 0; " \
-           "Part II (long-term): 2 row(s), proceeds 53991.00, cost 24205.60, gain 29785.40" in err
-    assert "warning: 1 row(s) have no price" in err and "ethbtc2:base" in err
-    assert "warning: 2 leg(s) have no price" in err
+    legs = ("warning: 2 leg(s) have no price and are left out of every total (never valued at zero): ethbtc2:base: "
+            "no BTC or ETH price in USD within 1 day before 2025-03-05 10:00:00+00; ethbtc2:quote: no BTC or ETH "
+            "price in USD within 1 day before 2025-03-05 10:00:00+00; import prices with `fifo-db assets prices "
+            "FILE.csv` or widen the price_window setting\n")
+    summary = ("tax, asset view (2025; USD; long-term rule anniversary; broker reported none; 1 wallet(s))\n"
+               "wallet exchange: Part I (short-term, box -): 0 row(s), proceeds 0.00, cost 0.00, gain 0.00; "
+               "Part II (long-term, box L): 2 row(s), proceeds 53,991.00, cost 24,205.60, gain 29,785.40\n"
+               "warning: 1 row(s) have no price (column 'No price'): left out of the totals above, never valued "
+               "at zero: ethbtc2:base; import prices with `fifo-db assets prices FILE.csv` or widen the "
+               "price_window setting\n")
+    scope = "Form 8949 rows (asset view): all wallets, sold from 2025-01-01 to before 2026-01-01 (UTC)\n"
+    assert err == legs + scope + summary
+    # the table: the scope line first, money as the pair view's tables show it
+    rc, out, err = cli(dsn, capsys, "report", "tax", "--view", "asset", "--year", "2025", "--format", "table")
+    assert (rc, err) == (0, legs + summary)
+    assert out == scope + (
+        "wallet    part  box  description  date_acquired  date_sold    proceeds  cost_basis  gain_or_loss  "
+        "no_basis  unpriced  currency\n"
+        "--------  ----  ---  -----------  -------------  ----------  ---------  ----------  ------------  "
+        "--------  --------  --------\n"
+        "exchange  II    L    0.5 BTC      2024-01-10     2025-03-01  44,992.50   20,005.00     24,987.50  "
+        "no        no        USD\n"
+        "exchange  II    L    0.1 BTC      2024-02-01     2025-03-01   8,998.50    4,200.60      4,797.90  "
+        "no        no        USD\n"
+        "exchange  II    L    1 ETH        2024-03-01     2025-03-05               3,000.00                "
+        "no        yes       USD\n")
 
     rc, out, err = cli(dsn, capsys, "report", "positions", "--mark", "2025-07-01")
-    assert rc == 0
-    table = [line.split() for line in out.splitlines()]
-    assert table[0] == ["wallet", "asset", "lots", "quantity", "price", "price_at", "cost_basis", "market_value",
-                        "unrealized", "left_out"]
-    rows = {(r[0], r[1]): r[2:] for r in table[1:]}
-    # cold: 0.7 BTC at 95000 = 66500, basis 28406.20
-    assert rows[("cold", "BTC")] == ["2", "0.7", "95000", "2025-06-30", "00:00", "28406.20", "66500.00", "38093.80"]
-    # exchange BTC: four lots (0.5899 BTC); ethbtc2's unpriced 0.04 BTC has no basis and is left out of the
-    # money: 0.5499 * 95000 = 52240.50 against a basis of 32396.9994
-    assert rows[("exchange", "BTC")] == ["4", "0.5899", "95000", "2025-06-30", "00:00", "32397.00", "52240.50",
-                                         "19843.50", "1"]
-    assert rows[("(all)", "(total)")][-1] == "1"
-    assert "warning: 1 open lot(s) have no mark price or no basis" in err
+    mark = "Open lots marked to market (asset view): all wallets, as of 2025-07-01 (UTC)\n"
+    left = ("warning: 1 open lot(s) have no mark price or no basis (column left_out): left out of cost, market "
+            "value and unrealized P&L, never valued at zero\n")
+    assert (rc, err) == (0, legs + left)
+    # cold: 0.7 BTC at 95000 = 66500, basis 28406.20. exchange BTC: four lots (0.5899 BTC); ethbtc2's
+    # unpriced 0.04 BTC has no basis and is left out of the money: 0.5499 * 95000 = 52240.50 against a
+    # basis of 32396.9994 (each lot rounded to cents once, then added up: 32,397.00)
+    assert out == mark + (
+        "wallet    asset    lots  quantity  price  price_at          cost_basis  market_value  unrealized  "
+        "left_out  currency\n"
+        "--------  -------  ----  --------  -----  ----------------  ----------  ------------  ----------  "
+        "--------  --------\n"
+        "cold      BTC         2       0.7  95000  2025-06-30 00:00   28,406.20     66,500.00   38,093.80         "
+        "0  USD\n"
+        "exchange  BNB         1     0.985    600  2025-06-30 00:00      246.25        591.00      344.75         "
+        "0  USD\n"
+        "exchange  BTC         4    0.5899  95000  2025-06-30 00:00   32,397.00     52,240.50   19,843.50         "
+        "1  USD\n"
+        "exchange  ETH         1         4   2500  2025-06-30 00:00   12,000.00     10,000.00   -2,000.00         "
+        "0  USD\n"
+        "(all)     BNB         1     0.985    600  2025-06-30 00:00      246.25        591.00      344.75         "
+        "0  USD\n"
+        "(all)     BTC         6    1.2899  95000  2025-06-30 00:00   60,803.20    118,740.50   57,937.30         "
+        "1  USD\n"
+        "(all)     ETH         1         4   2500  2025-06-30 00:00   12,000.00     10,000.00   -2,000.00         "
+        "0  USD\n"
+        "(all)     (total)     8                                      73,049.45    129,331.50   56,282.05         "
+        "1  USD\n")
+    # csv: exact by default, --round N as the pair view's reports (never below the currency's places)
+    rc, out, err = cli(dsn, capsys, "report", "positions", "--mark", "2025-07-01", "--format", "csv")
+    assert (rc, err) == (0, legs + mark + left)
+    assert out.splitlines()[3] == "exchange,BTC,4,0.5899,95000,2025-06-30T00:00:00+00:00,32396.9994,52240.5," \
+                                  "19843.5006,1,USD"
+    rc, out, err = cli(dsn, capsys, "report", "positions", "--mark", "2025-07-01", "--format", "csv", "--round", "0")
+    assert out.splitlines()[3] == "exchange,BTC,4,0.5899,95000,2025-06-30T00:00:00+00:00,32397.00,52240.50," \
+                                  "19843.50,1,USD"
+    rc, out, err = cli(dsn, capsys, "report", "positions", "--mark", "2025-07-01", "--format", "csv", "--round", "3")
+    assert out.splitlines()[-1] == "(all),(total),8,,,,73049.449,129331.500,56282.051,1,USD"
     # what does not apply is refused in one line
     rc, _, err = cli(dsn, capsys, "report", "tax", "--view", "asset", "--symbol", "BTC-USD")
     assert (rc, err) == (1, "fifo-db: error: report: --symbol, --chart and --html are the pair view's; the asset "
@@ -418,3 +465,53 @@ def test_runs_are_kept_to_the_last_100(db):
         last = db.execute("SELECT run_id FROM compute_fifo_assets()").fetchone()[0]
     assert db.execute("SELECT count(*), min(run_id), max(run_id) FROM fifo.asset_runs").fetchone() == \
         (100, last - 99, last)
+
+
+def test_asset_form_8949_flags_unpriced_and_oversold_rows(db, dsn, capsys):
+    """fifo_asset_form_8949: cents once (fifo._money), gain from the rounded figures; a row whose
+    proceeds or whose lot's basis has no price is unpriced (no gain, left out of the totals, named);
+    an oversold part has no basis and counts its proceeds as gain in Part I."""
+    add_trades(db, [
+        {"order_id": "b1", "account": "w", "symbol": "BTC-USD", "side": "buy", "size": 1, "price": "30000.004",
+         "order_time": "2024-01-01 10:00"},
+        # no BTC or ETH price within a day: the ETH lot has no basis, the BTC disposal no proceeds
+        {"order_id": "x1", "account": "w", "symbol": "ETH-BTC", "side": "buy", "size": 10, "price": "0.05",
+         "order_time": "2024-06-01 10:00"},
+        {"order_id": "e1", "account": "w", "symbol": "ETH-USD", "side": "sell", "size": 10, "price": 3000,
+         "order_time": "2024-07-01 10:00"},
+        # 1 BTC sold, 0.5 held: half of it has no basis
+        {"order_id": "s1", "account": "w", "symbol": "BTC-USD", "side": "sell", "size": 1, "price": "60000.01",
+         "order_time": "2024-08-01 10:00"},
+    ])
+    db.execute("SELECT compute_fifo_assets()")
+    rows = db.execute(
+        "SELECT part, box, description, date_acquired::text, proceeds::text, cost_basis::text, gain_or_loss::text, "
+        "no_basis, unpriced, disposal_id FROM fifo_asset_form_8949() "
+        "ORDER BY wallet, disposed_at, disposal_id, acquired_at NULLS LAST").fetchall()
+    assert rows == [
+        # 0.5 BTC for ETH, no price: proceeds NULL, basis known (15000.002 -> 15000.00), no gain
+        ("I", "C", "0.5 BTC", "2024-01-01", None, "15000.00", None, False, True, "x1:quote"),
+        # the ETH sold for USD has a lot with no basis: unpriced too
+        ("I", "C", "10 ETH", "2024-06-01", "30000.00", None, None, False, True, "e1:base"),
+        # 0.5 BTC held: 30000.005 -> 30000.01 (half away from zero), basis 15000.002 -> 15000.00
+        ("I", "C", "0.5 BTC", "2024-01-01", "30000.01", "15000.00", "15000.01", False, False, "s1:base"),
+        # the oversold half: no basis, proceeds (30000.005 too: each row rounded once, as the pair view's)
+        # counted as gain, Part I
+        ("I", "C", "0.5 BTC", None, "30000.01", None, "30000.01", True, False, "s1:base"),
+    ]
+    rc, out, err = cli(dsn, capsys, "report", "tax", "--view", "asset")
+    assert rc == 0
+    assert out.splitlines()[1:] == [
+        "0.5 BTC,01/01/2024,06/01/2024,,15000.00,,,,Short-term,I,C,,USD,w,yes",
+        "10 ETH,06/01/2024,07/01/2024,30000.00,,,,,Short-term,I,C,,USD,w,yes",
+        "0.5 BTC,01/01/2024,08/01/2024,30000.01,15000.00,,,15000.01,Short-term,I,C,,USD,w,",
+        "0.5 BTC,,08/01/2024,30000.01,,,,30000.01,Short-term,I,C,yes,USD,w,"]
+    assert err.splitlines()[-5:] == [
+        "Form 8949 rows (asset view): all wallets, all disposals (UTC)",
+        "tax, asset view (2024; USD; long-term rule anniversary; broker reported none; 1 wallet(s))",
+        "wallet w: Part I (short-term, box C): 2 row(s), proceeds 60,000.02, cost 15,000.00, gain 45,000.02; "
+        "Part II (long-term, box -): 0 row(s), proceeds 0.00, cost 0.00, gain 0.00",
+        "1 oversold row(s) with no cost basis are in Part I (column 'No cost basis'), proceeds 30,000.01, counted "
+        "as gain: a missing buy or transfer in",
+        "warning: 2 row(s) have no price (column 'No price'): left out of the totals above, never valued at zero: "
+        "e1:base, x1:quote; import prices with `fifo-db assets prices FILE.csv` or widen the price_window setting"]
