@@ -12,91 +12,219 @@ Imports are all or nothing and idempotent (a row already present is skipped).
 
 from __future__ import annotations
 
-import csv
-import io
 import sys
-from datetime import datetime, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 
 import psycopg
 from psycopg.rows import dict_row
 
-from fifo_db.csvsafe import SafeWriter
+from fifo_db import importer
 from fifo_db.errors import FifoError
 
 PRICE_COLUMNS = ("asset", "currency", "price", "time")
+PRICE_OPTIONAL = ("source",)
 TRANSFER_COLUMNS = ("transfer_id", "asset", "from_account", "to_account", "quantity", "time")
+TRANSFER_OPTIONAL = ("fee",)
+
+# --- imports: set-based ------------------------------------------------------------------------
+# The file goes to the server through COPY into the trade importer's staging table (every
+# column text, one line number per record: importer._stage), after importer.scan's bounds
+# (line length, field length, NUL, UTF-8). Then, in one transaction, one statement finds every
+# bad row (each field's problem named with its value), a second the conflicts (a key twice in
+# the file with other values, or already stored with other values), and one
+# INSERT ... SELECT ... ON CONFLICT DO NOTHING loads the rest. The first bad line is the error,
+# one line naming line, field and value; nothing is imported.
+
+# YYYY-MM-DD, optionally a clock, optionally a zone (without one: UTC, the transaction's TimeZone)
+_WHEN = (r"^[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
+         r"(?:[Tt ](?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:\.[0-9]+)?)?)?"
+         r"(?:\s*(?:[Zz]|[+-](?:0[0-9]|1[0-5])(?::?[0-5][0-9])?|UTC|GMT))?$")
+_CODE = "^[A-Za-z0-9]{1,16}$"
+_TRIM = "E' \\t\\r\\n'"
 
 
-def _number(text: str, what: str, line: int, path: Path) -> Decimal:
-    try:
-        value = Decimal(text.strip())
-    except InvalidOperation:
-        raise FifoError(f"{path}: line {line}: {what} {text!r} is not a number") from None
-    if not value.is_finite():
-        raise FifoError(f"{path}: line {line}: {what} {text!r} is not a finite number")
-    return value
+def _check_missing(col: str) -> str:
+    return f"WHEN r.{col} IS NULL THEN '{col} is missing'"
 
 
-def _time(text: str, line: int, path: Path) -> datetime:
-    try:
-        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise FifoError(f"{path}: line {line}: time {text!r} is not an ISO 8601 time "
-                        f"(e.g. 2025-03-01 10:00:00+00:00)") from None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)   # no zone: UTC
+def _check_code(col: str) -> str:
+    return (f"CASE {_check_missing(col)} WHEN r.{col} !~ '{_CODE}' THEN format('{col} %s is not an asset or "
+            f"currency code (1 to 16 letters and digits)', {_q(col)}) END")
 
 
-def _rows(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict]]:
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise FifoError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    reader = csv.DictReader(io.StringIO(text))
-    header = [h.strip().lower() for h in (reader.fieldnames or [])]
+def _check_number(col: str, rule: str, optional: bool = False) -> str:
+    cond, text = {"positive": ("<= 0", "must be positive"), "not negative": ("< 0", "must not be negative")}[rule]
+    return (f"CASE {'WHEN false THEN NULL' if optional else _check_missing(col)} "
+            f"WHEN r.{col} !~ {_lit(importer._NUMBER)} THEN format('{col} %s is not a number', {_q(col)}) "
+            f"WHEN abs(r.{col}::numeric) >= 1e{importer.NUMBER_DIGITS} OR scale(r.{col}::numeric) > "
+            f"{importer.NUMBER_DIGITS} THEN format('{col} %s has more than {importer.NUMBER_DIGITS} digits before or "
+            f"after the decimal point', {_q(col)}) "
+            f"WHEN r.{col}::numeric {cond} THEN format('{col} %s {text}', {_q(col)}) END")
+
+
+def _check_time(col: str) -> str:
+    return (f"CASE {_check_missing(col)} "
+            f"WHEN r.{col} !~ {_lit(_WHEN)} OR substr(r.{col}, 1, 4) = '0000' "
+            f"  OR substr(r.{col}, 9, 2)::int > extract(day from make_date(substr(r.{col}, 1, 4)::int, "
+            f"     substr(r.{col}, 6, 2)::int, 1) + interval '1 month - 1 day') "
+            f"THEN format('{col} %s is not an ISO 8601 date or time: use 2025-03-01, 2025-03-01 10:00:00+00:00 "
+            f"or 2025-03-01T10:00:00Z (without a zone: UTC)', {_q(col)}) "
+            f"WHEN r.{col}::timestamptz < '1970-01-01 00:00+00' OR r.{col}::timestamptz >= '2200-01-01 00:00+00' "
+            f"THEN format('{col} %s is outside 1970-01-01..2200-01-01 (UTC)', {_q(col)}) END")
+
+
+def _check_text(col: str, pattern: str, what: str) -> str:
+    what = what.replace("'", "''")
+    return f"CASE {_check_missing(col)} WHEN r.{col} !~ {_lit(pattern)} THEN format('{col} %s {what}', {_q(col)}) END"
+
+
+def _q(col: str) -> str:
+    return importer._shown(f"r.{col}")
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _stage_values(cur, path: Path, required: tuple[str, ...], optional: tuple[str, ...]) -> None:
+    """COPY the file into pg_temp.fifo_import_stage, then pg_temp.fifo_asset_import_rows: the line and
+    each known column trimmed (absent optional column: NULL), text. Refuses a header without the
+    required columns or naming one twice, before anything is sent."""
+    header = importer.read_header(path)
+    dupes = sorted({h for h in header if header.count(h) > 1})
+    if dupes:
+        raise FifoError(f"{path}: line 1: column(s) {', '.join(dupes)} appear more than once")
     missing = [c for c in required if c not in header]
     if missing:
-        raise FifoError(f"{path}: missing column(s) {', '.join(missing)}; the header must name "
-                        f"{','.join(required)}")
-    reader.fieldnames = header
-    return [(i + 2, {k: (v or "").strip() for k, v in r.items() if k}) for i, r in enumerate(reader)]
+        raise FifoError(f"{path}: line 1: missing column(s) {', '.join(missing)}; the header must name "
+                        f"{','.join(required)}" + (f" (optional: {','.join(optional)})" if optional else ""))
+    importer.scan(path, header)
+    importer._stage(cur, path, header)
+    cols = ", ".join(f"nullif(btrim(s.{sql_ident(c)}, {_TRIM}), '') AS {c}" if c in header else f"NULL::text AS {c}"
+                     for c in required + optional)
+    cur.execute(f"CREATE TEMP TABLE fifo_asset_import_rows ON COMMIT DROP AS "
+                f"SELECT s.line, {cols} FROM pg_temp.fifo_import_stage s")
+
+
+def sql_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _run_import(conn: psycopg.Connection, path: Path, load) -> tuple[int, int]:
+    """load(cur) in one transaction (TimeZone UTC: a time without a zone is UTC); a record with the
+    wrong number of fields is named by its line (PostgreSQL's COPY context), as the trade importer does."""
+    import re
+
+    from fifo_db.errors import from_db_error
+
+    try:
+        with conn.transaction(), conn.cursor() as cur:
+            cur.execute("SET LOCAL TimeZone = 'UTC'")
+            return load(cur)
+    except psycopg.errors.BadCopyFileFormat as exc:
+        where = re.search(r"line (\d+)", exc.diag.context or "")
+        line = f"line {where.group(1)}: " if where else ""
+        raise FifoError(f"{path}: {line}{exc.diag.message_primary}; nothing was imported") from None
+    except psycopg.Error as exc:
+        raise from_db_error(exc) from None
+
+
+def _first_problem(cur, path: Path, checks: list[str], conflicts: str) -> None:
+    """Raise the first bad line (field checks, then conflicts) as one line; nothing is imported."""
+    row = cur.execute(f"""
+        SELECT x.line, x.problems, count(*) OVER ()
+        FROM (SELECT r.line, nullif(concat_ws('; ', {', '.join(checks)}), '') AS problems
+              FROM pg_temp.fifo_asset_import_rows r) x
+        WHERE x.problems IS NOT NULL ORDER BY x.line LIMIT 1""").fetchone()
+    if row is None:
+        row = cur.execute(f"SELECT c.line, c.problem, count(*) OVER () FROM ({conflicts}) c "
+                          f"ORDER BY c.line LIMIT 1").fetchone()
+    if row is not None:
+        line, problem, n = row
+        more = f" ({n - 1:,} more bad line(s) after it)" if n > 1 else ""
+        raise FifoError(f"{path}: line {line}: {problem}; nothing was imported{more}")
 
 
 def import_prices(conn: psycopg.Connection, path: Path) -> tuple[int, int]:
-    """Load prices; returns (rows read, rows inserted)."""
-    rows = []
-    for line, r in _rows(path, PRICE_COLUMNS):
-        price = _number(r["price"], "price", line, path)
-        if price < 0:
-            raise FifoError(f"{path}: line {line}: price {r['price']} is negative")
-        rows.append((r["asset"], r["currency"], price, _time(r["time"], line, path), r.get("source") or "import"))
-    with conn.transaction(), conn.cursor() as cur:
-        inserted = 0
-        for row in rows:
-            cur.execute("INSERT INTO fifo.prices (asset, currency, price, at, source) VALUES (%s, %s, %s, %s, %s) "
-                        "ON CONFLICT DO NOTHING", row)
-            inserted += cur.rowcount
-    return len(rows), inserted
+    """Load prices (set-based; all or nothing); returns (rows read, rows inserted). A row already
+    stored with the same price is skipped; one stored with another price is refused."""
+    path = Path(path)
+    checks = [_check_code("asset"), _check_code("currency"), _check_number("price", "not negative"),
+              _check_time("time")]
+    typed = """SELECT r.line, r.asset, r.currency, r.price::numeric AS price, r.time::timestamptz AS at,
+                      coalesce(r.source, 'import') AS source
+               FROM pg_temp.fifo_asset_import_rows r"""
+    conflicts = f"""
+        SELECT t.line, format('the price of %s in %s at %s (source %s) is %s here but %s on line %s',
+                              t.asset, t.currency, t.at, t.source, t.price, o.price, o.line) AS problem
+        FROM ({typed}) t
+        JOIN ({typed}) o ON (o.asset, o.currency, o.at, o.source) = (t.asset, t.currency, t.at, t.source)
+                        AND o.line < t.line AND o.price <> t.price
+        UNION ALL
+        SELECT t.line, format('the price of %s in %s at %s (source %s) is stored as %s, not %s: an import never '
+                              'changes a stored price', t.asset, t.currency, t.at, t.source, p.price, t.price)
+        FROM ({typed}) t
+        JOIN fifo.prices p ON (p.asset, p.currency, p.at, p.source) = (t.asset, t.currency, t.at, t.source)
+                          AND p.price <> t.price"""
+
+    def load(cur):
+        _stage_values(cur, path, PRICE_COLUMNS, PRICE_OPTIONAL)
+        _first_problem(cur, path, checks, conflicts)
+        cur.execute(f"""INSERT INTO fifo.prices (asset, currency, price, at, source)
+                        SELECT t.asset, t.currency, t.price, t.at, t.source FROM ({typed}) t ORDER BY t.line
+                        ON CONFLICT DO NOTHING""")
+        inserted = cur.rowcount
+        read = cur.execute("SELECT count(*) FROM pg_temp.fifo_asset_import_rows").fetchone()[0]
+        return read, inserted
+
+    return _run_import(conn, path, load)
 
 
 def import_transfers(conn: psycopg.Connection, path: Path) -> tuple[int, int]:
-    """Load transfers; returns (rows read, rows inserted). A transfer id already present is skipped."""
-    rows = []
-    for line, r in _rows(path, TRANSFER_COLUMNS):
-        quantity = _number(r["quantity"], "quantity", line, path)
-        fee = _number(r.get("fee") or "0", "fee", line, path)
-        if quantity <= 0 or fee < 0:
-            raise FifoError(f"{path}: line {line}: quantity must be > 0 and fee >= 0")
-        rows.append((r["transfer_id"], r["asset"], r["from_account"], r["to_account"], quantity, fee,
-                     _time(r["time"], line, path)))
-    with conn.transaction(), conn.cursor() as cur:
-        inserted = 0
-        for row in rows:
-            cur.execute("INSERT INTO fifo.transfers (transfer_id, asset, from_account, to_account, quantity, fee, at) "
-                        "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (transfer_id) DO NOTHING", row)
-            inserted += cur.rowcount
-    return len(rows), inserted
+    """Load transfers (set-based; all or nothing); returns (rows read, rows inserted). A transfer_id
+    already stored with the same data is skipped; with other data it is refused."""
+    path = Path(path)
+    account = "^[^[:space:]](.*[^[:space:]])?$"
+    checks = [_check_text("transfer_id", "^[^[:space:]/]([^/]*[^[:space:]/])?$", "must not contain '/'"),
+              _check_code("asset"),
+              _check_text("from_account", account, "must not begin or end with a space"),
+              _check_text("to_account", account, "must not begin or end with a space"),
+              "CASE WHEN r.from_account = r.to_account THEN format('from_account and to_account are both %s: "
+              "a transfer is between two wallets', " + _q("from_account") + ") END",
+              _check_number("quantity", "positive"), _check_number("fee", "not negative", optional=True),
+              _check_time("time")]
+    typed = """SELECT r.line, r.transfer_id, r.asset, r.from_account, r.to_account, r.quantity::numeric AS quantity,
+                      coalesce(r.fee, '0')::numeric AS fee, r.time::timestamptz AS at
+               FROM pg_temp.fifo_asset_import_rows r"""
+    conflicts = f"""
+        SELECT t.line, format('transfer_id %s is on line %s too, with other values', t.transfer_id, o.line)
+                           AS problem
+        FROM ({typed}) t
+        JOIN ({typed}) o ON o.transfer_id = t.transfer_id AND o.line < t.line
+                        AND (o.asset, o.from_account, o.to_account, o.quantity, o.fee, o.at)
+                            IS DISTINCT FROM (t.asset, t.from_account, t.to_account, t.quantity, t.fee, t.at)
+        UNION ALL
+        SELECT t.line, format('transfer_id %s is stored with other values (%s %s %s -> %s, fee %s, at %s): an import '
+                              'never changes a stored transfer', t.transfer_id, x.quantity, x.asset,
+                              x.from_account, x.to_account, x.fee, x.at)
+        FROM ({typed}) t
+        JOIN fifo.transfers x ON x.transfer_id = t.transfer_id
+                             AND (x.asset, x.from_account, x.to_account, x.quantity, x.fee, x.at)
+                                 IS DISTINCT FROM (t.asset, t.from_account, t.to_account, t.quantity, t.fee, t.at)"""
+
+    def load(cur):
+        _stage_values(cur, path, TRANSFER_COLUMNS, TRANSFER_OPTIONAL)
+        _first_problem(cur, path, checks, conflicts)
+        cur.execute(f"""INSERT INTO fifo.transfers (transfer_id, asset, from_account, to_account, quantity, fee, at)
+                        SELECT t.transfer_id, t.asset, t.from_account, t.to_account, t.quantity, t.fee, t.at
+                        FROM ({typed}) t ORDER BY t.line
+                        ON CONFLICT (transfer_id) DO NOTHING""")
+        inserted = cur.rowcount
+        read = cur.execute("SELECT count(*) FROM pg_temp.fifo_asset_import_rows").fetchone()[0]
+        return read, inserted
+
+    return _run_import(conn, path, load)
 
 
 def compute(conn: psycopg.Connection) -> dict:

@@ -318,7 +318,7 @@ def test_csv_imports_and_the_asset_reports(db, dsn, capsys, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("asset,currency,price,time\nBTC,USD,lots,2025-01-01\n")
     rc, _, err = cli(dsn, capsys, "assets", "prices", str(bad))
-    assert (rc, err) == (1, f"fifo-db: error: {bad}: line 2: price 'lots' is not a number\n")
+    assert (rc, err) == (1, f"fifo-db: error: {bad}: line 2: price 'lots' is not a number; nothing was imported\n")
 
     rc, out, err = cli(dsn, capsys, "report", "tax", "--view", "asset", "--year", "2025")
     assert rc == 0
