@@ -438,8 +438,14 @@ def reference_rows(conn: psycopg.Connection) -> list:
         "SELECT transfer_id, asset, from_account, to_account, quantity, fee, at FROM fifo.transfers")]
     prices = [ar.PriceIn(*r) for r in conn.execute("SELECT asset, currency, price, at, source FROM fifo.prices")]
     window = conn.execute("SELECT %s::interval", (settings["price_window"],)).fetchone()[0]
+    transition = None
+    if settings["tax_pooling"] == "universal-until-2025":
+        from datetime import datetime
+        from zoneinfo import ZoneInfo
+
+        transition = datetime(2025, 1, 1, tzinfo=ZoneInfo(settings["report_timezone"]))
     return ar.compute(trades, transfers, prices, fiat=fiat, pooling=settings["tax_pooling"], window=window,
-                      symbol_map=settings["symbol_map"])
+                      symbol_map=settings["symbol_map"], transition=transition)
 
 
 def stored_rows(conn: psycopg.Connection) -> list:

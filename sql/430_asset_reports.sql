@@ -48,7 +48,10 @@ CREATE OR REPLACE VIEW public.fifo_asset_transfers AS SELECT * FROM public.fifo_
 
 -- public.fifo_asset_open_lots: what is still held, lot by lot (pieces of
 -- transferred lots in their new wallet), with the basis left on each (exact:
--- the lot's basis less the telescoped shares of its disposals).
+-- the lot's basis less the telescoped shares of its disposals). Under
+-- universal-until-2025 a universal lot's units the 2025 allocation gave to
+-- wallets are held there (sql/415), not in the universal pool: only what it
+-- allocated to no wallet stays open in '*'.
 CREATE OR REPLACE FUNCTION public.fifo_asset_open_lots()
 RETURNS TABLE (wallet text, asset text, lot_id text, acquired_at timestamptz, quantity numeric,
                cost_basis numeric, unpriced boolean)
@@ -61,10 +64,16 @@ AS $$
            l.basis - coalesce(u.basis, 0) AS cost_basis,
            l.basis IS NULL AS unpriced
     FROM fifo.asset_lots l
-    LEFT JOIN (SELECT a.wallet, a.asset, a.lot_id, sum(a.quantity) AS used, sum(a.cost_basis) AS basis
-               FROM fifo.asset_allocations a
-               WHERE a.lot_id IS NOT NULL
-               GROUP BY a.wallet, a.asset, a.lot_id) u
+    LEFT JOIN (SELECT x.wallet, x.asset, x.lot_id, sum(x.quantity) AS used, sum(x.cost_basis) AS basis
+               FROM (SELECT a.wallet, a.asset, a.lot_id, a.quantity, a.cost_basis
+                     FROM fifo.asset_allocations a
+                     WHERE a.lot_id IS NOT NULL
+                     UNION ALL
+                     SELECT '*', p.asset, left(p.lot_id, -length(fifo._asset_transition_marker()) - 1), p.quantity,
+                            p.basis
+                     FROM fifo.asset_pieces p
+                     WHERE p.transfer_id LIKE fifo._asset_transition_marker() || ' %') x
+               GROUP BY x.wallet, x.asset, x.lot_id) u
       ON u.wallet = l.wallet AND u.asset = l.asset AND u.lot_id = l.lot_id
     WHERE l.quantity > coalesce(u.used, 0)
 $$;

@@ -228,8 +228,8 @@ def reference(db) -> list[ar.Row]:
 SYMBOLS = ["BTC-USD", "ETH-USD", "ETH-BTC", "BTC-USDT", "BNB-USD", "SOL-ETH"]
 
 
-def random_world(db, rng: random.Random, n: int) -> None:
-    base = ts("2024-01-01 00:00")
+def random_world(db, rng: random.Random, n: int, start: str = "2024-01-01 00:00") -> None:
+    base = ts(start)
     accounts = ["A", "B", "C"]
 
     def when():   # coarse times, so ties between trades, transfers and prices happen
@@ -515,3 +515,84 @@ def test_asset_form_8949_flags_unpriced_and_oversold_rows(db, dsn, capsys):
         "as gain: a missing buy or transfer in",
         "warning: 2 row(s) have no price (column 'No price'): left out of the totals above, never valued at zero: "
         "e1:base, x1:quote; import prices with `fifo-db assets prices FILE.csv` or widen the price_window setting"]
+
+
+T25 = "2025-01-01 00:00"
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_worlds_across_the_2025_transition_agree_with_the_reference(db, seed):
+    """tax_pooling = 'universal-until-2025' (rule 10a) on worlds from 2024-12-24 to 2025-01-08."""
+    rng = random.Random(100 + seed)
+    db.execute("SELECT fifo_set_setting('tax_pooling', 'universal-until-2025')")
+    db.execute("SELECT fifo_set_setting('price_window', '3 days')")
+    random_world(db, rng, 60, start="2024-12-24 00:00")
+    db.execute("SELECT compute_fifo_assets()")
+    got = computed(db)
+    assert got == reference(db)
+    # the allocation ran: pieces marked with it, in wallets, and transfers after it moved lots
+    assert any(r.lot_id and "/!rp2024-28" in r.lot_id and r.wallet != "*" for r in got)
+    assert all(r.wallet == "*" for r in got if r.disposed_at < ts(T25))
+    assert all(r.wallet != "*" for r in got if r.disposed_at >= ts(T25))
+
+
+def test_the_2025_transition_worked_by_hand(db):
+    """Universal pools through 2024, then the unused basis allocated to wallets as held on
+    2025-01-01 (earliest lots to wallets in name order: cold, exchange, kraken), then wallets."""
+    db.execute("SELECT fifo_set_setting('tax_pooling', 'universal-until-2025')")
+    X, K = "exchange", "kraken"
+    add_trades(db, [
+        {"order_id": "a", "account": X, "symbol": "BTC-USD", "side": "buy", "size": 1, "price": 20000,
+         "order_time": "2023-01-10 10:00"},
+        {"order_id": "b", "account": K, "symbol": "BTC-USD", "side": "buy", "size": 1, "price": 25000,
+         "order_time": "2023-03-01 10:00"},
+        {"order_id": "c", "account": X, "symbol": "BTC-USD", "side": "buy", "size": 1, "price": 40000,
+         "order_time": "2024-02-01 10:00"},
+        # 2024, universal: kraken's sale takes the earliest lot of all, a (in the exchange)
+        {"order_id": "s1", "account": K, "symbol": "BTC-USD", "side": "sell", "size": "0.5", "price": 60000,
+         "order_time": "2024-06-01 10:00"},
+        {"order_id": "s2", "account": K, "symbol": "BTC-USD", "side": "sell", "size": "0.5", "price": 90000,
+         "order_time": "2025-03-01 10:00"},
+        {"order_id": "s3", "account": X, "symbol": "BTC-USD", "side": "sell", "size": "1.2", "price": 100000,
+         "order_time": "2025-05-01 10:00"},
+    ])
+    add_transfers(db, [
+        # 2024: moves nothing (one pool), but the cold wallet holds 1.5 BTC on 2025-01-01
+        {"transfer_id": "t1", "asset": "BTC", "from": X, "to": C, "quantity": "1.5", "at": "2024-03-01 10:00"},
+        {"transfer_id": "t2", "asset": "BTC", "from": C, "to": X, "quantity": "1", "at": "2025-04-01 10:00"},
+    ])
+    run = db.execute("SELECT rounds, unmatched FROM compute_fifo_assets()").fetchone()
+    assert run == (3, 0)
+    t = ts
+    # On 2025-01-01 the pool's open lots are a 0.5 (basis 10000), b 1 (25000), c 1 (40000); the wallets
+    # hold cold 1.5, exchange 0.5 (1 + 1 - 1.5), kraken 0.5 (1 - 0.5). In name order: cold gets a's 0.5
+    # and b, exchange c's first 0.5, kraken c's other 0.5.
+    m = "/!rp2024-28"
+    assert computed(db) == sorted([
+        ar.Row("*", "BTC", "s1:base", "trade", "a:base", D("0.5"), t("2023-01-10 10:00"), t("2024-06-01 10:00"),
+               D(10000), D(30000), False),
+        # kraken sells the half of c the allocation gave it (acquired 2024-02-01: long-term by 2025-03-01)
+        ar.Row(K, "BTC", "s2:base", "trade", "c:base" + m, D("0.5"), t("2024-02-01 10:00"), t("2025-03-01 10:00"),
+               D(20000), D(45000), False),
+        # t2 takes the cold wallet's earliest: a's 0.5, then 0.5 of b
+        ar.Row(C, "BTC", "t2:out", "transfer", "a:base" + m, D("0.5"), t("2023-01-10 10:00"), t("2025-04-01 10:00"),
+               D(10000), None, False),
+        ar.Row(C, "BTC", "t2:out", "transfer", "b:base" + m, D("0.5"), t("2023-03-01 10:00"), t("2025-04-01 10:00"),
+               D(12500), None, False),
+        # the exchange sells 1.2: a's and b's pieces (older) before its own half of c
+        ar.Row(X, "BTC", "s3:base", "trade", "a:base" + m + "/t2", D("0.5"), t("2023-01-10 10:00"),
+               t("2025-05-01 10:00"), D(10000), D(50000), False),
+        ar.Row(X, "BTC", "s3:base", "trade", "b:base" + m + "/t2", D("0.5"), t("2023-03-01 10:00"),
+               t("2025-05-01 10:00"), D(12500), D(50000), False),
+        ar.Row(X, "BTC", "s3:base", "trade", "c:base" + m, D("0.2"), t("2024-02-01 10:00"),
+               t("2025-05-01 10:00"), D(8000), D(20000), False),
+    ], key=ar.Row.key)
+    assert computed(db) == reference(db)
+    # what is left: cold 0.5 of b (12500), exchange 0.3 of c (12000)
+    assert db.execute("SELECT wallet, lot_id, quantity, cost_basis FROM fifo_asset_open_lots "
+                      "ORDER BY wallet").fetchall() == [(C, "b:base" + m, D("0.5"), D(12500)),
+                                                        (X, "c:base" + m, D("0.3"), D(12000))]
+    notes = [n for (n,) in db.execute("SELECT note FROM explain_fifo_asset('s3') WHERE kind = 'lot'")]
+    assert notes[0] == ("acquired 2023-01-10 10:00 by a (base) in exchange; moved by the 2025 allocation of unused "
+                        "basis to the wallet (Rev. Proc. 2024-28, sql/415), t2 cold -> exchange 2025-04-01 10:00; "
+                        "long-term")
