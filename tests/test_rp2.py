@@ -13,7 +13,7 @@ are tested too, with the real figures each tool gives.
 
 from __future__ import annotations
 
-import os
+import decimal
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal as D
@@ -124,8 +124,17 @@ def rp2_rows(history) -> list[tuple]:
 
 def run_rp2(tmp_path, monkeypatch, rows) -> list[tuple]:
     """rp2's Form 8949 rows for `rows`: (asset, quantity, date acquired, date sold, proceeds,
-    cost basis, gain, term), computed by rp2's own engine, FIFO, US rules."""
+    cost basis, gain, term), computed by rp2's own engine, FIFO, US rules. rp2 sets the decimal
+    context on import (precision, FloatOperation trapped): it runs in a local context, so the
+    other tests of this process keep theirs."""
     monkeypatch.chdir(tmp_path)     # rp2 writes ./log/ on import
+    with decimal.localcontext() as ctx:
+        out = _run_rp2(tmp_path, rows, ctx)
+    assert not decimal.getcontext().traps[decimal.FloatOperation]
+    return out
+
+
+def _run_rp2(tmp_path, rows, ctx) -> list[tuple]:
     from prezzemolo.avl_tree import AVLTree
     from rp2.accounting_engine import AccountingEngine
     from rp2.configuration import MIN_DATE, Configuration
@@ -136,10 +145,12 @@ def run_rp2(tmp_path, monkeypatch, rows) -> list[tuple]:
     from rp2.out_transaction import OutTransaction
     from rp2.plugin.accounting_method.fifo import AccountingMethod
     from rp2.plugin.country.us import US
-    from rp2.rp2_decimal import RP2Decimal
+    from rp2.rp2_decimal import CRYPTO_DECIMALS, RP2Decimal
     from rp2.tax_engine import compute_tax
     from rp2.transaction_set import TransactionSet
 
+    ctx.prec = CRYPTO_DECIMALS + 18                 # what rp2's import sets (rp2.rp2_decimal)
+    ctx.traps[decimal.FloatOperation] = True
     assets = sorted({r[0] for r in rows})
     exchanges = sorted({v for r in rows for k, v in r[2].items() if k.endswith("exchange")})
     ini = tmp_path / "rp2.ini"
