@@ -18,6 +18,8 @@ from decimal import Decimal
 
 from fifo_db.reference import _CTX, fee_share
 
+MARKER = "!rp2024-28"   # the path segment of a piece the 2025 allocation gave a wallet (sql/415)
+
 
 @dataclass(frozen=True)
 class TradeIn:
@@ -93,7 +95,9 @@ def split(symbol: str, symbol_map: str) -> tuple[str | None, str | None]:
 
 def compute(trades: list[TradeIn], transfers: list[TransferIn], prices: list[PriceIn], *,
             fiat: list[str], pooling: str = "wallet", window: timedelta = timedelta(days=1),
-            symbol_map: str = "") -> list[Row]:
+            symbol_map: str = "", transition: datetime | None = None) -> list[Row]:
+    """pooling 'universal-until-2025' needs `transition`, the instant 2025-01-01 00:00 in the
+    report time zone (docs/rules.md rule 10a)."""
     # price points: (asset) -> [(at, rank, source, price)]
     points: dict[str, list[tuple]] = {}
     for p in prices:
@@ -121,7 +125,19 @@ def compute(trades: list[TradeIn], transfers: list[TransferIn], prices: list[Pri
             out = _CTX.multiply(out, x)
         return out
 
-    wallet_of = (lambda account: "*") if pooling == "universal" else (lambda account: account)
+    def moves(at: datetime) -> bool:
+        """Is an event at `at` in a per-wallet pool (rule 10, 10a)?"""
+        return pooling == "wallet" or (pooling == "universal-until-2025" and at >= transition)
+
+    def wallet_of(account: str, at: datetime) -> str:
+        return account if moves(at) else "*"
+
+    # what each wallet actually holds at the transition: its own legs and transfers before it
+    units: dict[tuple[str, str], Decimal] = {}
+
+    def count(account: str, asset: str, qty: Decimal, at: datetime) -> None:
+        if transition is not None and at < transition:
+            units[(account, asset)] = units.get((account, asset), Decimal(0)) + qty
     # events: (sort key, kind, payload)
     events: list[tuple] = []
     for t in trades:
@@ -166,7 +182,8 @@ def compute(trades: list[TradeIn], transfers: list[TransferIn], prices: list[Pri
             if qty <= 0 or asset in fiat:
                 continue
             leg_id = f"{t.order_id}:{leg}"
-            w = wallet_of(t.account)
+            w = wallet_of(t.account, t.at)
+            count(t.account, asset, qty if acquire else -qty, t.at)
             if acquire:
                 events.append(((t.at, 0, t.order_id.encode(), 0, leg.encode()), "acquire",
                                (w, asset, leg_id, t.order_id, leg, qty, value, t.at)))
@@ -176,13 +193,18 @@ def compute(trades: list[TradeIn], transfers: list[TransferIn], prices: list[Pri
     for x in transfers:
         if x.asset in fiat:
             continue
-        if pooling == "wallet":
+        count(x.to_account, x.asset, x.quantity, x.at)
+        count(x.from_account, x.asset, -(x.quantity + x.fee), x.at)
+        if moves(x.at):
             events.append(((x.at, 1, x.transfer_id.encode(), 1, b"a"), "transfer", x))
         if x.fee > 0:
             p = price(x.asset, x.at)
             events.append(((x.at, 1, x.transfer_id.encode(), 1, b"b"), "dispose",
-                           (wallet_of(x.from_account), x.asset, x.transfer_id + ":fee", "transfer_fee", x.fee,
+                           (wallet_of(x.from_account, x.at), x.asset, x.transfer_id + ":fee", "transfer_fee", x.fee,
                             mul(x.fee, p), x.at, None)))
+    if pooling == "universal-until-2025":
+        # the allocation of unused basis, at the transition before the transfers of that instant
+        events.append(((transition, 1, MARKER.encode(), 0, b""), "allocate", None))
     events.sort(key=lambda e: e[0])
 
     # held[(wallet, asset)] = list of lots: dict(key, lot_id, qty, basis, used, acquired_at)
@@ -212,6 +234,30 @@ def compute(trades: list[TradeIn], transfers: list[TransferIn], prices: list[Pri
             rows.append(Row(wallet, asset, disposal_id, kind, None, qty - filled, None, at, None, proceeds, True))
         return taken
 
+    def allocate():
+        """Rule 10a: the universal pools' open lots, earliest key first, to the wallets in name order
+        (bytewise), each wallet taking the units it holds. Walks both lists: greedy, not the SQL's
+        interval overlap."""
+        for asset in sorted({a for (w, a) in held if w == "*"} | {a for (_, a) in units}):
+            lots = sorted((lot for lot in held.get(("*", asset), []) if lot["used"] < lot["qty"]),
+                          key=lambda lot: lot["key"])
+            for wallet in sorted((w for (w, a), q in units.items() if a == asset and q > 0), key=str.encode):
+                need = units[(wallet, asset)]
+                while need > 0 and lots:
+                    lot = lots[0]
+                    q = min(need, lot["qty"] - lot["used"])
+                    basis = None if lot["basis"] is None else fee_share(lot["basis"], lot["qty"], lot["used"],
+                                                                        lot["used"] + q)
+                    at, order_id, leg, path = lot["key"]
+                    held.setdefault((wallet, asset), []).append(
+                        {"key": (at, order_id, leg, path + b"/" + MARKER.encode()),
+                         "lot_id": lot["lot_id"] + "/" + MARKER, "qty": q, "basis": basis, "used": Decimal(0),
+                         "acquired_at": lot["acquired_at"]})
+                    lot["used"] += q
+                    need -= q
+                    if lot["used"] == lot["qty"]:
+                        lots.pop(0)
+
     for _, kind, payload in events:
         if kind == "acquire":
             w, asset, leg_id, order_id, leg, qty, value, at = payload
@@ -220,6 +266,8 @@ def compute(trades: list[TradeIn], transfers: list[TransferIn], prices: list[Pri
                  "used": Decimal(0), "acquired_at": at})
         elif kind == "dispose":
             take(*payload)
+        elif kind == "allocate":
+            allocate()
         else:
             x: TransferIn = payload
             for lot, q, basis in take(x.from_account, x.asset, x.transfer_id + ":out", "transfer", x.quantity,

@@ -12,92 +12,219 @@ Imports are all or nothing and idempotent (a row already present is skipped).
 
 from __future__ import annotations
 
-import csv
-import io
 import sys
-from datetime import datetime, timezone
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 
 import psycopg
 from psycopg.rows import dict_row
 
-from fifo_db.csvsafe import SafeWriter
+from fifo_db import importer
 from fifo_db.errors import FifoError
 
 PRICE_COLUMNS = ("asset", "currency", "price", "time")
+PRICE_OPTIONAL = ("source",)
 TRANSFER_COLUMNS = ("transfer_id", "asset", "from_account", "to_account", "quantity", "time")
-CENT = Decimal("0.01")
+TRANSFER_OPTIONAL = ("fee",)
+
+# --- imports: set-based ------------------------------------------------------------------------
+# The file goes to the server through COPY into the trade importer's staging table (every
+# column text, one line number per record: importer._stage), after importer.scan's bounds
+# (line length, field length, NUL, UTF-8). Then, in one transaction, one statement finds every
+# bad row (each field's problem named with its value), a second the conflicts (a key twice in
+# the file with other values, or already stored with other values), and one
+# INSERT ... SELECT ... ON CONFLICT DO NOTHING loads the rest. The first bad line is the error,
+# one line naming line, field and value; nothing is imported.
+
+# YYYY-MM-DD, optionally a clock, optionally a zone (without one: UTC, the transaction's TimeZone)
+_WHEN = (r"^[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
+         r"(?:[Tt ](?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:\.[0-9]+)?)?)?"
+         r"(?:\s*(?:[Zz]|[+-](?:0[0-9]|1[0-5])(?::?[0-5][0-9])?|UTC|GMT))?$")
+_CODE = "^[A-Za-z0-9]{1,16}$"
+_TRIM = "E' \\t\\r\\n'"
 
 
-def _number(text: str, what: str, line: int, path: Path) -> Decimal:
-    try:
-        value = Decimal(text.strip())
-    except InvalidOperation:
-        raise FifoError(f"{path}: line {line}: {what} {text!r} is not a number") from None
-    if not value.is_finite():
-        raise FifoError(f"{path}: line {line}: {what} {text!r} is not a finite number")
-    return value
+def _check_missing(col: str) -> str:
+    return f"WHEN r.{col} IS NULL THEN '{col} is missing'"
 
 
-def _time(text: str, line: int, path: Path) -> datetime:
-    try:
-        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise FifoError(f"{path}: line {line}: time {text!r} is not an ISO 8601 time "
-                        f"(e.g. 2025-03-01 10:00:00+00:00)") from None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)   # no zone: UTC
+def _check_code(col: str) -> str:
+    return (f"CASE {_check_missing(col)} WHEN r.{col} !~ '{_CODE}' THEN format('{col} %s is not an asset or "
+            f"currency code (1 to 16 letters and digits)', {_q(col)}) END")
 
 
-def _rows(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict]]:
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise FifoError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    reader = csv.DictReader(io.StringIO(text))
-    header = [h.strip().lower() for h in (reader.fieldnames or [])]
+def _check_number(col: str, rule: str, optional: bool = False) -> str:
+    cond, text = {"positive": ("<= 0", "must be positive"), "not negative": ("< 0", "must not be negative")}[rule]
+    return (f"CASE {'WHEN false THEN NULL' if optional else _check_missing(col)} "
+            f"WHEN r.{col} !~ {_lit(importer._NUMBER)} THEN format('{col} %s is not a number', {_q(col)}) "
+            f"WHEN abs(r.{col}::numeric) >= 1e{importer.NUMBER_DIGITS} OR scale(r.{col}::numeric) > "
+            f"{importer.NUMBER_DIGITS} THEN format('{col} %s has more than {importer.NUMBER_DIGITS} digits before or "
+            f"after the decimal point', {_q(col)}) "
+            f"WHEN r.{col}::numeric {cond} THEN format('{col} %s {text}', {_q(col)}) END")
+
+
+def _check_time(col: str) -> str:
+    return (f"CASE {_check_missing(col)} "
+            f"WHEN r.{col} !~ {_lit(_WHEN)} OR substr(r.{col}, 1, 4) = '0000' "
+            f"  OR substr(r.{col}, 9, 2)::int > extract(day from make_date(substr(r.{col}, 1, 4)::int, "
+            f"     substr(r.{col}, 6, 2)::int, 1) + interval '1 month - 1 day') "
+            f"THEN format('{col} %s is not an ISO 8601 date or time: use 2025-03-01, 2025-03-01 10:00:00+00:00 "
+            f"or 2025-03-01T10:00:00Z (without a zone: UTC)', {_q(col)}) "
+            f"WHEN r.{col}::timestamptz < '1970-01-01 00:00+00' OR r.{col}::timestamptz >= '2200-01-01 00:00+00' "
+            f"THEN format('{col} %s is outside 1970-01-01..2200-01-01 (UTC)', {_q(col)}) END")
+
+
+def _check_text(col: str, pattern: str, what: str) -> str:
+    what = what.replace("'", "''")
+    return f"CASE {_check_missing(col)} WHEN r.{col} !~ {_lit(pattern)} THEN format('{col} %s {what}', {_q(col)}) END"
+
+
+def _q(col: str) -> str:
+    return importer._shown(f"r.{col}")
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _stage_values(cur, path: Path, required: tuple[str, ...], optional: tuple[str, ...]) -> None:
+    """COPY the file into pg_temp.fifo_import_stage, then pg_temp.fifo_asset_import_rows: the line and
+    each known column trimmed (absent optional column: NULL), text. Refuses a header without the
+    required columns or naming one twice, before anything is sent."""
+    header = importer.read_header(path)
+    dupes = sorted({h for h in header if header.count(h) > 1})
+    if dupes:
+        raise FifoError(f"{path}: line 1: column(s) {', '.join(dupes)} appear more than once")
     missing = [c for c in required if c not in header]
     if missing:
-        raise FifoError(f"{path}: missing column(s) {', '.join(missing)}; the header must name "
-                        f"{','.join(required)}")
-    reader.fieldnames = header
-    return [(i + 2, {k: (v or "").strip() for k, v in r.items() if k}) for i, r in enumerate(reader)]
+        raise FifoError(f"{path}: line 1: missing column(s) {', '.join(missing)}; the header must name "
+                        f"{','.join(required)}" + (f" (optional: {','.join(optional)})" if optional else ""))
+    importer.scan(path, header)
+    importer._stage(cur, path, header)
+    cols = ", ".join(f"nullif(btrim(s.{sql_ident(c)}, {_TRIM}), '') AS {c}" if c in header else f"NULL::text AS {c}"
+                     for c in required + optional)
+    cur.execute(f"CREATE TEMP TABLE fifo_asset_import_rows ON COMMIT DROP AS "
+                f"SELECT s.line, {cols} FROM pg_temp.fifo_import_stage s")
+
+
+def sql_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _run_import(conn: psycopg.Connection, path: Path, load) -> tuple[int, int]:
+    """load(cur) in one transaction (TimeZone UTC: a time without a zone is UTC); a record with the
+    wrong number of fields is named by its line (PostgreSQL's COPY context), as the trade importer does."""
+    import re
+
+    from fifo_db.errors import from_db_error
+
+    try:
+        with conn.transaction(), conn.cursor() as cur:
+            cur.execute("SET LOCAL TimeZone = 'UTC'")
+            return load(cur)
+    except psycopg.errors.BadCopyFileFormat as exc:
+        where = re.search(r"line (\d+)", exc.diag.context or "")
+        line = f"line {where.group(1)}: " if where else ""
+        raise FifoError(f"{path}: {line}{exc.diag.message_primary}; nothing was imported") from None
+    except psycopg.Error as exc:
+        raise from_db_error(exc) from None
+
+
+def _first_problem(cur, path: Path, checks: list[str], conflicts: str) -> None:
+    """Raise the first bad line (field checks, then conflicts) as one line; nothing is imported."""
+    row = cur.execute(f"""
+        SELECT x.line, x.problems, count(*) OVER ()
+        FROM (SELECT r.line, nullif(concat_ws('; ', {', '.join(checks)}), '') AS problems
+              FROM pg_temp.fifo_asset_import_rows r) x
+        WHERE x.problems IS NOT NULL ORDER BY x.line LIMIT 1""").fetchone()
+    if row is None:
+        row = cur.execute(f"SELECT c.line, c.problem, count(*) OVER () FROM ({conflicts}) c "
+                          f"ORDER BY c.line LIMIT 1").fetchone()
+    if row is not None:
+        line, problem, n = row
+        more = f" ({n - 1:,} more bad line(s) after it)" if n > 1 else ""
+        raise FifoError(f"{path}: line {line}: {problem}; nothing was imported{more}")
 
 
 def import_prices(conn: psycopg.Connection, path: Path) -> tuple[int, int]:
-    """Load prices; returns (rows read, rows inserted)."""
-    rows = []
-    for line, r in _rows(path, PRICE_COLUMNS):
-        price = _number(r["price"], "price", line, path)
-        if price < 0:
-            raise FifoError(f"{path}: line {line}: price {r['price']} is negative")
-        rows.append((r["asset"], r["currency"], price, _time(r["time"], line, path), r.get("source") or "import"))
-    with conn.transaction(), conn.cursor() as cur:
-        inserted = 0
-        for row in rows:
-            cur.execute("INSERT INTO fifo.prices (asset, currency, price, at, source) VALUES (%s, %s, %s, %s, %s) "
-                        "ON CONFLICT DO NOTHING", row)
-            inserted += cur.rowcount
-    return len(rows), inserted
+    """Load prices (set-based; all or nothing); returns (rows read, rows inserted). A row already
+    stored with the same price is skipped; one stored with another price is refused."""
+    path = Path(path)
+    checks = [_check_code("asset"), _check_code("currency"), _check_number("price", "not negative"),
+              _check_time("time")]
+    typed = """SELECT r.line, r.asset, r.currency, r.price::numeric AS price, r.time::timestamptz AS at,
+                      coalesce(r.source, 'import') AS source
+               FROM pg_temp.fifo_asset_import_rows r"""
+    conflicts = f"""
+        SELECT t.line, format('the price of %s in %s at %s (source %s) is %s here but %s on line %s',
+                              t.asset, t.currency, t.at, t.source, t.price, o.price, o.line) AS problem
+        FROM ({typed}) t
+        JOIN ({typed}) o ON (o.asset, o.currency, o.at, o.source) = (t.asset, t.currency, t.at, t.source)
+                        AND o.line < t.line AND o.price <> t.price
+        UNION ALL
+        SELECT t.line, format('the price of %s in %s at %s (source %s) is stored as %s, not %s: an import never '
+                              'changes a stored price', t.asset, t.currency, t.at, t.source, p.price, t.price)
+        FROM ({typed}) t
+        JOIN fifo.prices p ON (p.asset, p.currency, p.at, p.source) = (t.asset, t.currency, t.at, t.source)
+                          AND p.price <> t.price"""
+
+    def load(cur):
+        _stage_values(cur, path, PRICE_COLUMNS, PRICE_OPTIONAL)
+        _first_problem(cur, path, checks, conflicts)
+        cur.execute(f"""INSERT INTO fifo.prices (asset, currency, price, at, source)
+                        SELECT t.asset, t.currency, t.price, t.at, t.source FROM ({typed}) t ORDER BY t.line
+                        ON CONFLICT DO NOTHING""")
+        inserted = cur.rowcount
+        read = cur.execute("SELECT count(*) FROM pg_temp.fifo_asset_import_rows").fetchone()[0]
+        return read, inserted
+
+    return _run_import(conn, path, load)
 
 
 def import_transfers(conn: psycopg.Connection, path: Path) -> tuple[int, int]:
-    """Load transfers; returns (rows read, rows inserted). A transfer id already present is skipped."""
-    rows = []
-    for line, r in _rows(path, TRANSFER_COLUMNS):
-        quantity = _number(r["quantity"], "quantity", line, path)
-        fee = _number(r.get("fee") or "0", "fee", line, path)
-        if quantity <= 0 or fee < 0:
-            raise FifoError(f"{path}: line {line}: quantity must be > 0 and fee >= 0")
-        rows.append((r["transfer_id"], r["asset"], r["from_account"], r["to_account"], quantity, fee,
-                     _time(r["time"], line, path)))
-    with conn.transaction(), conn.cursor() as cur:
-        inserted = 0
-        for row in rows:
-            cur.execute("INSERT INTO fifo.transfers (transfer_id, asset, from_account, to_account, quantity, fee, at) "
-                        "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (transfer_id) DO NOTHING", row)
-            inserted += cur.rowcount
-    return len(rows), inserted
+    """Load transfers (set-based; all or nothing); returns (rows read, rows inserted). A transfer_id
+    already stored with the same data is skipped; with other data it is refused."""
+    path = Path(path)
+    account = "^[^[:space:]](.*[^[:space:]])?$"
+    checks = [_check_text("transfer_id", "^[^[:space:]/]([^/]*[^[:space:]/])?$", "must not contain '/'"),
+              _check_code("asset"),
+              _check_text("from_account", account, "must not begin or end with a space"),
+              _check_text("to_account", account, "must not begin or end with a space"),
+              "CASE WHEN r.from_account = r.to_account THEN format('from_account and to_account are both %s: "
+              "a transfer is between two wallets', " + _q("from_account") + ") END",
+              _check_number("quantity", "positive"), _check_number("fee", "not negative", optional=True),
+              _check_time("time")]
+    typed = """SELECT r.line, r.transfer_id, r.asset, r.from_account, r.to_account, r.quantity::numeric AS quantity,
+                      coalesce(r.fee, '0')::numeric AS fee, r.time::timestamptz AS at
+               FROM pg_temp.fifo_asset_import_rows r"""
+    conflicts = f"""
+        SELECT t.line, format('transfer_id %s is on line %s too, with other values', t.transfer_id, o.line)
+                           AS problem
+        FROM ({typed}) t
+        JOIN ({typed}) o ON o.transfer_id = t.transfer_id AND o.line < t.line
+                        AND (o.asset, o.from_account, o.to_account, o.quantity, o.fee, o.at)
+                            IS DISTINCT FROM (t.asset, t.from_account, t.to_account, t.quantity, t.fee, t.at)
+        UNION ALL
+        SELECT t.line, format('transfer_id %s is stored with other values (%s %s %s -> %s, fee %s, at %s): an import '
+                              'never changes a stored transfer', t.transfer_id, x.quantity, x.asset,
+                              x.from_account, x.to_account, x.fee, x.at)
+        FROM ({typed}) t
+        JOIN fifo.transfers x ON x.transfer_id = t.transfer_id
+                             AND (x.asset, x.from_account, x.to_account, x.quantity, x.fee, x.at)
+                                 IS DISTINCT FROM (t.asset, t.from_account, t.to_account, t.quantity, t.fee, t.at)"""
+
+    def load(cur):
+        _stage_values(cur, path, TRANSFER_COLUMNS, TRANSFER_OPTIONAL)
+        _first_problem(cur, path, checks, conflicts)
+        cur.execute(f"""INSERT INTO fifo.transfers (transfer_id, asset, from_account, to_account, quantity, fee, at)
+                        SELECT t.transfer_id, t.asset, t.from_account, t.to_account, t.quantity, t.fee, t.at
+                        FROM ({typed}) t ORDER BY t.line
+                        ON CONFLICT (transfer_id) DO NOTHING""")
+        inserted = cur.rowcount
+        read = cur.execute("SELECT count(*) FROM pg_temp.fifo_asset_import_rows").fetchone()[0]
+        return read, inserted
+
+    return _run_import(conn, path, load)
 
 
 def compute(conn: psycopg.Connection) -> dict:
@@ -125,164 +252,120 @@ def warnings(conn: psycopg.Connection, run: dict) -> list[str]:
 
 
 # --- reports -------------------------------------------------------------------------------------
+# The money comes rounded from SQL (fifo_asset_form_8949, fifo_asset_position_totals: fifo._money,
+# docs/reports.md "Rounding"); the writers are fifo_db.report's, as for the pair view.
 
-TAX_HEADER = ("Description of property", "Date acquired", "Date sold or disposed of", "Proceeds",
-              "Cost or other basis", "Code(s) from instructions", "Amount of adjustment", "Gain or (loss)",
-              "Term", "Part", "Box", "No cost basis (oversold)", "Currency", "Wallet", "No price (left out)")
-
-
-def _cents(value: Decimal | None) -> Decimal | None:
-    return None if value is None else value.quantize(CENT, rounding=ROUND_HALF_UP)
-
-
-def _box(year: int, long: bool, reported: str) -> str:
-    """Form 8949 check box, as fifo._form_8949_box: G-L for digital assets from 2025, A-F before."""
-    letters = "ABCDEFGHIJKL"
-    return letters[(6 if year >= 2025 else 0) + (3 if long else 0) + {"basis": 0, "proceeds": 1}.get(reported, 2)]
+TAX_COLUMNS = (("wallet", "text"), ("part", "text"), ("box", "text"), ("description", "text"),
+               ("date_acquired", "date"), ("date_sold", "date"), ("proceeds", "money"), ("cost_basis", "money"),
+               ("gain_or_loss", "money"), ("no_basis", "bool"), ("unpriced", "bool"), ("currency", "text"))
+POSITION_COLUMNS = (("wallet", "text"), ("asset", "text"), ("lots", "int"), ("quantity", "qty"), ("price", "price"),
+                    ("price_at", "time"), ("cost_basis", "money"), ("market_value", "money"),
+                    ("unrealized", "money"), ("left_out", "int"), ("currency", "text"))
+TAX_ORDER = ('wallet, date_sold, disposed_at, disposal_id COLLATE "C", acquired_at NULLS LAST, '
+             'lot_id COLLATE "C"')
 
 
 def form_8949(conn: psycopg.Connection, start, end, reported: str, term: str | None) -> list[dict]:
-    """Asset-view Form 8949 rows: proceeds and cost rounded to cents once, gain = their difference;
-    an oversold row has no basis and counts its proceeds as gain (like the pair view's export);
-    an unpriced row has no proceeds and no gain."""
+    """Asset-view Form 8949 rows (fifo_asset_form_8949): per wallet, cents rounded once in SQL."""
     with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(
-            "SELECT * FROM fifo_asset_disposals WHERE (%(s)s::timestamptz IS NULL OR disposed_at >= %(s)s) "
-            "AND (%(e)s::timestamptz IS NULL OR disposed_at < %(e)s) "
-            "ORDER BY wallet, date_sold, disposed_at, disposal_id COLLATE \"C\", acquired_at NULLS LAST, "
-            "lot_id COLLATE \"C\"", {"s": start, "e": end}).fetchall()
-    out = []
-    for r in rows:
-        long = r["term"] == "long"
-        proceeds, cost = _cents(r["proceeds"]), _cents(r["cost_basis"])
-        gain = None if proceeds is None else proceeds - (cost or Decimal(0))
-        row = {"part": "II" if long else "I", "box": _box(r["date_sold"].year, long, reported),
-               "description": r["description"], "date_acquired": r["date_acquired"], "date_sold": r["date_sold"],
-               "proceeds": proceeds, "cost_basis": cost, "gain_or_loss": gain, "term": "long" if long else "short",
-               "no_basis": r["unmatched"], "unpriced": r["unpriced"], "currency": r["currency"],
-               "wallet": r["wallet"], "kind": r["kind"], "disposal_id": r["disposal_id"], "lot_id": r["lot_id"]}
-        if term is None or row["term"] == term:
-            out.append(row)
-    return out
+        rows = cur.execute(f"SELECT * FROM fifo_asset_form_8949(%s, %s, %s) ORDER BY {TAX_ORDER}",
+                           (start, end, reported)).fetchall()
+    return [r for r in rows if term is None or r["term"] == term]
 
 
-def _d(value) -> str:
-    return "" if value is None else str(value)
+def tax_summary(conn: psycopg.Connection, rows: list[dict], reported: str) -> list[str]:
+    """The stderr lines of `report tax --view asset`: per wallet, Part I / Part II totals of the rows
+    with a value (report.part_totals, as the pair view's); the unpriced rows named and left out."""
+    from fifo_db.report import money, part_totals
 
-
-def tax_csv(rows: list[dict]) -> str:
-    buf = io.StringIO()
-    w = SafeWriter(buf, lineterminator="\n")
-    w.writerow(TAX_HEADER)
-    for r in rows:
-        w.writerow([r["description"], r["date_acquired"].strftime("%m/%d/%Y") if r["date_acquired"] else "",
-                    r["date_sold"].strftime("%m/%d/%Y"), _d(r["proceeds"]), _d(r["cost_basis"]), "", "",
-                    _d(r["gain_or_loss"]), "Long-term" if r["term"] == "long" else "Short-term", r["part"], r["box"],
-                    "yes" if r["no_basis"] else "", r["currency"], r["wallet"], "yes" if r["unpriced"] else ""])
-    return buf.getvalue()
-
-
-def tax_table(rows: list[dict]) -> str:
-    cols = ("wallet", "part", "box", "description", "date_acquired", "date_sold", "proceeds", "cost_basis",
-            "gain_or_loss", "no_basis", "unpriced")
-    cells = [[c for c in cols]] + [[("yes" if r[c] else "") if c in ("no_basis", "unpriced") else _d(r[c])
-                                    for c in cols] for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
-    return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells) + "\n"
-
-
-def tax_summary(rows: list[dict]) -> list[str]:
-    lines = []
-    currency = rows[0]["currency"] if rows else ""
+    currency, rule = conn.execute("SELECT report_currency, long_term_rule FROM fifo_report_context()").fetchone()
+    years = sorted({r["tax_year"] for r in rows})
+    span = ", ".join(str(y) for y in years) if years else "no sales"
+    lines = [f"tax, asset view ({span}; {currency}; long-term rule {rule}; broker reported {reported}; "
+             f"{len({r['wallet'] for r in rows}):,} wallet(s))"]
     for wallet in sorted({r["wallet"] for r in rows}):
-        parts = []
-        for part, name in (("I", "short-term"), ("II", "long-term")):
-            mine = [r for r in rows if r["wallet"] == wallet and r["part"] == part and not r["unpriced"]]
-            parts.append(f"Part {part} ({name}): {len(mine):,} row(s), proceeds "
-                         f"{sum((r['proceeds'] for r in mine), Decimal(0))}, cost "
-                         f"{sum((r['cost_basis'] or Decimal(0) for r in mine), Decimal(0))}, gain "
-                         f"{sum((r['gain_or_loss'] for r in mine), Decimal(0))}")
-        lines.append(f"tax, asset view, wallet {wallet} ({currency}): " + "; ".join(parts))
+        lines.append(f"wallet {wallet}: " + part_totals([r for r in rows if r["wallet"] == wallet]))
+    oversold = [r for r in rows if r["no_basis"] and r["gain_or_loss"] is not None]
+    if oversold:
+        lines.append(f"{len(oversold):,} oversold row(s) with no cost basis are in Part I (column 'No cost basis'), "
+                     f"proceeds {money(sum((r['proceeds'] for r in oversold), Decimal(0)))}, counted as gain: "
+                     f"a missing buy or transfer in")
     unpriced = [r for r in rows if r["unpriced"]]
     if unpriced:
+        ids = sorted({r["disposal_id"] for r in unpriced})
         lines.append(f"warning: {len(unpriced):,} row(s) have no price (column 'No price'): left out of the totals "
-                     f"above, never valued at zero: " + ", ".join(sorted({r['disposal_id'] for r in unpriced})))
-    oversold = [r for r in rows if r["no_basis"]]
-    if oversold:
-        lines.append(f"warning: {len(oversold):,} oversold row(s) with no cost basis, proceeds counted as gain")
+                     f"above, never valued at zero: " + ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")
+                     + "; import prices with `fifo-db assets prices FILE.csv` or widen the price_window setting")
     return lines
 
 
-def positions(conn: psycopg.Connection, mark) -> tuple[str, list[str]]:
-    """Open lots marked to the latest price at or before `mark`: per (wallet, asset), per asset, total."""
+def position_rows(conn: psycopg.Connection, mark, places: int | None = 0) -> list[dict]:
+    """fifo_asset_position_totals(mark, places): per (wallet, asset), per asset ('(all)'), total."""
     with conn.cursor(row_factory=dict_row) as cur:
-        lots = cur.execute("SELECT * FROM fifo_asset_positions(%s)", (mark,)).fetchall()
-    groups: dict[tuple, dict] = {}
-    for lot in lots:
-        for key in ((lot["wallet"], lot["asset"]), ("(all)", lot["asset"]), ("(all)", "(total)")):
-            g = groups.setdefault(key, {"quantity": Decimal(0), "cost": Decimal(0), "value": Decimal(0),
-                                        "unrealized": Decimal(0), "lots": 0, "left_out": 0, "price": None,
-                                        "price_at": None})
-            g["lots"] += 1
-            if key[1] != "(total)":
-                g["quantity"] += lot["quantity"]
-                g["price"], g["price_at"] = lot["price"], lot["price_at"]
-            if lot["unrealized"] is None:
-                g["left_out"] += 1
-                continue
-            g["cost"] += lot["cost_basis"]
-            g["value"] += lot["market_value"]
-            g["unrealized"] += lot["unrealized"]
-    cols = ("wallet", "asset", "lots", "quantity", "price", "price_at", "cost_basis", "market_value",
-            "unrealized", "left_out")
-    order = sorted(groups, key=lambda k: (k[0] == "(all)", k[1] == "(total)", k[0], k[1]))
-    cells = [list(cols)]
-    for key in order:
-        g = groups[key]
-        total = key[1] == "(total)"
-        cells.append([key[0], key[1], str(g["lots"]), "" if total else str(g["quantity"].normalize()),
-                      "" if total or g["price"] is None else str(g["price"]),
-                      "" if total or g["price_at"] is None else g["price_at"].strftime("%Y-%m-%d %H:%M"),
-                      str(_cents(g["cost"])), str(_cents(g["value"])), str(_cents(g["unrealized"])),
-                      str(g["left_out"]) if g["left_out"] else ""])
-    widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
-    text = "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells) + "\n"
-    notes = []
-    left = sum(1 for lot in lots if lot["unrealized"] is None)
-    if left:
-        notes.append(f"warning: {left:,} open lot(s) have no mark price or no basis (column left_out): "
-                     f"left out of cost, market value and unrealized P&L, never valued at zero")
-    return text, notes
+        return cur.execute("SELECT * FROM fifo_asset_position_totals(%s, %s)", (mark, places)).fetchall()
+
+
+def position_notes(rows: list[dict]) -> list[str]:
+    total = next((r for r in rows if r["asset"] == "(total)"), None)
+    if total and total["left_out"]:
+        return [f"warning: {total['left_out']:,} open lot(s) have no mark price or no basis (column left_out): "
+                f"left out of cost, market value and unrealized P&L, never valued at zero"]
+    return []
+
+
+def scope_line(title: str, span: str, tz: str) -> str:
+    return f"{title} (asset view): all wallets, {span} ({tz})"
 
 
 def cli_report(args, conn, bounds) -> int:
-    """`report tax --view asset` and `report positions --mark [TIME]` (called from fifo_db.report)."""
+    """`report tax --view asset` and `report positions --mark [TIME]` (called from fifo_db.report):
+    recompute the asset view, then the scope line and warnings, and the rows through report's writers."""
+    from fifo_db import report
+
+    tz = conn.execute("SELECT current_setting('TimeZone')").fetchone()[0]
     run = compute(conn)
     for line in warnings(conn, run):
         print(line, file=sys.stderr)
     if args.kind == "tax":
-        rows = form_8949(conn, bounds.start, bounds.end, args.reported, args.term)
         fmt = args.format or "csv"
-        if fmt == "csv":
-            text = tax_csv(rows)
-        elif fmt == "json":
-            import json
-            text = json.dumps(rows, default=str, indent=1) + "\n"
+        rows = form_8949(conn, bounds.start, bounds.end, args.reported, args.term)
+        start, end = bounds.start, bounds.end
+        if start and end:
+            span = f"sold from {report._when(start)} to before {report._when(end)}"
+        elif start or end:
+            span = f"sold from {report._when(start)} on" if start else f"sold before {report._when(end)}"
         else:
-            text = tax_table(rows)
-        notes = tax_summary(rows)
+            span = "all disposals"
+        scope = scope_line("Form 8949 rows", span, tz)
+        if fmt == "csv":
+            text = report.tax_csv(rows, asset_view=True)
+        elif fmt == "json":
+            text = report.to_json(rows, rounded=True)
+        else:
+            text = scope + "\n" + report.table(TAX_COLUMNS, rows) + "\n"
+        notes = tax_summary(conn, rows, args.reported)
     elif args.kind == "positions":
+        fmt = args.format or "table"
         mark = None
         if args.mark not in (None, "now"):
-            from fifo_db.report import parse_bound
-            mark = parse_bound(conn, args.mark)
-        text, notes = positions(conn, mark)
+            mark = report.parse_bound(conn, args.mark)
+        places = args.round_places if fmt != "table" else 0
+        rows = position_rows(conn, mark, places)
+        scope = scope_line("Open lots marked to market", f"as of {report._when(mark)}" if mark else "as of now", tz)
+        if fmt == "csv":
+            text = report.to_csv([c for c, _ in POSITION_COLUMNS], rows, places is not None)
+        elif fmt == "json":
+            text = report.to_json(rows, places is not None)
+        else:
+            text = scope + "\n" + report.table(POSITION_COLUMNS, rows) + "\n"
+        notes = position_notes(rows)
     else:
         raise FifoError(f"report {args.kind}: the asset view has `report tax --view asset` and "
                         f"`report positions --mark [TIME]`")
+    if fmt != "table":
+        print(scope, file=sys.stderr)
     if args.output:
-        from fifo_db.report import write_output
-        write_output(args.output, text, "-o")
+        report.write_output(args.output, text, "-o")
     else:
         sys.stdout.write(text)
     for line in notes:
@@ -355,8 +438,14 @@ def reference_rows(conn: psycopg.Connection) -> list:
         "SELECT transfer_id, asset, from_account, to_account, quantity, fee, at FROM fifo.transfers")]
     prices = [ar.PriceIn(*r) for r in conn.execute("SELECT asset, currency, price, at, source FROM fifo.prices")]
     window = conn.execute("SELECT %s::interval", (settings["price_window"],)).fetchone()[0]
+    transition = None
+    if settings["tax_pooling"] == "universal-until-2025":
+        from datetime import datetime
+        from zoneinfo import ZoneInfo
+
+        transition = datetime(2025, 1, 1, tzinfo=ZoneInfo(settings["report_timezone"]))
     return ar.compute(trades, transfers, prices, fiat=fiat, pooling=settings["tax_pooling"], window=window,
-                      symbol_map=settings["symbol_map"])
+                      symbol_map=settings["symbol_map"], transition=transition)
 
 
 def stored_rows(conn: psycopg.Connection) -> list:

@@ -101,6 +101,7 @@ TITLES = {
 TAX_HEADER = ("Description of property", "Date acquired", "Date sold or disposed of", "Proceeds",
               "Cost or other basis", "Code(s) from instructions", "Amount of adjustment", "Gain or (loss)",
               "Term", "Part", "Box", "No cost basis (oversold)", "Currency")
+ASSET_TAX_COLUMNS = ("Wallet", "No price (left out)")
 CENT = Decimal("0.01")
 REPORTED = ("none", "proceeds", "basis")
 
@@ -378,18 +379,35 @@ def _cents(value: Decimal | None) -> str:
     return "" if value is None else f"{value:.2f}"
 
 
-def tax_csv(rows: list[dict]) -> str:
-    """Form 8949 rows from fifo_form_8949 (already rounded to cents there): dates MM/DD/YYYY."""
+def tax_csv(rows: list[dict], asset_view: bool = False) -> str:
+    """Form 8949 rows from fifo_form_8949 or fifo_asset_form_8949 (already rounded to cents there):
+    dates MM/DD/YYYY; the asset view adds the wallet and its 'no price' flag."""
     buf = io.StringIO()
     w = SafeWriter(buf, lineterminator="\n")
-    w.writerow(TAX_HEADER)
+    w.writerow(TAX_HEADER + (ASSET_TAX_COLUMNS if asset_view else ()))
     for r in rows:
         w.writerow([r["description"], r["date_acquired"].strftime("%m/%d/%Y") if r["date_acquired"] else "",
                     r["date_sold"].strftime("%m/%d/%Y"), _cents(r["proceeds"]), _cents(r["cost_basis"]),
                     r["adjustment_code"] or "", _cents(r["adjustment"]), _cents(r["gain_or_loss"]),
                     "Long-term" if r["term"] == "long" else "Short-term", r["part"], r["box"],
-                    "yes" if r["no_basis"] else "", r["currency"]])
+                    "yes" if r["no_basis"] else "", r["currency"]]
+                   + ([r["wallet"], "yes" if r["unpriced"] else ""] if asset_view else []))
     return buf.getvalue()
+
+
+def part_totals(rows: list[dict]) -> str:
+    """'Part I (short-term, box I): 2 row(s), proceeds 1,234.00, cost ..., gain ...; Part II ...' over
+    rows that have a value (an unpriced row, gain NULL, is left out: the caller warns about it)."""
+    parts = []
+    for part, term in (("I", "short-term"), ("II", "long-term")):
+        mine = [r for r in rows if r["part"] == part and r["gain_or_loss"] is not None]
+        proceeds = sum((r["proceeds"] for r in mine), Decimal(0))
+        cost = sum((r["cost_basis"] or Decimal(0) for r in mine), Decimal(0))
+        gain = sum((r["gain_or_loss"] for r in mine), Decimal(0))
+        boxes = ",".join(sorted({r["box"] for r in mine})) or "-"
+        parts.append(f"Part {part} ({term}, box {boxes}): {len(mine):,} row(s), proceeds {money(proceeds)}, "
+                     f"cost {money(cost)}, gain {money(gain)}")
+    return "; ".join(parts)
 
 
 def tax_summary(conn: psycopg.Connection, rows: list[dict], bounds: Bounds, reported: str) -> list[str]:
@@ -398,17 +416,8 @@ def tax_summary(conn: psycopg.Connection, rows: list[dict], bounds: Bounds, repo
         "SELECT report_currency, report_currencies, long_term_rule FROM fifo_report_context()").fetchone()
     lines = []
     years = sorted({r["tax_year"] for r in rows})
-    parts = []
-    for part, term in (("I", "short-term"), ("II", "long-term")):
-        mine = [r for r in rows if r["part"] == part]
-        proceeds = sum((r["proceeds"] for r in mine), Decimal(0))
-        cost = sum((r["cost_basis"] or Decimal(0) for r in mine), Decimal(0))
-        gain = sum((r["gain_or_loss"] for r in mine), Decimal(0))
-        boxes = ",".join(sorted({r["box"] for r in mine})) or "-"
-        parts.append(f"Part {part} ({term}, box {boxes}): {len(mine):,} row(s), proceeds {money(proceeds)}, "
-                     f"cost {money(cost)}, gain {money(gain)}")
     span = ", ".join(str(y) for y in years) if years else "no sales"
-    lines.append(f"tax ({span}; {currency}; long-term rule {rule}; broker reported {reported}): " + "; ".join(parts))
+    lines.append(f"tax ({span}; {currency}; long-term rule {rule}; broker reported {reported}): " + part_totals(rows))
     oversold = [r for r in rows if r["no_basis"]]
     if oversold:
         lines.append(f"{len(oversold):,} oversold row(s) with no cost basis are in Part I (column 'No cost basis'), "

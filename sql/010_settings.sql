@@ -106,8 +106,11 @@ BEGIN
         -- the asset view's pools (docs/rules.md, "The asset view"): per wallet
         -- (Treas. Reg. 1.1012-1(j), from 2025) or one per asset across wallets
         example := 'wallet';
-        IF p_value IS DISTINCT FROM 'wallet' AND p_value IS DISTINCT FROM 'universal' THEN
-            problem := 'must be wallet (one pool per account and asset) or universal (one pool per asset)';
+        IF p_value IS DISTINCT FROM 'wallet' AND p_value IS DISTINCT FROM 'universal'
+           AND p_value IS DISTINCT FROM 'universal-until-2025' THEN
+            problem := 'must be wallet (one pool per account and asset), universal (one pool per asset) or '
+                       'universal-until-2025 (universal before 2025, then the 2025 allocation of unused basis '
+                       'to wallets, Rev. Proc. 2024-28, and per wallet)';
         END IF;
     ELSIF p_name = 'price_window' THEN
         -- how old a price may be and still value a leg of the asset view

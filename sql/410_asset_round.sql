@@ -31,14 +31,14 @@ BEGIN
         FROM fifo.asset_legs g
         WHERE g.direction = 'dispose'
         UNION ALL
-        -- transfers out (wallet pooling only: under universal pooling both wallets are one pool)
+        -- transfers out (wallet pooling only: under universal pooling both wallets are one pool; sql/415)
         SELECT t.from_account, t.asset, t.transfer_id || ':out', 'transfer', t.transfer_id, t.quantity, NULL,
                t.at, 1, t.transfer_id, 'a', t.to_account
         FROM fifo.transfers t
-        WHERE p_pooling = 'wallet' AND NOT (t.asset = ANY (p_fiat))
+        WHERE fifo._asset_moves(p_pooling, t.at) AND NOT (t.asset = ANY (p_fiat))
         UNION ALL
         -- a transfer's fee: a disposal of the fee units at their fair market value, right after it
-        SELECT CASE WHEN p_pooling = 'wallet' THEN t.from_account ELSE '*' END, t.asset,
+        SELECT CASE WHEN fifo._asset_moves(p_pooling, t.at) THEN t.from_account ELSE '*' END, t.asset,
                t.transfer_id || ':fee', 'transfer_fee', t.transfer_id, t.fee,
                t.fee * fifo._asset_price(t.asset, t.at, p_window), t.at, 1, t.transfer_id, 'b', NULL
         FROM fifo.transfers t

@@ -51,7 +51,8 @@ BEGIN
     INSERT INTO fifo.asset_legs (leg_id, order_id, leg, wallet, account, asset, direction, quantity, value, at,
                                  symbol, unpriced)
     SELECT v.order_id || ':' || g.leg, v.order_id, g.leg,
-           CASE WHEN v_pooling = 'universal' THEN '*' ELSE v.account END, v.account, g.asset, g.direction,
+           -- the pool: the account's, or '*' (universal; before 2025 under universal-until-2025: sql/415)
+           CASE WHEN fifo._asset_moves(v_pooling, v.at) THEN v.account ELSE '*' END, v.account, g.asset, g.direction,
            g.qty, g.value, v.at, v.symbol,
            CASE WHEN g.value IS NULL THEN
                 CASE WHEN g.leg = 'fee' OR (v.val IS NOT NULL AND v.fv IS NULL)
@@ -118,16 +119,16 @@ BEGIN
         FROM fifo.asset_pieces p;
         PERFORM fifo._asset_round(v_pooling, v_window, v_fiat);
         SELECT count(*) INTO v_diff
-        FROM ((SELECT * FROM fifo.asset_new_pieces EXCEPT SELECT transfer_id, to_wallet, asset, lot_id, origin_order,
+        FROM ((SELECT * FROM fifo._asset_next_pieces(v_pooling) EXCEPT SELECT transfer_id, to_wallet, asset, lot_id, origin_order,
                       origin_leg, path, acquired_at, quantity, basis, at FROM fifo.asset_pieces)
               UNION ALL
               (SELECT transfer_id, to_wallet, asset, lot_id, origin_order, origin_leg, path, acquired_at, quantity,
-                      basis, at FROM fifo.asset_pieces EXCEPT SELECT * FROM fifo.asset_new_pieces)) x;
+                      basis, at FROM fifo.asset_pieces EXCEPT SELECT * FROM fifo._asset_next_pieces(v_pooling))) x;
         EXIT WHEN v_diff = 0;
         DELETE FROM fifo.asset_pieces;
         INSERT INTO fifo.asset_pieces (transfer_id, to_wallet, asset, lot_id, origin_order, origin_leg, path,
                                        acquired_at, quantity, basis, at)
-        SELECT * FROM fifo.asset_new_pieces;
+        SELECT * FROM fifo._asset_next_pieces(v_pooling);   -- transfers' pieces and the 2025 allocation's (sql/415)
     END LOOP;
 
     UPDATE fifo.asset_runs r

@@ -7,9 +7,11 @@ RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT string_agg(format('%s %s -> %s %s', x.id, t.from_account, t.to_account,
-                             to_char(t.at AT TIME ZONE fifo._report_tz(), 'YYYY-MM-DD HH24:MI')), ', '
-                      ORDER BY x.n)
+    SELECT string_agg(CASE WHEN x.id = fifo._asset_transition_marker() AND t.transfer_id IS NULL
+                           THEN 'the 2025 allocation of unused basis to the wallet (Rev. Proc. 2024-28, sql/415)'
+                           ELSE format('%s %s -> %s %s', x.id, t.from_account, t.to_account,
+                                       to_char(t.at AT TIME ZONE fifo._report_tz(), 'YYYY-MM-DD HH24:MI')) END,
+                      ', ' ORDER BY x.n)
     FROM unnest(string_to_array(nullif(ltrim(p_path, '/'), ''), '/')) WITH ORDINALITY AS x(id, n)
     LEFT JOIN fifo.transfers t ON t.transfer_id = x.id
 $$;

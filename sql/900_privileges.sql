@@ -64,7 +64,8 @@ BEGIN
                    SELECT 1 FROM pg_class v
                    WHERE v.relnamespace = 'public'::regnamespace AND v.relkind = 'v' AND v.relname = p.proname))
            OR p.proname IN ('fifo_pnl_summary', 'fifo_form_8949', 'fifo_pnl_curve', 'fifo_report_context',
-                            'fifo_computed_pools', 'fifo_computed_trades'))
+                            'fifo_computed_pools', 'fifo_computed_trades', 'fifo_asset_form_8949',
+                            'fifo_asset_position_totals'))
       AND (p_kind = 'operator'
            OR p.proname NOT IN ('compute_fifo_all', 'fifo_set_setting', 'fifo_schedule', 'fifo_unschedule',
                                 'fifo_worker_claim', 'fifo_worker_release'));

@@ -228,8 +228,8 @@ def reference(db) -> list[ar.Row]:
 SYMBOLS = ["BTC-USD", "ETH-USD", "ETH-BTC", "BTC-USDT", "BNB-USD", "SOL-ETH"]
 
 
-def random_world(db, rng: random.Random, n: int) -> None:
-    base = ts("2024-01-01 00:00")
+def random_world(db, rng: random.Random, n: int, start: str = "2024-01-01 00:00") -> None:
+    base = ts(start)
     accounts = ["A", "B", "C"]
 
     def when():   # coarse times, so ties between trades, transfers and prices happen
@@ -318,7 +318,7 @@ def test_csv_imports_and_the_asset_reports(db, dsn, capsys, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("asset,currency,price,time\nBTC,USD,lots,2025-01-01\n")
     rc, _, err = cli(dsn, capsys, "assets", "prices", str(bad))
-    assert (rc, err) == (1, f"fifo-db: error: {bad}: line 2: price 'lots' is not a number\n")
+    assert (rc, err) == (1, f"fifo-db: error: {bad}: line 2: price 'lots' is not a number; nothing was imported\n")
 
     rc, out, err = cli(dsn, capsys, "report", "tax", "--view", "asset", "--year", "2025")
     assert rc == 0
@@ -328,25 +328,72 @@ def test_csv_imports_and_the_asset_reports(db, dsn, capsys, tmp_path):
         "0.5 BTC,01/10/2024,03/01/2025,44992.50,20005.00,,,24987.50,Long-term,II,L,,USD,exchange,",
         "0.1 BTC,02/01/2024,03/01/2025,8998.50,4200.60,,,4797.90,Long-term,II,L,,USD,exchange,",
         "1 ETH,03/01/2024,03/05/2025,,3000.00,,,,Long-term,II,L,,USD,exchange,yes"]
-    assert "tax, asset view, wallet exchange (USD): Part I (short-term): 0 row(s), proceeds 0, cost 0, gain 0; " \
-           "Part II (long-term): 2 row(s), proceeds 53991.00, cost 24205.60, gain 29785.40" in err
-    assert "warning: 1 row(s) have no price" in err and "ethbtc2:base" in err
-    assert "warning: 2 leg(s) have no price" in err
+    legs = ("warning: 2 leg(s) have no price and are left out of every total (never valued at zero): ethbtc2:base: "
+            "no BTC or ETH price in USD within 1 day before 2025-03-05 10:00:00+00; ethbtc2:quote: no BTC or ETH "
+            "price in USD within 1 day before 2025-03-05 10:00:00+00; import prices with `fifo-db assets prices "
+            "FILE.csv` or widen the price_window setting\n")
+    summary = ("tax, asset view (2025; USD; long-term rule anniversary; broker reported none; 1 wallet(s))\n"
+               "wallet exchange: Part I (short-term, box -): 0 row(s), proceeds 0.00, cost 0.00, gain 0.00; "
+               "Part II (long-term, box L): 2 row(s), proceeds 53,991.00, cost 24,205.60, gain 29,785.40\n"
+               "warning: 1 row(s) have no price (column 'No price'): left out of the totals above, never valued "
+               "at zero: ethbtc2:base; import prices with `fifo-db assets prices FILE.csv` or widen the "
+               "price_window setting\n")
+    scope = "Form 8949 rows (asset view): all wallets, sold from 2025-01-01 to before 2026-01-01 (UTC)\n"
+    assert err == legs + scope + summary
+    # the table: the scope line first, money as the pair view's tables show it
+    rc, out, err = cli(dsn, capsys, "report", "tax", "--view", "asset", "--year", "2025", "--format", "table")
+    assert (rc, err) == (0, legs + summary)
+    assert out == scope + (
+        "wallet    part  box  description  date_acquired  date_sold    proceeds  cost_basis  gain_or_loss  "
+        "no_basis  unpriced  currency\n"
+        "--------  ----  ---  -----------  -------------  ----------  ---------  ----------  ------------  "
+        "--------  --------  --------\n"
+        "exchange  II    L    0.5 BTC      2024-01-10     2025-03-01  44,992.50   20,005.00     24,987.50  "
+        "no        no        USD\n"
+        "exchange  II    L    0.1 BTC      2024-02-01     2025-03-01   8,998.50    4,200.60      4,797.90  "
+        "no        no        USD\n"
+        "exchange  II    L    1 ETH        2024-03-01     2025-03-05               3,000.00                "
+        "no        yes       USD\n")
 
     rc, out, err = cli(dsn, capsys, "report", "positions", "--mark", "2025-07-01")
-    assert rc == 0
-    table = [line.split() for line in out.splitlines()]
-    assert table[0] == ["wallet", "asset", "lots", "quantity", "price", "price_at", "cost_basis", "market_value",
-                        "unrealized", "left_out"]
-    rows = {(r[0], r[1]): r[2:] for r in table[1:]}
-    # cold: 0.7 BTC at 95000 = 66500, basis 28406.20
-    assert rows[("cold", "BTC")] == ["2", "0.7", "95000", "2025-06-30", "00:00", "28406.20", "66500.00", "38093.80"]
-    # exchange BTC: four lots (0.5899 BTC); ethbtc2's unpriced 0.04 BTC has no basis and is left out of the
-    # money: 0.5499 * 95000 = 52240.50 against a basis of 32396.9994
-    assert rows[("exchange", "BTC")] == ["4", "0.5899", "95000", "2025-06-30", "00:00", "32397.00", "52240.50",
-                                         "19843.50", "1"]
-    assert rows[("(all)", "(total)")][-1] == "1"
-    assert "warning: 1 open lot(s) have no mark price or no basis" in err
+    mark = "Open lots marked to market (asset view): all wallets, as of 2025-07-01 (UTC)\n"
+    left = ("warning: 1 open lot(s) have no mark price or no basis (column left_out): left out of cost, market "
+            "value and unrealized P&L, never valued at zero\n")
+    assert (rc, err) == (0, legs + left)
+    # cold: 0.7 BTC at 95000 = 66500, basis 28406.20. exchange BTC: four lots (0.5899 BTC); ethbtc2's
+    # unpriced 0.04 BTC has no basis and is left out of the money: 0.5499 * 95000 = 52240.50 against a
+    # basis of 32396.9994 (each lot rounded to cents once, then added up: 32,397.00)
+    assert out == mark + (
+        "wallet    asset    lots  quantity  price  price_at          cost_basis  market_value  unrealized  "
+        "left_out  currency\n"
+        "--------  -------  ----  --------  -----  ----------------  ----------  ------------  ----------  "
+        "--------  --------\n"
+        "cold      BTC         2       0.7  95000  2025-06-30 00:00   28,406.20     66,500.00   38,093.80         "
+        "0  USD\n"
+        "exchange  BNB         1     0.985    600  2025-06-30 00:00      246.25        591.00      344.75         "
+        "0  USD\n"
+        "exchange  BTC         4    0.5899  95000  2025-06-30 00:00   32,397.00     52,240.50   19,843.50         "
+        "1  USD\n"
+        "exchange  ETH         1         4   2500  2025-06-30 00:00   12,000.00     10,000.00   -2,000.00         "
+        "0  USD\n"
+        "(all)     BNB         1     0.985    600  2025-06-30 00:00      246.25        591.00      344.75         "
+        "0  USD\n"
+        "(all)     BTC         6    1.2899  95000  2025-06-30 00:00   60,803.20    118,740.50   57,937.30         "
+        "1  USD\n"
+        "(all)     ETH         1         4   2500  2025-06-30 00:00   12,000.00     10,000.00   -2,000.00         "
+        "0  USD\n"
+        "(all)     (total)     8                                      73,049.45    129,331.50   56,282.05         "
+        "1  USD\n")
+    # csv: exact by default, --round N as the pair view's reports (never below the currency's places)
+    rc, out, err = cli(dsn, capsys, "report", "positions", "--mark", "2025-07-01", "--format", "csv")
+    assert (rc, err) == (0, legs + mark + left)
+    assert out.splitlines()[3] == "exchange,BTC,4,0.5899,95000,2025-06-30T00:00:00+00:00,32396.9994,52240.5," \
+                                  "19843.5006,1,USD"
+    rc, out, err = cli(dsn, capsys, "report", "positions", "--mark", "2025-07-01", "--format", "csv", "--round", "0")
+    assert out.splitlines()[3] == "exchange,BTC,4,0.5899,95000,2025-06-30T00:00:00+00:00,32397.00,52240.50," \
+                                  "19843.50,1,USD"
+    rc, out, err = cli(dsn, capsys, "report", "positions", "--mark", "2025-07-01", "--format", "csv", "--round", "3")
+    assert out.splitlines()[-1] == "(all),(total),8,,,,73049.449,129331.500,56282.051,1,USD"
     # what does not apply is refused in one line
     rc, _, err = cli(dsn, capsys, "report", "tax", "--view", "asset", "--symbol", "BTC-USD")
     assert (rc, err) == (1, "fifo-db: error: report: --symbol, --chart and --html are the pair view's; the asset "
@@ -418,3 +465,134 @@ def test_runs_are_kept_to_the_last_100(db):
         last = db.execute("SELECT run_id FROM compute_fifo_assets()").fetchone()[0]
     assert db.execute("SELECT count(*), min(run_id), max(run_id) FROM fifo.asset_runs").fetchone() == \
         (100, last - 99, last)
+
+
+def test_asset_form_8949_flags_unpriced_and_oversold_rows(db, dsn, capsys):
+    """fifo_asset_form_8949: cents once (fifo._money), gain from the rounded figures; a row whose
+    proceeds or whose lot's basis has no price is unpriced (no gain, left out of the totals, named);
+    an oversold part has no basis and counts its proceeds as gain in Part I."""
+    add_trades(db, [
+        {"order_id": "b1", "account": "w", "symbol": "BTC-USD", "side": "buy", "size": 1, "price": "30000.004",
+         "order_time": "2024-01-01 10:00"},
+        # no BTC or ETH price within a day: the ETH lot has no basis, the BTC disposal no proceeds
+        {"order_id": "x1", "account": "w", "symbol": "ETH-BTC", "side": "buy", "size": 10, "price": "0.05",
+         "order_time": "2024-06-01 10:00"},
+        {"order_id": "e1", "account": "w", "symbol": "ETH-USD", "side": "sell", "size": 10, "price": 3000,
+         "order_time": "2024-07-01 10:00"},
+        # 1 BTC sold, 0.5 held: half of it has no basis
+        {"order_id": "s1", "account": "w", "symbol": "BTC-USD", "side": "sell", "size": 1, "price": "60000.01",
+         "order_time": "2024-08-01 10:00"},
+    ])
+    db.execute("SELECT compute_fifo_assets()")
+    rows = db.execute(
+        "SELECT part, box, description, date_acquired::text, proceeds::text, cost_basis::text, gain_or_loss::text, "
+        "no_basis, unpriced, disposal_id FROM fifo_asset_form_8949() "
+        "ORDER BY wallet, disposed_at, disposal_id, acquired_at NULLS LAST").fetchall()
+    assert rows == [
+        # 0.5 BTC for ETH, no price: proceeds NULL, basis known (15000.002 -> 15000.00), no gain
+        ("I", "C", "0.5 BTC", "2024-01-01", None, "15000.00", None, False, True, "x1:quote"),
+        # the ETH sold for USD has a lot with no basis: unpriced too
+        ("I", "C", "10 ETH", "2024-06-01", "30000.00", None, None, False, True, "e1:base"),
+        # 0.5 BTC held: 30000.005 -> 30000.01 (half away from zero), basis 15000.002 -> 15000.00
+        ("I", "C", "0.5 BTC", "2024-01-01", "30000.01", "15000.00", "15000.01", False, False, "s1:base"),
+        # the oversold half: no basis, proceeds (30000.005 too: each row rounded once, as the pair view's)
+        # counted as gain, Part I
+        ("I", "C", "0.5 BTC", None, "30000.01", None, "30000.01", True, False, "s1:base"),
+    ]
+    rc, out, err = cli(dsn, capsys, "report", "tax", "--view", "asset")
+    assert rc == 0
+    assert out.splitlines()[1:] == [
+        "0.5 BTC,01/01/2024,06/01/2024,,15000.00,,,,Short-term,I,C,,USD,w,yes",
+        "10 ETH,06/01/2024,07/01/2024,30000.00,,,,,Short-term,I,C,,USD,w,yes",
+        "0.5 BTC,01/01/2024,08/01/2024,30000.01,15000.00,,,15000.01,Short-term,I,C,,USD,w,",
+        "0.5 BTC,,08/01/2024,30000.01,,,,30000.01,Short-term,I,C,yes,USD,w,"]
+    assert err.splitlines()[-5:] == [
+        "Form 8949 rows (asset view): all wallets, all disposals (UTC)",
+        "tax, asset view (2024; USD; long-term rule anniversary; broker reported none; 1 wallet(s))",
+        "wallet w: Part I (short-term, box C): 2 row(s), proceeds 60,000.02, cost 15,000.00, gain 45,000.02; "
+        "Part II (long-term, box -): 0 row(s), proceeds 0.00, cost 0.00, gain 0.00",
+        "1 oversold row(s) with no cost basis are in Part I (column 'No cost basis'), proceeds 30,000.01, counted "
+        "as gain: a missing buy or transfer in",
+        "warning: 2 row(s) have no price (column 'No price'): left out of the totals above, never valued at zero: "
+        "e1:base, x1:quote; import prices with `fifo-db assets prices FILE.csv` or widen the price_window setting"]
+
+
+T25 = "2025-01-01 00:00"
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_worlds_across_the_2025_transition_agree_with_the_reference(db, seed):
+    """tax_pooling = 'universal-until-2025' (rule 10a) on worlds from 2024-12-24 to 2025-01-08."""
+    rng = random.Random(100 + seed)
+    db.execute("SELECT fifo_set_setting('tax_pooling', 'universal-until-2025')")
+    db.execute("SELECT fifo_set_setting('price_window', '3 days')")
+    random_world(db, rng, 60, start="2024-12-24 00:00")
+    db.execute("SELECT compute_fifo_assets()")
+    got = computed(db)
+    assert got == reference(db)
+    # the allocation ran: pieces marked with it, in wallets, and transfers after it moved lots
+    assert any(r.lot_id and "/!rp2024-28" in r.lot_id and r.wallet != "*" for r in got)
+    assert all(r.wallet == "*" for r in got if r.disposed_at < ts(T25))
+    assert all(r.wallet != "*" for r in got if r.disposed_at >= ts(T25))
+
+
+def test_the_2025_transition_worked_by_hand(db):
+    """Universal pools through 2024, then the unused basis allocated to wallets as held on
+    2025-01-01 (earliest lots to wallets in name order: cold, exchange, kraken), then wallets."""
+    db.execute("SELECT fifo_set_setting('tax_pooling', 'universal-until-2025')")
+    X, K = "exchange", "kraken"
+    add_trades(db, [
+        {"order_id": "a", "account": X, "symbol": "BTC-USD", "side": "buy", "size": 1, "price": 20000,
+         "order_time": "2023-01-10 10:00"},
+        {"order_id": "b", "account": K, "symbol": "BTC-USD", "side": "buy", "size": 1, "price": 25000,
+         "order_time": "2023-03-01 10:00"},
+        {"order_id": "c", "account": X, "symbol": "BTC-USD", "side": "buy", "size": 1, "price": 40000,
+         "order_time": "2024-02-01 10:00"},
+        # 2024, universal: kraken's sale takes the earliest lot of all, a (in the exchange)
+        {"order_id": "s1", "account": K, "symbol": "BTC-USD", "side": "sell", "size": "0.5", "price": 60000,
+         "order_time": "2024-06-01 10:00"},
+        {"order_id": "s2", "account": K, "symbol": "BTC-USD", "side": "sell", "size": "0.5", "price": 90000,
+         "order_time": "2025-03-01 10:00"},
+        {"order_id": "s3", "account": X, "symbol": "BTC-USD", "side": "sell", "size": "1.2", "price": 100000,
+         "order_time": "2025-05-01 10:00"},
+    ])
+    add_transfers(db, [
+        # 2024: moves nothing (one pool), but the cold wallet holds 1.5 BTC on 2025-01-01
+        {"transfer_id": "t1", "asset": "BTC", "from": X, "to": C, "quantity": "1.5", "at": "2024-03-01 10:00"},
+        {"transfer_id": "t2", "asset": "BTC", "from": C, "to": X, "quantity": "1", "at": "2025-04-01 10:00"},
+    ])
+    run = db.execute("SELECT rounds, unmatched FROM compute_fifo_assets()").fetchone()
+    assert run == (3, 0)
+    t = ts
+    # On 2025-01-01 the pool's open lots are a 0.5 (basis 10000), b 1 (25000), c 1 (40000); the wallets
+    # hold cold 1.5, exchange 0.5 (1 + 1 - 1.5), kraken 0.5 (1 - 0.5). In name order: cold gets a's 0.5
+    # and b, exchange c's first 0.5, kraken c's other 0.5.
+    m = "/!rp2024-28"
+    assert computed(db) == sorted([
+        ar.Row("*", "BTC", "s1:base", "trade", "a:base", D("0.5"), t("2023-01-10 10:00"), t("2024-06-01 10:00"),
+               D(10000), D(30000), False),
+        # kraken sells the half of c the allocation gave it (acquired 2024-02-01: long-term by 2025-03-01)
+        ar.Row(K, "BTC", "s2:base", "trade", "c:base" + m, D("0.5"), t("2024-02-01 10:00"), t("2025-03-01 10:00"),
+               D(20000), D(45000), False),
+        # t2 takes the cold wallet's earliest: a's 0.5, then 0.5 of b
+        ar.Row(C, "BTC", "t2:out", "transfer", "a:base" + m, D("0.5"), t("2023-01-10 10:00"), t("2025-04-01 10:00"),
+               D(10000), None, False),
+        ar.Row(C, "BTC", "t2:out", "transfer", "b:base" + m, D("0.5"), t("2023-03-01 10:00"), t("2025-04-01 10:00"),
+               D(12500), None, False),
+        # the exchange sells 1.2: a's and b's pieces (older) before its own half of c
+        ar.Row(X, "BTC", "s3:base", "trade", "a:base" + m + "/t2", D("0.5"), t("2023-01-10 10:00"),
+               t("2025-05-01 10:00"), D(10000), D(50000), False),
+        ar.Row(X, "BTC", "s3:base", "trade", "b:base" + m + "/t2", D("0.5"), t("2023-03-01 10:00"),
+               t("2025-05-01 10:00"), D(12500), D(50000), False),
+        ar.Row(X, "BTC", "s3:base", "trade", "c:base" + m, D("0.2"), t("2024-02-01 10:00"),
+               t("2025-05-01 10:00"), D(8000), D(20000), False),
+    ], key=ar.Row.key)
+    assert computed(db) == reference(db)
+    # what is left: cold 0.5 of b (12500), exchange 0.3 of c (12000)
+    assert db.execute("SELECT wallet, lot_id, quantity, cost_basis FROM fifo_asset_open_lots "
+                      "ORDER BY wallet").fetchall() == [(C, "b:base" + m, D("0.5"), D(12500)),
+                                                        (X, "c:base" + m, D("0.3"), D(12000))]
+    notes = [n for (n,) in db.execute("SELECT note FROM explain_fifo_asset('s3') WHERE kind = 'lot'")]
+    assert notes[0] == ("acquired 2023-01-10 10:00 by a (base) in exchange; moved by the 2025 allocation of unused "
+                        "basis to the wallet (Rev. Proc. 2024-28, sql/415), t2 cold -> exchange 2025-04-01 10:00; "
+                        "long-term")

@@ -19,6 +19,8 @@ PUBLIC_FUNCTIONS = {
     "fifo_asset_transfers()",
     "fifo_asset_open_lots()",
     "fifo_asset_positions(p_at timestamp with time zone)",
+    "fifo_asset_position_totals(p_at timestamp with time zone, p_round integer)",
+    "fifo_asset_form_8949(p_from timestamp with time zone, p_to timestamp with time zone, p_reported text)",
     "compute_fifo(p_symbol text, p_version integer)",
     "compute_fifo_all(p_force boolean, p_version integer)",
     "compute_fifo_incremental(p_version integer)",
