@@ -367,7 +367,7 @@ def cli_report(args, conn, bounds) -> int:
     if args.output:
         report.write_output(args.output, text, "-o")
     else:
-        sys.stdout.write(text)
+        report.to_stdout(text)
     for line in notes:
         print(line, file=sys.stderr)
     return 0
@@ -418,9 +418,9 @@ def explain(conn: psycopg.Connection, ident: str) -> str:
 
 
 def _cli_explain(args, conn) -> int:
-    from fifo_db.report import use_report_timezone
+    from fifo_db.report import to_stdout, use_report_timezone
     use_report_timezone(conn)
-    sys.stdout.write(explain(conn, args.id))
+    to_stdout(explain(conn, args.id))
     return 0
 
 
