@@ -315,3 +315,50 @@ def test_a_leftover_of_an_older_version_is_dropped_by_install_and_by_the_next_ru
     add_trades(db, many_pools(3))
     forced(db)
     assert fresh_tables(db) == []
+
+
+def large_pools(db, pools: int = 8, per_pool: int = 2_600) -> None:
+    """pools x per_pool trades (8 x 2,600: one chunk of 20,800, enough for the parallel split),
+    deterministic: 55% buys, 4-decimal sizes and prices, fees to 8 places, oversells."""
+    db.execute(
+        "INSERT INTO trade_records (order_id, account, symbol, side, size, price, total_fees, order_time) "
+        "SELECT 'L' || p || '-' || i, 'default', 'L' || p || '-USD', "
+        "       CASE WHEN (i * 13 + p) %% 20 < 11 THEN 'buy' ELSE 'sell' END, "
+        "       ((i * 7919 + p * 104729) %% 99991 + 1) / 10000.0, ((i * 6007 + p) %% 50021 + 100) / 10000.0, "
+        "       ((i * 31 + p) %% 1000) / 1e8::numeric * (i %% 7), "
+        "       timestamptz '2025-01-01' + i * interval '1 minute' "
+        "FROM generate_series(1, %s) p, generate_series(1, %s) i", (pools, per_pool))
+
+
+def test_large_pools_are_matched_in_parallel_workers_with_the_same_rows(db):
+    large_pools(db)
+    with db.transaction():
+        db.execute("SET LOCAL track_functions = 'pl'")
+        run, _ = forced(db)
+        # the run's one chunk went through the split (its calls, counted in this transaction)
+        assert db.execute("SELECT calls FROM pg_stat_xact_user_functions "
+                          "WHERE schemaname = 'fifo' AND funcname = '_allocation_rows_split'").fetchone() == (1,)
+    assert run[0] == 8 and run[1] + run[2] == 20_800 and run[6] == "ok"
+    want = expected(db)
+    assert stored(db) == want and findings(db) == []
+    # the split path gives exactly the rows of one serial call, with workers or without
+    args = ("SELECT array_agg(DISTINCT symbol ORDER BY symbol) FROM trade_records",)
+    syms = db.execute(*args).fetchone()[0]
+    accs, cuts = ["default"] * len(syms), ["-infinity"] * len(syms)
+    serial = db.execute("SELECT * FROM fifo._allocation_rows(1, %s, %s, %s::timestamptz[]) "
+                        "ORDER BY symbol, sell_time, sell_trade_id, buy_time, buy_trade_id",
+                        (syms, accs, cuts)).fetchall()
+    assert len(serial) == len(want)
+    for workers in ("2", "0"):
+        db.execute("SELECT set_config('max_parallel_workers_per_gather', %s, false)", (workers,))
+        split = db.execute("SELECT * FROM fifo._allocation_rows_split(1, %s, %s) "
+                           "ORDER BY symbol, sell_time, sell_trade_id, buy_time, buy_trade_id",
+                           (syms, accs)).fetchall()
+        assert split == serial
+    db.execute("RESET max_parallel_workers_per_gather")
+    # and the planner gives its four calls to parallel workers (a Parallel Append)
+    one = "SELECT * FROM fifo._allocation_rows(1, %s, %s, %s::timestamptz[])"
+    plan = "\n".join(r[0] for r in db.execute(
+        "EXPLAIN (COSTS OFF) " + " UNION ALL ".join([one] * 4),
+        (syms[:2], accs[:2], cuts[:2]) * 4).fetchall())
+    assert "Gather" in plan and "Parallel Append" in plan
