@@ -3,11 +3,14 @@
 The file goes to the server as it is, through COPY, into a temporary
 staging table (every column text, one identity number per record, so the
 line number is known). Everything after that is set-based SQL in one
-transaction: map the format's columns to trade_records' columns, find every
+transaction. A file whose rows are all good and new is loaded by one
+INSERT ... SELECT straight from the staging table (the fast path,
+_fast_import); any other goes back to the savepoint before it and through the
+precise path: map the format's columns to trade_records' columns, find every
 bad row (missing field, unknown side, size <= 0, negative price or fee,
 unparseable number or time, time without a zone, duplicate order_id in the
 file, order_id already stored with different data), then one
-INSERT ... SELECT ... ON CONFLICT (order_id) DO NOTHING. Rows already stored
+INSERT ... SELECT of the rows not stored yet. Rows already stored
 with the same data are skipped, so re-importing a file adds nothing. An import
 large relative to trade_records drops fifo-db's own indexes around that INSERT
 and builds them again, in the same transaction (the bulk path, _bulk_begin).
