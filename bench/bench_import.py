@@ -5,15 +5,20 @@
   decimal8 sizes, prices and fees with 8 decimals, times to the microsecond with a Z
            (2024-03-01T13:45:07.123456Z), as exchanges export them (issue 10)
 
-Each run imports each file into an empty trade_records, the two files alternating,
-and times where the import spends it (COPY into staging, the validation, the INSERT);
-medians are printed, then a re-import of each file (adds 0 rows).
+Each run imports each file into an empty trade_records by each importer and path, alternating
+(every other run in reverse order), and times where the import spends it (COPY into staging, the
+precise checks, the INSERT and the rest); medians are printed, and a re-import of each file in
+the first run (adds 0 rows: the order_ids are stored, so it takes the precise path).
 
---path both (the default) imports each file twice per run, by the ordinary path (rows into
-the indexed table) and by the bulk path (indexes dropped and rebuilt, issue 16), alternating,
-so that the ratio bulk/ordinary comes from the same session; --files decimal8 skips the other.
+--importers: fast (the importer as it is: one INSERT straight from the staging table when every
+row is good and new), precise (the same importer with its fast path switched off: what a file
+with one bad row, or a re-import, costs), baseline (another importer.py, --baseline FILE, e.g.
+the one before a change: `git show REV:fifo_db/importer.py > /tmp/old_importer.py`), so that
+the ratio comes from the same session. --path both (the default) imports by the ordinary path
+(rows into the indexed table) and by the bulk path (indexes dropped and rebuilt, issue 16).
 
-    FIFO_DB_HOME=/tmp/fdb-bench .venv/bin/python bench/bench_import.py --rows 1000000 --runs 3
+    FIFO_DB_HOME=/tmp/fdb-bench .venv/bin/python bench/bench_import.py --rows 1000000 --runs 3 \
+        --files decimal8 --path bulk --importers fast,baseline --baseline /tmp/old_importer.py
 
 Uses the embedded server (or --dsn). It TRUNCATEs trade_records and the allocation tables of
 that database before each run: point it at a scratch database.
@@ -23,9 +28,12 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib.util
 import os
+import platform
 import random
 import statistics
+import sys
 import tempfile
 import time
 from contextlib import contextmanager
@@ -34,7 +42,6 @@ from pathlib import Path
 
 from fifo_db import importer
 from fifo_db.connection import connect
-from fifo_db.importer import import_csv
 from fifo_db.install import install
 from fifo_db.sample import COLUMNS, synthetic_rows
 
@@ -72,9 +79,10 @@ def write_decimal8(path: Path, rows: int, symbols: int) -> None:
 
 
 @contextmanager
-def phases(times: dict):
-    """Time the importer's phases by wrapping its own functions (the importer is not changed)."""
-    originals = {name: getattr(importer, name) for name in ("_stage", "_validate")}
+def phases(module, times: dict):
+    """Time an importer's phases by wrapping its own functions (the importer is not changed)."""
+    names = [n for n in ("_stage", "_fast_import", "_validate") if hasattr(module, n)]
+    originals = {name: getattr(module, name) for name in names}
 
     def wrap(name):
         def timed(*args, **kwargs):
@@ -86,12 +94,21 @@ def phases(times: dict):
         return timed
 
     for name in originals:
-        setattr(importer, name, wrap(name))
+        setattr(module, name, wrap(name))
     try:
         yield
     finally:
         for name, fn in originals.items():
-            setattr(importer, name, fn)
+            setattr(module, name, fn)
+
+
+def load_baseline(path: Path):
+    """An importer module from a file (e.g. `git show REV:fifo_db/importer.py > old.py`), to time beside."""
+    spec = importlib.util.spec_from_file_location("baseline_importer", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def main() -> None:
@@ -102,7 +119,15 @@ def main() -> None:
     ap.add_argument("--dsn")
     ap.add_argument("--path", choices=("both", "bulk", "ordinary"), default="both")
     ap.add_argument("--files", default="bench,decimal8", help="comma-separated: bench, decimal8")
+    ap.add_argument("--importers", default="fast,precise",
+                    help="comma-separated: fast (the importer as it is), precise (its fast path switched off: "
+                         "what a file with a bad row costs), baseline (--baseline's)")
+    ap.add_argument("--baseline", type=Path, help="an importer.py to time beside, e.g. the one before a change")
     args = ap.parse_args()
+    baseline = load_baseline(args.baseline) if args.baseline else None
+    chosen_importers = args.importers.split(",")
+    if "baseline" in chosen_importers and baseline is None:
+        ap.error("--importers baseline needs --baseline FILE")
     with tempfile.TemporaryDirectory() as tmp:
         chosen = args.files.split(",")
         files = {name: Path(tmp) / f"{name}.csv" for name in ("bench", "decimal8") if name in chosen}
@@ -115,48 +140,64 @@ def main() -> None:
                   f"({files[name].stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t:.1f} s; first row: "
                   f"{files[name].open().readlines()[1].strip()}", flush=True)
         paths = ["ordinary", "bulk"] if args.path == "both" else [args.path]
-        cases = [(name, path) for name in files for path in paths]
+        cases = [(name, imp, path) for name in files for imp in chosen_importers for path in paths]
         results: dict[tuple, list[dict]] = {case: [] for case in cases}
-        default_min = importer.BULK_MIN_ROWS
         with connect(args.dsn) as conn:
             install(conn)
-            print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+            print(f"machine: {platform.machine()}, {os.cpu_count()} cores, PostgreSQL "
+                  f"{conn.execute('SHOW server_version').fetchone()[0]}; load average: "
+                  f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
             for run in range(args.runs):
-                for name, path in (cases if run % 2 == 0 else list(reversed(cases))):
-                    importer.BULK_MIN_ROWS = 1 if path == "bulk" else 10**15   # either path whatever --rows
+                for name, imp, path in (cases if run % 2 == 0 else list(reversed(cases))):
+                    module = baseline if imp == "baseline" else importer
+                    saved = module.BULK_MIN_ROWS, getattr(module, "_fast_import", None)
+                    module.BULK_MIN_ROWS = 1 if path == "bulk" else 10**15   # either path whatever --rows
+                    if imp == "precise":
+                        module._fast_import = lambda *a, **k: None
                     conn.execute("TRUNCATE trade_records, fifo.allocations, fifo_runs, fifo.pool_state, "
                                  "fifo.pool_changes")
                     conn.execute("CHECKPOINT")
                     times: dict = {}
-                    with phases(times):
-                        result = import_csv(conn, files[name])
+                    try:
+                        with phases(module, times):
+                            result = module.import_csv(conn, files[name])
+                        if run == 0:
+                            again = module.import_csv(conn, files[name])
+                    finally:
+                        module.BULK_MIN_ROWS = saved[0]
+                        if saved[1] is not None:
+                            module._fast_import = saved[1]
                     assert result.inserted == args.rows, result
                     assert result.bulk == (path == "bulk"), result
                     times["total"] = result.seconds
-                    times["insert and the rest"] = result.seconds - times["_stage"] - times["_validate"]
-                    results[(name, path)].append(times)
-                    print(f"run {run + 1} {name} {path}: {result.inserted:,} rows in {result.seconds:.2f} s "
-                          f"(COPY {times['_stage']:.2f} s, validation {times['_validate']:.2f} s, "
-                          f"insert and the rest {times['insert and the rest']:.2f} s; "
-                          f"load average {os.getloadavg()[0]:.2f})", flush=True)
+                    times["COPY"] = times["_stage"]
+                    times["validate"] = times.get("_validate", 0.0)
+                    times["rest"] = result.seconds - times["COPY"] - times["validate"]
+                    results[(name, imp, path)].append(times)
+                    print(f"run {run + 1} {name} {imp} {path}: {result.inserted:,} rows in {result.seconds:.2f} s "
+                          f"(COPY {times['COPY']:.2f} s, precise checks {times['validate']:.2f} s, "
+                          f"INSERT and the rest {times['rest']:.2f} s; load average {os.getloadavg()[0]:.2f})",
+                          flush=True)
                     if run == 0:
-                        again = import_csv(conn, files[name])
                         print(f"      re-import of the same file (adds {again.inserted}): {again.seconds:.2f} s",
                               flush=True)
-            importer.BULK_MIN_ROWS = default_min
         print()
-        print(f"{'file':10} {'path':9} {'import':>8} {'rows/s':>9} {'COPY':>6} {'validate':>9} {'insert+':>8}"
-              f"   (medians of {args.runs})")
+        print(f"{'file':9} {'importer':9} {'path':9} {'import':>8} {'rows/s':>9} {'COPY':>6} {'checks':>7} "
+              f"{'INSERT+':>8}   (medians of {args.runs})")
         medians = {}
-        for (name, path), runs in results.items():
-            med = medians[(name, path)] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-            print(f"{name:10} {path:9} {med['total']:7.2f}s {args.rows / med['total']:9,.0f} {med['_stage']:5.2f}s "
-                  f"{med['_validate']:8.2f}s {med['insert and the rest']:7.2f}s")
+        for (name, imp, path), runs in results.items():
+            med = medians[(name, imp, path)] = {k: statistics.median(r[k] for r in runs)
+                                                for k in ("total", "COPY", "validate", "rest")}
+            print(f"{name:9} {imp:9} {path:9} {med['total']:7.2f}s {args.rows / med['total']:9,.0f} "
+                  f"{med['COPY']:5.2f}s {med['validate']:6.2f}s {med['rest']:7.2f}s")
+        first = chosen_importers[0]
         for name in files:
-            if (name, "bulk") in medians and (name, "ordinary") in medians:
-                ratio = medians[(name, "bulk")]["total"] / medians[(name, "ordinary")]["total"]
-                print(f"{name}: bulk / ordinary = {ratio:.2f}")
+            for path in paths:
+                for imp in chosen_importers[1:]:
+                    ratio = medians[(name, first, path)]["total"] / medians[(name, imp, path)]["total"]
+                    print(f"{name} {path}: {first} / {imp} = {ratio:.2f}")
         print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
 
 if __name__ == "__main__":
     main()

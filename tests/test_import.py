@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from fifo_db import importer
 from fifo_db.cli import main
 from fifo_db.errors import FifoError
 from fifo_db.importer import InvalidRows, import_csv
@@ -187,3 +188,81 @@ def test_what_trade_records_refuses_is_named_on_its_line_on_both_paths(db, tmp_p
             import_csv(db, write(tmp_path, header, *rows, *extra))
         assert info.value.result.rejected[:2] == expected
         assert count(db) == 0
+
+
+# The fast path (issue 16): a file whose rows are all good and new is loaded by one INSERT straight
+# from the staging table; anything else goes to the precise checks, which name every bad row.
+
+def _no_precise_checks(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the precise checks ran on a good file")
+    monkeypatch.setattr(importer, "_validate", refuse)
+
+
+@pytest.mark.parametrize("bulk_min", [1, 10**9])   # the bulk path, then the ordinary one
+def test_a_good_new_file_is_loaded_by_the_fast_path_exactly(db, tmp_path, monkeypatch, bulk_min):
+    monkeypatch.setattr(importer, "BULK_MIN_ROWS", bulk_min)
+    path = write(tmp_path, "order_id,account,symbol,side,size,price,total_fees,order_time,fee_currency",
+                 "f1,,X-USD,BUY,1.12345678,10.00000001,,2025-01-01T10:00:00.000001Z,",
+                 "f2,acct,Y-USD,sell,2,0,0.5,2025-01-01 12:00:00+02,BNB",
+                 "f3,acct,X-USD,Sell,0.00000001,11,0,2025-01-02T00:00:00z,")
+    _no_precise_checks(monkeypatch)
+    result = import_csv(db, path)
+    assert (result.rows, result.inserted, result.present, result.rejected, result.bulk) == (
+        3, 3, 0, [], bulk_min == 1)
+    assert db.execute(
+        "SELECT order_id, account, symbol, side, size::text, price::text, total_fees::text, "
+        "(order_time AT TIME ZONE 'UTC')::text, source, fee_currency FROM trade_records ORDER BY id").fetchall() == [
+        ("f1", "default", "X-USD", "buy", "1.12345678", "10.00000001", "0", "2025-01-01 10:00:00.000001",
+         "generic:trades.csv", None),
+        ("f2", "acct", "Y-USD", "sell", "2", "0", "0.5", "2025-01-01 10:00:00", "generic:trades.csv", "BNB"),
+        ("f3", "acct", "X-USD", "sell", "0.00000001", "11", "0", "2025-01-02 00:00:00", "generic:trades.csv", None)]
+    # the change capture queued each pool from its earliest trade
+    assert db.execute("SELECT symbol, account, (from_time AT TIME ZONE 'UTC')::text FROM fifo.pool_changes "
+                      "WHERE processed_at IS NULL ORDER BY 1, 2").fetchall() == [
+        ("X-USD", "acct", "2025-01-02 00:00:00"), ("X-USD", "default", "2025-01-01 10:00:00.000001"),
+        ("Y-USD", "acct", "2025-01-01 10:00:00")]
+
+
+def test_the_fast_path_leans_only_on_constraints_a_fresh_install_has(db):
+    defs = {r[0] for r in db.execute("SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+                                     "WHERE conrelid = 'public.trade_records'::regclass AND contype = 'c'")}
+    assert set(importer.TABLE_REFUSES) <= defs
+    with db.cursor() as cur:
+        assert importer._table_refuses(cur)
+
+
+def test_without_the_tables_constraints_the_fast_path_checks_everything_itself(db, tmp_path):
+    """A trade_records without the CHECKs the fast path leans on (dropped by a user): its WHERE is
+    the full optimistic check again, and bad rows are still named, whatever the table lets in."""
+    db.execute("ALTER TABLE trade_records DROP CONSTRAINT size_is_positive, "
+               "DROP CONSTRAINT symbol_has_no_surrounding_space")
+    with db.cursor() as cur:
+        assert not importer._table_refuses(cur)
+    with pytest.raises(InvalidRows) as info:
+        import_csv(db, write(tmp_path, HEADER, GOOD, "b1,X-USD,buy,0,10,0,2025-01-01T10:00:00Z",
+                             "b2,X-USD ,buy,1,10,0,2025-01-01T10:00:00Z"))
+    assert info.value.result.rejected == [(3, "size '0' must be positive"),
+                                          (4, "symbol 'X-USD ' has leading or trailing whitespace (U+0020)")]
+    assert count(db) == 0
+    result = import_csv(db, write(tmp_path, HEADER, GOOD))
+    assert (result.inserted, count(db)) == (1, 1)
+
+
+@pytest.mark.parametrize("row, message", [
+    # left out by the fast path's WHERE (no zone), refused by a CHECK (size 0), a failed cast,
+    # a duplicate the unique index refuses
+    ("b1,X-USD,buy,1,10,0,2025-01-01 10:00:00",
+     "order_time '2025-01-01 10:00:00' has no time zone (add Z or an offset such as +00:00)"),
+    ("b1,X-USD,buy,0,10,0,2025-01-01T10:00:00Z", "size '0' must be positive"),
+    ("b1,X-USD,buy,x,10,0,2025-01-01T10:00:00Z", "size 'x' is not a number"),
+    ("g1,X-USD,buy,2,10,0.02,2025-01-01T10:00:00Z", "order_id 'g1' is also on line 2"),
+])
+def test_what_stops_the_fast_path_is_named_by_the_precise_checks_on_a_big_file(db, tmp_path, row, message):
+    """One bad row at the end of 2,000 good ones: nothing is loaded, nothing is left queued."""
+    good = [f"n{i},X-USD,buy,1,10,0,2025-01-01T10:00:00Z" for i in range(2000)]
+    with pytest.raises(InvalidRows) as info:
+        import_csv(db, write(tmp_path, HEADER, GOOD, *good, row))
+    assert info.value.result.rejected == [(2003, message)]
+    assert count(db) == 0
+    assert db.execute("SELECT count(*) FROM fifo.pool_changes").fetchone()[0] == 0

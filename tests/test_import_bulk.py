@@ -272,3 +272,13 @@ def test_a_cancel_during_the_bulk_insert_leaves_everything_unchanged(db, connect
     [exc] = failure
     assert isinstance(exc, FifoError) and "\n" not in str(exc)
     assert everything(db) == before
+
+
+def test_a_duplicate_found_by_the_rebuilt_unique_index_is_named_and_nothing_changes(db, tmp_path, bulk):
+    """The fast path's bulk INSERT lets a duplicate order_id in (the unique index is dropped); its
+    rebuild refuses it, and the import goes back to the savepoint and names it like any bad row."""
+    before = everything(db)
+    with pytest.raises(InvalidRows) as info:
+        import_csv(db, write(tmp_path, *ROWS, ROWS[3]))
+    assert info.value.result.rejected == [(8, "order_id 'a2' is also on line 5")]
+    assert everything(db) == before
