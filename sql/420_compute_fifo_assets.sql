@@ -313,21 +313,28 @@ $$;
 COMMENT ON FUNCTION public.compute_fifo_assets() IS
     'Recompute the asset (tax) view: legs, lots by (wallet, asset), FIFO by acquisition time, transfers.';
 
--- compute_fifo_assets_incremental(): bring the asset view up to date with the
--- changes captured since the last run (fifo.asset_changes): only the pools
--- they reach are recomputed, the result equal to compute_fifo_assets(). With
--- no change it records no run and returns the last one with run_id NULL; with
--- no earlier run, or other settings than the last run's, it is a full run.
-CREATE OR REPLACE FUNCTION public.compute_fifo_assets_incremental()
+-- compute_fifo_assets_incremental([if_computed]): bring the asset view up to
+-- date with the changes captured since the last run (fifo.asset_changes): only
+-- the pools they reach are recomputed, the result equal to
+-- compute_fifo_assets(). With no change it records no run and returns the last
+-- one with run_id NULL; with no earlier run, or other settings than the last
+-- run's, it is a full run. if_computed = true (what `fifo-db worker` calls):
+-- nothing at all, a row of NULLs, while the asset view has never been computed,
+-- so a database whose owner does not use it never pays for it.
+DROP FUNCTION IF EXISTS public.compute_fifo_assets_incremental();
+CREATE OR REPLACE FUNCTION public.compute_fifo_assets_incremental(p_if_computed boolean DEFAULT false)
 RETURNS fifo.asset_runs
 LANGUAGE plpgsql
-SECURITY DEFINER   -- an operator (or the scheduler) updates the asset view without any right on its tables
+SECURITY DEFINER   -- an operator (or the worker) updates the asset view without any right on its tables
 SET search_path = pg_catalog, pg_temp
 SET lock_timeout = '30s'
 AS $$
 BEGIN
+    IF p_if_computed AND NOT EXISTS (SELECT 1 FROM fifo.asset_runs) THEN
+        RETURN NULL;
+    END IF;
     RETURN fifo._asset_compute(false);
 END;
 $$;
-COMMENT ON FUNCTION public.compute_fifo_assets_incremental() IS
+COMMENT ON FUNCTION public.compute_fifo_assets_incremental(boolean) IS
     'Bring the asset (tax) view up to date: recompute only the pools the captured changes reach.';
