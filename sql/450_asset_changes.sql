@@ -190,3 +190,97 @@ BEGIN
                                           fifo._asset_settings()) END;
 END;
 $$;
+
+-- fifo._verify_assets(): verify_fifo()'s findings about the asset view, one row
+-- each (check_name, asset, wallet, id, detail), none when it is clean or was
+-- never computed:
+--   asset_stale          changes or other settings since its last run
+--   asset_disposal       a disposal (trade leg, transfer out, transfer fee) whose
+--                        allocation rows (pieces of lots plus the unmatched part)
+--                        do not add up to its quantity, or rows of no disposal
+--   asset_lot            a lot that gave more than its quantity, or a row taking
+--                        from a lot that is not there
+--   asset_transfer       a transfer whose pieces arriving in the destination do not
+--                        add up to what left the source (its matched rows), or that
+--                        did not arrive as lots there
+-- Checked against the inputs as the last run saw them (its legs and transfer
+-- inputs): while the view is stale, the staleness is the finding. Set-based:
+-- group-bys and hash joins on the ids.
+CREATE OR REPLACE FUNCTION fifo._verify_assets()
+RETURNS TABLE (check_name text, symbol text, account text, trade_id text, detail text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH last AS (
+        SELECT r.* FROM fifo.asset_runs r WHERE r.finished_at IS NOT NULL ORDER BY r.run_id DESC LIMIT 1
+    ),
+    disp AS (
+        -- the disposals the last run matched
+        SELECT g.wallet, g.asset, g.leg_id AS id, g.quantity
+        FROM fifo.asset_legs g
+        WHERE g.direction = 'dispose'
+        UNION ALL
+        SELECT t.from_account, t.asset, t.transfer_id || ':out', t.quantity
+        FROM fifo.asset_transfer_inputs t, last
+        WHERE last.pooling = 'wallet' AND NOT (t.asset = ANY (fifo._report_currencies()))
+        UNION ALL
+        SELECT CASE WHEN last.pooling = 'wallet' THEN t.from_account ELSE '*' END, t.asset, t.transfer_id || ':fee',
+               t.fee
+        FROM fifo.asset_transfer_inputs t, last
+        WHERE t.fee > 0 AND NOT (t.asset = ANY (fifo._report_currencies()))
+    ),
+    taken AS (
+        SELECT a.wallet, a.asset, a.disposal_id AS id, sum(a.quantity) AS quantity, count(*) AS rows
+        FROM fifo.asset_allocations a
+        GROUP BY a.wallet, a.asset, a.disposal_id
+    ),
+    used AS (
+        SELECT a.wallet, a.asset, a.lot_id, sum(a.quantity) AS quantity
+        FROM fifo.asset_allocations a
+        WHERE a.lot_id IS NOT NULL
+        GROUP BY a.wallet, a.asset, a.lot_id
+    ),
+    moved AS (
+        SELECT t.transfer_id, t.from_account, t.to_account, t.asset, coalesce(o.quantity, 0) AS left_source,
+               coalesce(p.quantity, 0) AS pieces, coalesce(l.quantity, 0) AS arrived
+        FROM fifo.asset_transfer_inputs t
+        CROSS JOIN last
+        LEFT JOIN (SELECT a.ref_id, a.wallet, a.asset, sum(a.quantity) AS quantity
+                   FROM fifo.asset_allocations a
+                   WHERE a.kind = 'transfer' AND NOT a.unmatched
+                   GROUP BY a.ref_id, a.wallet, a.asset) o
+          ON o.ref_id = t.transfer_id AND o.wallet = t.from_account AND o.asset = t.asset
+        LEFT JOIN (SELECT x.transfer_id, sum(x.quantity) AS quantity
+                   FROM fifo.asset_pieces x GROUP BY x.transfer_id) p
+          ON p.transfer_id = t.transfer_id
+        LEFT JOIN (SELECT x.arrival_seq, x.wallet, x.asset, sum(x.quantity) AS quantity
+                   FROM fifo.asset_lots x WHERE x.arrival_phase = 1
+                   GROUP BY x.arrival_seq, x.wallet, x.asset) l
+          ON l.arrival_seq = t.transfer_id AND l.wallet = t.to_account AND l.asset = t.asset
+        WHERE last.pooling = 'wallet' AND NOT (t.asset = ANY (fifo._report_currencies()))
+    )
+    SELECT 'asset_stale', NULL::text, NULL::text, NULL::text, s.detail || '; run compute_fifo_assets_incremental()'
+    FROM fifo._asset_staleness() s
+    WHERE s.stale
+    UNION ALL
+    SELECT 'asset_disposal', coalesce(d.asset, t.asset), coalesce(d.wallet, t.wallet), coalesce(d.id, t.id),
+           CASE WHEN t.id IS NULL THEN format('disposal of %s has no allocation rows', d.quantity)
+                WHEN d.id IS NULL THEN format('%s allocation row(s) of %s belong to no disposal', t.rows, t.quantity)
+                ELSE format('allocation rows add up to %s, the disposal is %s', t.quantity, d.quantity) END
+    FROM disp d
+    FULL JOIN taken t ON t.wallet = d.wallet AND t.asset = d.asset AND t.id = d.id
+    WHERE EXISTS (SELECT 1 FROM last) AND (d.quantity IS DISTINCT FROM t.quantity)
+    UNION ALL
+    SELECT 'asset_lot', u.asset, u.wallet, u.lot_id,
+           CASE WHEN l.lot_id IS NULL THEN format('%s taken from a lot that is not there', u.quantity)
+                ELSE format('%s taken from a lot of %s', u.quantity, l.quantity) END
+    FROM used u
+    LEFT JOIN fifo.asset_lots l ON l.wallet = u.wallet AND l.asset = u.asset AND l.lot_id = u.lot_id
+    WHERE l.lot_id IS NULL OR u.quantity > l.quantity
+    UNION ALL
+    SELECT 'asset_transfer', m.asset, m.from_account, m.transfer_id,
+           format('%s left %s, pieces of %s were carried and %s arrived in %s', m.left_source, m.from_account,
+                  m.pieces, m.arrived, m.to_account)
+    FROM moved m
+    WHERE m.pieces <> m.left_source OR m.arrived <> m.pieces
+$$;

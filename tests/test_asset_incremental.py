@@ -13,6 +13,7 @@ from decimal import Decimal as D
 
 import pytest
 
+from fifo_db import verify
 from tests.helpers import ts
 from tests.test_worker import BUY, SELL, workers  # noqa: F401
 from tests.test_assets import (E, FILER_PRICES, FILER_TRADES, FILER_TRANSFERS, add_fee_trades, add_prices,  # noqa: F401
@@ -101,9 +102,13 @@ def test_incremental_runs_equal_the_reference_and_a_full_run(db, seed):
     kinds = set()
     for step in range(12):
         what = mutate(db, rng, step)
+        # a captured change makes the view stale, and verify_fifo() says so
+        assert bool(asset_findings(db)) == bool(queue(db)), (step, what)
         run = incremental(db)
         kinds.add(run[1])
         assert computed(db) == reference(db), (step, what, run)
+        # current and consistent: no finding in SQL, none from the Python reference either
+        assert asset_findings(db) == [] and verify.asset_reference_findings(db) == [], (step, what)
     assert kinds == {"incremental"}
     # and a full run from scratch gives the same tables, row for row
     after_incremental = state(db)
@@ -144,6 +149,11 @@ def test_an_incremental_run_recomputes_only_the_pools_a_change_reaches(filer):
     db.execute("SELECT fifo_set_setting('price_window', '2 days')")
     assert incremental(db)[1] == "full"
     assert computed(db) == reference(db)
+
+
+def asset_findings(db) -> list[tuple]:
+    return db.execute("SELECT check_name, symbol, account, trade_id, detail FROM verify_fifo() "
+                      "WHERE check_name LIKE 'asset%' ORDER BY 1, 2, 3, 4").fetchall()
 
 
 def queue(db) -> list[tuple]:
@@ -206,3 +216,44 @@ def test_the_worker_keeps_the_asset_view_current_once_it_was_computed(db, connec
         [("s1:base", "b1:base", D("0.4"))]
     assert db.execute("SELECT count(*) FROM fifo.asset_changes").fetchone()[0] == 0
     assert w.stop(signal.SIGTERM) == 0
+
+
+def test_verify_finds_a_tampered_asset_view(filer, dsn, capsys):
+    from fifo_db.cli import main
+    db = filer
+    db.execute("SELECT compute_fifo_incremental()")   # the pair view current: its findings stay out of the way
+    assert asset_findings(db) == []          # never computed: nothing to say
+    db.execute("SELECT compute_fifo_assets()")
+    assert asset_findings(db) == [] and verify.asset_reference_findings(db) == []
+    # a piece of a sale made larger: the sale's rows no longer add up, the lot gave more than it had
+    db.execute("UPDATE fifo.asset_allocations SET quantity = 0.3 WHERE disposal_id = 'sell1:base' "
+               "AND lot_id = 'btc2:base'")
+    assert asset_findings(db) == [
+        ("asset_disposal", "BTC", E, "sell1:base", "allocation rows add up to 0.8, the disposal is 0.6"),
+        ("asset_lot", "BTC", E, "btc2:base", "0.5001 taken from a lot of 0.5")]
+    db.execute("SELECT compute_fifo_assets()")
+    # a transfer's piece lost on the way: what left the exchange is not what arrived in the cold wallet
+    db.execute("DELETE FROM fifo.asset_pieces WHERE lot_id = 'btc2:base/t1'")
+    assert asset_findings(db) == [
+        ("asset_transfer", "BTC", E, "t1", "1.2 left exchange, pieces of 1 were carried and 1.2 arrived in cold")]
+    db.execute("SELECT compute_fifo_assets()")
+    # a basis changed by hand keeps every quantity: the plain-Python reference finds it
+    db.execute("UPDATE fifo.asset_allocations SET cost_basis = 1 WHERE disposal_id = 'sell1:base' "
+               "AND lot_id = 'btc2:base'")
+    assert asset_findings(db) == []
+    assert [str(f) for f in verify.verify(db, reference=True)] == [
+        "asset_reference: asset view: exchange/BTC disposal sell1:base lot btc2:base: cost_basis 1 "
+        "(reference: 4200.6)"]
+    assert main(["--dsn", dsn, "verify"]) == 1
+    out = capsys.readouterr().out
+    assert "asset_reference: asset view: exchange/BTC disposal sell1:base lot btc2:base" in out
+    # stale: a new price since the last run
+    db.execute("SELECT compute_fifo_assets()")
+    add_prices(db, [("BTC", 50000, "2024-06-01 00:00")])
+    (name, _, _, _, detail), = asset_findings(db)
+    assert name == "asset_stale" and detail.startswith("changed since the last asset run (") and \
+        detail.endswith("): prices (1 statement(s) since " + detail.split(" since ")[-1])
+    assert "run compute_fifo_assets_incremental()" in detail
+    db.execute("SELECT compute_fifo_assets_incremental()")
+    assert asset_findings(db) == []
+    assert main(["--dsn", dsn, "verify"]) == 0
