@@ -83,6 +83,25 @@ def reference_findings(conn, symbol: str | None = None, version: int | None = No
     return findings
 
 
+def asset_reference_findings(conn) -> list[Finding]:
+    """The asset view against the plain-Python reference (fifo_db/asset_reference.py), row for row,
+    when it has been computed and is current (a stale view is verify_fifo()'s asset_stale finding).
+    It reads fifo-db's tables: a role without the owner's rights there (a reader) gets verify_fifo()'s
+    SQL checks of the asset view only."""
+    if not conn.execute("SELECT has_schema_privilege('fifo', 'USAGE')").fetchone()[0]:
+        return []   # (the names below cannot even be looked up without it)
+    if not conn.execute(
+            "SELECT has_function_privilege('fifo._asset_staleness()', 'EXECUTE') "
+            "AND bool_and(has_table_privilege(t, 'SELECT')) FROM unnest(ARRAY['fifo.asset_allocations', "
+            "'fifo.asset_legs', 'fifo.transfers', 'fifo.prices', 'fifo.settings', 'fifo.trades']) AS t").fetchone()[0]:
+        return []
+    computed, stale = conn.execute("SELECT computed, stale FROM fifo._asset_staleness()").fetchone()
+    if not computed or stale:
+        return []
+    from fifo_db import assets
+    return [Finding("asset_reference", "asset view", None, None, line) for line in assets.verify(conn)]
+
+
 REFERENCE_LIMIT = 50_000   # computed trades the Python reference reads by default
 
 
@@ -100,6 +119,8 @@ def verify(conn, symbol: str | None = None, version: int | None = None,
             reference = computed_trades(conn, symbol, version) <= REFERENCE_LIMIT
         if reference:
             found += reference_findings(conn, symbol, version)
+            if symbol is None:
+                found += asset_reference_findings(conn)
         return found
     except psycopg.Error as exc:
         raise from_db_error(exc) from None
@@ -244,6 +265,8 @@ def _verify_and_print(args, conn) -> int:
         if reference:
             with _step(shown, f"matching the {trades:,} trades again with the Python reference FIFO"):
                 findings += reference_findings(conn, args.symbol, args.version)
+                if not args.symbol:
+                    findings += asset_reference_findings(conn)
     except psycopg.errors.QueryCanceled:
         raise
     except psycopg.Error as exc:

@@ -226,6 +226,16 @@ class Worker:
         self.log(line)
         return run
 
+    def _assets(self, conn: psycopg.Connection) -> None:
+        """Keep the asset (tax) view current too, once it has been computed: an incremental asset run
+        (compute_fifo_assets_incremental(true): nothing while it never was, and nothing recorded when
+        no trade, price or transfer changed). Quiet unless it ran."""
+        row = self._call(conn, "SELECT run_id, kind, pools, rounds FROM compute_fifo_assets_incremental(true)")
+        if row is None or row[0] is None:
+            return
+        self.log(f"asset run {row[0]} {row[1]}: {_plural(row[2], 'pool')} recomputed in "
+                 f"{_plural(row[3], 'round')}")
+
     def _claim(self, conn: psycopg.Connection) -> tuple:
         return conn.execute("SELECT active, holder_pid, holder_client, holder_since FROM fifo_worker_claim()").fetchone()
 
@@ -267,11 +277,13 @@ class Worker:
             if due_full is not None and now >= due_full:
                 self._notified = False
                 self._run(conn, full=True)
+                self._assets(conn)
                 due_full = next_full(max(now, datetime.now(timezone.utc)), self.full_at, self.tz)
                 continue
             if self._notified:
                 self._notified = False
                 run = self._run(conn, full=False)
+                self._assets(conn)
                 if run and run["skipped_pools"] and not self._stopping:
                     self._sleep(1.0)           # held by another run: try again shortly, not at the next tick
                     self._notified = True

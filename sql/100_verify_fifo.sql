@@ -307,6 +307,10 @@ BEGIN
                   c.stale_from, v_version)
     FROM computed c
     WHERE c.stale_from IS NOT NULL;
+    IF p_symbol IS NULL THEN
+        -- the asset (tax) view: staleness and internal consistency (sql/450), once it has been computed
+        RETURN QUERY SELECT * FROM fifo._verify_assets();
+    END IF;
 END;
 $$;
 COMMENT ON FUNCTION public.verify_fifo(text, integer) IS

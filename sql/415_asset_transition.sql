@@ -14,8 +14,8 @@
 -- (fifo._fee_share, rule 5). From then on pools are per wallet.
 --
 -- The hooks: compute_fifo_assets (sql/420) asks fifo._asset_moves which pool a leg
--- belongs to and takes its next pieces from fifo._asset_next_pieces; fifo._asset_round
--- (sql/410) asks fifo._asset_moves whether a transfer moves lots.
+-- belongs to and adds fifo._asset_transition_pieces to the pieces of every round;
+-- fifo._asset_round (sql/410) asks fifo._asset_moves whether a transfer moves lots.
 
 -- The marker of the transition: the path segment and transfer_id prefix of the
 -- allocated pieces ('!' sorts them before any transfer id at the same instant).
@@ -100,21 +100,4 @@ AS $$
     FROM lots l
     JOIN wallets w ON w.asset = l.asset AND l.b - l.left_qty < w.w AND l.b > w.w - w.qty
     CROSS JOIN LATERAL (SELECT greatest(l.b - l.left_qty, w.w - w.qty) AS lo, least(l.b, w.w) AS hi) v
-$$;
-
--- fifo._asset_next_pieces(pooling): what the next round of compute_fifo_assets starts
--- from: the pieces the transfers of the last round carry (fifo.asset_new_pieces, sql/410)
--- and, under 'universal-until-2025', the pieces the transition allocates.
-CREATE OR REPLACE FUNCTION fifo._asset_next_pieces(p_pooling text)
-RETURNS TABLE (transfer_id text, to_wallet text, asset text, lot_id text, origin_order text, origin_leg text,
-               path text, acquired_at timestamptz, quantity numeric, basis numeric, at timestamptz)
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT n.transfer_id, n.to_wallet, n.asset, n.lot_id, n.origin_order, n.origin_leg, n.path, n.acquired_at,
-           n.quantity, n.basis, n.at
-    FROM fifo.asset_new_pieces n
-    UNION ALL
-    SELECT p.* FROM fifo._asset_transition_pieces(fifo._asset_transition_at()) p
-    WHERE p_pooling = 'universal-until-2025'
 $$;

@@ -5,7 +5,8 @@
 --             Nothing else.
 --   reader    reads every report view and table of results, and calls
 --             compute_fifo, compute_fifo_incremental, compute_fifo_since,
---             compute_fifo_assets, explain_fifo_asset (the asset view),
+--             compute_fifo_assets, compute_fifo_assets_incremental,
+--             explain_fifo_asset (the asset view),
 --             explain_fifo, verify_fifo and the report functions. These run
 --             with the owner's rights (SECURITY DEFINER), so a reader never
 --             needs, and never gets, any right to write allocations, runs,
@@ -58,7 +59,7 @@ BEGIN
     WHERE p.pronamespace = 'public'::regnamespace
       AND (p.proname IN ('compute_fifo', 'compute_fifo_incremental', 'compute_fifo_since', 'explain_fifo',
                          'verify_fifo', 'fifo_report_time', 'compute_fifo_assets',
-                         'explain_fifo_asset')
+                         'compute_fifo_assets_incremental', 'explain_fifo_asset')
            OR (p.proname LIKE 'fifo\_%' AND EXISTS (
                    -- the report functions: the ones a public report view of the same name calls
                    SELECT 1 FROM pg_class v
@@ -145,7 +146,7 @@ BEGIN
           AND (p.pronamespace = 'fifo'::regnamespace
                OR p.proname IN ('compute_fifo', 'compute_fifo_all', 'compute_fifo_incremental', 'compute_fifo_since',
                                 'explain_fifo', 'verify_fifo', 'fifo_grant', 'fifo_revoke', 'compute_fifo_assets',
-                                'explain_fifo_asset')
+                                'compute_fifo_assets_incremental', 'explain_fifo_asset')
                OR p.proname LIKE 'fifo\_%')
           AND has_function_privilege('public', p.oid, 'EXECUTE')
     LOOP

@@ -91,7 +91,9 @@ def test_adopt_keeps_the_bots_tables_and_rows_under_fifo_legacy(bot):
         {"trades_source": "bottrader", "fill_statuses": "*", "current_version": "2"}
     assert c.execute("SELECT legacy_tables, triggers, bot_version, pg_cron_existed FROM fifo.adoption").fetchone() == (
         list(bottrader.LEGACY_TABLES),
-        ["fifo_capture_delete", "fifo_capture_insert", "fifo_capture_truncate", "fifo_capture_update"], 2, False)
+        ["fifo_asset_capture_delete", "fifo_asset_capture_insert", "fifo_asset_capture_truncate",
+         "fifo_asset_capture_update", "fifo_capture_delete", "fifo_capture_insert", "fifo_capture_truncate",
+         "fifo_capture_update"], 2, False)
     # the bot's trade_records kept its columns and types (no column added or changed)
     assert c.execute("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = "
                      "'public.trade_records'::regclass AND attname = 'size'").fetchone()[0] == "double precision"

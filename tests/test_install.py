@@ -14,6 +14,7 @@ from tests.helpers import add_trades
 # deliberate change of the public API: add it here (and to the README) on purpose.
 PUBLIC_FUNCTIONS = {
     "compute_fifo_assets()",
+    "compute_fifo_assets_incremental(p_if_computed boolean)",
     "explain_fifo_asset(p_id text)",
     "fifo_asset_disposals()",
     "fifo_asset_transfers()",
