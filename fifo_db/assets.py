@@ -227,9 +227,13 @@ def import_transfers(conn: psycopg.Connection, path: Path) -> tuple[int, int]:
     return _run_import(conn, path, load)
 
 
-def compute(conn: psycopg.Connection) -> dict:
+def compute(conn: psycopg.Connection, incremental: bool = False) -> dict:
+    """A full run (compute_fifo_assets()), or only what changed since the last run
+    (compute_fifo_assets_incremental(): a full run when there is none, nothing recorded when
+    nothing changed); the row has the whole view's counts either way."""
+    call = "compute_fifo_assets_incremental()" if incremental else "compute_fifo_assets()"
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute("SELECT * FROM compute_fifo_assets()").fetchone()
+        return cur.execute(f"SELECT * FROM {call}").fetchone()
 
 
 def warnings(conn: psycopg.Connection, run: dict) -> list[str]:
@@ -319,11 +323,11 @@ def scope_line(title: str, span: str, tz: str) -> str:
 
 def cli_report(args, conn, bounds) -> int:
     """`report tax --view asset` and `report positions --mark [TIME]` (called from fifo_db.report):
-    recompute the asset view, then the scope line and warnings, and the rows through report's writers."""
+    bring the asset view up to date (an incremental run), then the scope line and warnings, and the rows through report's writers."""
     from fifo_db import report
 
     tz = conn.execute("SELECT current_setting('TimeZone')").fetchone()[0]
-    run = compute(conn)
+    run = compute(conn, incremental=True)
     for line in warnings(conn, run):
         print(line, file=sys.stderr)
     if args.kind == "tax":

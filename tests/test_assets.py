@@ -394,6 +394,16 @@ def test_csv_imports_and_the_asset_reports(db, dsn, capsys, tmp_path):
                                   "19843.50,1,USD"
     rc, out, err = cli(dsn, capsys, "report", "positions", "--mark", "2025-07-01", "--format", "csv", "--round", "3")
     assert out.splitlines()[-1] == "(all),(total),8,,,,73049.449,129331.500,56282.051,1,USD"
+    # a sale added since: the next report brings the view up to date by an incremental run of the
+    # one pool it reaches (exchange ETH), and shows it
+    runs = db.execute("SELECT count(*) FROM fifo.asset_runs").fetchone()[0]
+    add_fee_trades(db, [{"order_id": "late", "account": "exchange", "symbol": "ETH-USD", "side": "sell",
+                         "size": 1, "price": 2600, "total_fees": 0, "order_time": "2025-07-02 10:00"}])
+    rc, out, err = cli(dsn, capsys, "report", "tax", "--view", "asset", "--year", "2025")
+    assert out.splitlines()[-1] == "1 ETH,03/01/2024,07/02/2025,2600.00,3000.00,,,-400.00,Long-term,II,L,,USD,exchange,"
+    assert db.execute("SELECT kind, pools, rounds FROM fifo.asset_runs ORDER BY run_id DESC LIMIT 1").fetchone() \
+        == ("incremental", 1, 1)
+    assert db.execute("SELECT count(*) FROM fifo.asset_runs").fetchone()[0] == runs + 1
     # what does not apply is refused in one line
     rc, _, err = cli(dsn, capsys, "report", "tax", "--view", "asset", "--symbol", "BTC-USD")
     assert (rc, err) == (1, "fifo-db: error: report: --symbol, --chart and --html are the pair view's; the asset "
