@@ -1,0 +1,130 @@
+-- The write path of a per-pool run (issue 16): fifo._match (sql/030) hands
+-- the pools and their cuts here; a forced run of every pool writes into a
+-- fresh table instead (sql/035) and never comes here.
+--
+-- Only what changed is written. The rows fifo._allocation_rows computes
+-- for each pool from its cut are paired with the rows stored for the same
+-- sells (sell_time at or after the cut): a stored row identical to a
+-- computed one, every digit and scale included, is kept as it is (its id,
+-- batch_id and computed_at too); every other stored row is deleted and every
+-- other computed row inserted. A recompute of an unchanged pool writes
+-- nothing; a change in the middle rewrites only the rows that differ. The
+-- result equals a DELETE of the whole suffix and an INSERT of every computed
+-- row in every column but id, batch_id and computed_at, which say when a
+-- row was last written, not when it was last confirmed (fifo.pool_state and
+-- fifo_runs say that). Writing was half of compute_fifo of a 1,000-trade
+-- pool: ~900 rows through the heap, four indexes and the WAL.
+
+-- (issue 16 replaced it: the suffix is deleted row by row here)
+DROP FUNCTION IF EXISTS fifo._delete_suffixes(integer, text[], text[], timestamptz[]);
+
+-- fifo._write_allocations(version, batch, symbols[], accounts[], from_times[]):
+-- makes the version's stored allocations of each pool's sells at or after its
+-- cut equal to fifo._allocation_rows(), new rows stamped with `batch`.
+-- Returns what the rows computed add up to (allocations, unmatched, total_pnl,
+-- pnl_by_currency: the run's figures, as if every row had been rewritten), and
+-- how many rows were deleted and inserted. The caller holds the pools' locks.
+CREATE OR REPLACE FUNCTION fifo._write_allocations(
+    p_version integer,
+    p_batch_id uuid,
+    p_symbols text[],
+    p_accounts text[],
+    p_from timestamptz[],
+    OUT allocations bigint,
+    OUT unmatched bigint,
+    OUT total_pnl numeric,
+    OUT pnl_by_currency jsonb,
+    OUT deleted bigint,
+    OUT inserted bigint)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET jit = off   -- estimates of per-pool statements cross jit_above_cost (sql/030)
+SET plan_cache_mode = force_custom_plan   -- planned with this call's version (partition pruning)
+AS $$
+#variable_conflict use_column
+BEGIN
+    WITH computed AS MATERIALIZED (
+        -- nth: the engine never gives one (sell, lot) pair two rows, but pairing by
+        -- occurrence keeps the result exact whatever is stored
+        SELECT r.*, row_number() OVER (PARTITION BY r.symbol COLLATE "C", r.account COLLATE "C",
+                                          r.sell_trade_id COLLATE "C", r.buy_trade_id COLLATE "C") AS nth
+        FROM fifo._allocation_rows(p_version, p_symbols, p_accounts, p_from) r
+    ),
+    stored AS (
+        -- per pool, LATERAL and kept a subquery (OFFSET 0): an index range of the pool
+        -- from its cut, whatever the planner would guess of a join with the pool list
+        -- (sql/030 had the same problem with the suffix delete: a sequential scan)
+        SELECT s.*
+        FROM unnest(p_symbols, p_accounts, p_from) AS c(symbol, account, from_time)
+        CROSS JOIN LATERAL (
+            SELECT a.id, a.symbol, a.account, a.sell_trade_id, a.buy_trade_id, a.allocated_size,
+                   a.buy_price, a.sell_price, a.buy_fees, a.sell_fees, a.cost_basis, a.sale_proceeds,
+                   a.pnl_amount, a.buy_time, a.sell_time, a.unmatched,
+                   row_number() OVER (PARTITION BY a.sell_trade_id COLLATE "C", a.buy_trade_id COLLATE "C"
+                                      ORDER BY a.id) AS nth
+            FROM fifo.allocations a
+            WHERE a.version = p_version
+              AND a.symbol = c.symbol
+              AND a.account = c.account
+              AND a.sell_time >= c.from_time
+            OFFSET 0
+        ) s
+    ),
+    paired AS MATERIALIZED (
+        -- same: every stored column equal, numerics with the same scale (1.0 is not 1.00)
+        SELECT s.id AS stored_id, n.*,
+               (s.id IS NOT NULL AND n.symbol IS NOT NULL
+                AND s.unmatched = (n.buy_trade_id IS NULL)
+                AND s.sell_time = n.sell_time
+                AND s.buy_time IS NOT DISTINCT FROM n.buy_time
+                AND s.allocated_size = n.allocated_size AND scale(s.allocated_size) = scale(n.allocated_size)
+                AND s.sell_price = n.sell_price AND scale(s.sell_price) = scale(n.sell_price)
+                AND s.sell_fees = n.sell_fees AND scale(s.sell_fees) = scale(n.sell_fees)
+                AND s.sale_proceeds = n.sale_proceeds AND scale(s.sale_proceeds) = scale(n.sale_proceeds)
+                AND s.buy_price IS NOT DISTINCT FROM n.buy_price
+                AND scale(s.buy_price) IS NOT DISTINCT FROM scale(n.buy_price)
+                AND s.buy_fees IS NOT DISTINCT FROM n.buy_fees
+                AND scale(s.buy_fees) IS NOT DISTINCT FROM scale(n.buy_fees)
+                AND s.cost_basis IS NOT DISTINCT FROM n.cost_basis
+                AND scale(s.cost_basis) IS NOT DISTINCT FROM scale(n.cost_basis)
+                AND s.pnl_amount IS NOT DISTINCT FROM n.pnl_amount
+                AND scale(s.pnl_amount) IS NOT DISTINCT FROM scale(n.pnl_amount)) AS same
+        FROM computed n
+        FULL JOIN stored s
+               ON s.symbol = n.symbol
+              AND s.account = n.account
+              AND s.sell_trade_id = n.sell_trade_id
+              AND coalesce(s.buy_trade_id, '') = coalesce(n.buy_trade_id, '')
+              AND (s.buy_trade_id IS NULL) = (n.buy_trade_id IS NULL)
+              AND s.nth = n.nth
+    ),
+    gone AS (
+        DELETE FROM fifo.allocations a
+        WHERE a.version = p_version
+          AND a.id = ANY (ARRAY(SELECT p.stored_id FROM paired p WHERE p.stored_id IS NOT NULL AND NOT p.same))
+        RETURNING 1
+    ),
+    written AS (
+        INSERT INTO fifo.allocations (
+            version, batch_id, account, symbol, sell_trade_id, buy_trade_id,
+            allocated_size, buy_price, sell_price, buy_fees, sell_fees,
+            cost_basis, sale_proceeds, pnl_amount, buy_time, sell_time, unmatched)
+        SELECT p_version, p_batch_id, p.account, p.symbol, p.sell_trade_id, p.buy_trade_id,
+               p.allocated_size, p.buy_price, p.sell_price, p.buy_fees, p.sell_fees,
+               p.cost_basis, p.sale_proceeds, p.pnl_amount, p.buy_time, p.sell_time, p.buy_trade_id IS NULL
+        FROM paired p
+        WHERE p.symbol IS NOT NULL AND NOT p.same
+        RETURNING 1
+    ),
+    per_symbol AS (
+        SELECT n.symbol, count(*) AS n, count(*) FILTER (WHERE n.buy_trade_id IS NULL) AS u,
+               sum(n.pnl_amount) AS pnl
+        FROM computed n GROUP BY n.symbol
+    )
+    SELECT coalesce(sum(g.n), 0), coalesce(sum(g.u), 0), coalesce(sum(g.pnl), 0),
+           fifo._pnl_by_currency(array_agg(g.symbol), array_agg(g.pnl)),
+           (SELECT count(*) FROM gone), (SELECT count(*) FROM written)
+    INTO allocations, unmatched, total_pnl, pnl_by_currency, deleted, inserted
+    FROM per_symbol g;
+END;
+$$;
