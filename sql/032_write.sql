@@ -39,29 +39,34 @@ CREATE OR REPLACE FUNCTION fifo._write_allocations(
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 SET jit = off   -- estimates of per-pool statements cross jit_above_cost (sql/030)
-SET plan_cache_mode = force_custom_plan   -- planned with this call's version (partition pruning)
+-- One generic plan per session, for this statement and fifo._allocation_rows' (fifo._match,
+-- the caller, plans per call): neither depends on a guess of a pool's size or cut (every
+-- pool is read per pool, LATERAL, with its cut as a parameter of the inner scan; the
+-- carry-in plans its own statements per call, sql/025), and planning the two per call was
+-- 3.5 ms of a compute_fifo of a 1,000-trade pool (pg_stat_statements, track_planning).
+SET plan_cache_mode = force_generic_plan
+SET enable_mergejoin = off   -- the pairing below sorted both sides for a merge join: a hash join costs less
 AS $$
 #variable_conflict use_column
 BEGIN
     WITH computed AS MATERIALIZED (
-        -- nth: the engine never gives one (sell, lot) pair two rows, but pairing by
-        -- occurrence keeps the result exact whatever is stored
-        SELECT r.*, row_number() OVER (PARTITION BY r.symbol COLLATE "C", r.account COLLATE "C",
-                                          r.sell_trade_id COLLATE "C", r.buy_trade_id COLLATE "C") AS nth
-        FROM fifo._allocation_rows(p_version, p_symbols, p_accounts, p_from) r
+        -- k: the row's ordinal, to name it below
+        SELECT r.*
+        FROM fifo._allocation_rows(p_version, p_symbols, p_accounts, p_from)
+             WITH ORDINALITY AS r(account, symbol, sell_trade_id, buy_trade_id, allocated_size, buy_price,
+                                  sell_price, buy_fees, sell_fees, cost_basis, sale_proceeds, pnl_amount,
+                                  buy_time, sell_time, k)
     ),
     stored AS (
         -- per pool, LATERAL and kept a subquery (OFFSET 0): an index range of the pool
         -- from its cut, whatever the planner would guess of a join with the pool list
-        -- (sql/030 had the same problem with the suffix delete: a sequential scan)
+        -- (the suffix DELETE this replaces had that problem: a sequential scan)
         SELECT s.*
         FROM unnest(p_symbols, p_accounts, p_from) AS c(symbol, account, from_time)
         CROSS JOIN LATERAL (
             SELECT a.id, a.symbol, a.account, a.sell_trade_id, a.buy_trade_id, a.allocated_size,
                    a.buy_price, a.sell_price, a.buy_fees, a.sell_fees, a.cost_basis, a.sale_proceeds,
-                   a.pnl_amount, a.buy_time, a.sell_time, a.unmatched,
-                   row_number() OVER (PARTITION BY a.sell_trade_id COLLATE "C", a.buy_trade_id COLLATE "C"
-                                      ORDER BY a.id) AS nth
+                   a.pnl_amount, a.buy_time, a.sell_time, a.unmatched
             FROM fifo.allocations a
             WHERE a.version = p_version
               AND a.symbol = c.symbol
@@ -70,10 +75,25 @@ BEGIN
             OFFSET 0
         ) s
     ),
+    doubled AS (
+        -- a (sell, lot) pair with more than one row on either side: the engine never
+        -- computes one, but a stored table may hold one (written by hand). Every row of
+        -- such a pair is rewritten, and every other pair has at most one row on each
+        -- side, so pairing rows by (sell, lot) below is exact whatever is stored.
+        -- (Hashing the keys costs less than numbering the rows, which sorts them.)
+        SELECT d.symbol, d.account, d.sell_trade_id, d.lot
+        FROM (SELECT n.symbol, n.account, n.sell_trade_id, coalesce(n.buy_trade_id, '') AS lot, 0 AS side
+              FROM computed n
+              UNION ALL
+              SELECT s.symbol, s.account, s.sell_trade_id, coalesce(s.buy_trade_id, ''), 1
+              FROM stored s) d
+        GROUP BY d.symbol, d.account, d.sell_trade_id, d.lot, d.side
+        HAVING count(*) > 1
+    ),
     paired AS MATERIALIZED (
         -- same: every stored column equal, numerics with the same scale (1.0 is not 1.00)
-        SELECT s.id AS stored_id, n.*,
-               (s.id IS NOT NULL AND n.symbol IS NOT NULL
+        SELECT s.id AS stored_id, n.k,
+               (s.id IS NOT NULL AND n.k IS NOT NULL
                 AND s.unmatched = (n.buy_trade_id IS NULL)
                 AND s.sell_time = n.sell_time
                 AND s.buy_time IS NOT DISTINCT FROM n.buy_time
@@ -88,7 +108,9 @@ BEGIN
                 AND s.cost_basis IS NOT DISTINCT FROM n.cost_basis
                 AND scale(s.cost_basis) IS NOT DISTINCT FROM scale(n.cost_basis)
                 AND s.pnl_amount IS NOT DISTINCT FROM n.pnl_amount
-                AND scale(s.pnl_amount) IS NOT DISTINCT FROM scale(n.pnl_amount)) AS same
+                AND scale(s.pnl_amount) IS NOT DISTINCT FROM scale(n.pnl_amount)
+                AND (n.symbol, n.account, n.sell_trade_id, coalesce(n.buy_trade_id, '')) NOT IN
+                    (SELECT d.symbol, d.account, d.sell_trade_id, d.lot FROM doubled d)) AS same
         FROM computed n
         FULL JOIN stored s
                ON s.symbol = n.symbol
@@ -96,7 +118,6 @@ BEGIN
               AND s.sell_trade_id = n.sell_trade_id
               AND coalesce(s.buy_trade_id, '') = coalesce(n.buy_trade_id, '')
               AND (s.buy_trade_id IS NULL) = (n.buy_trade_id IS NULL)
-              AND s.nth = n.nth
     ),
     gone AS (
         DELETE FROM fifo.allocations a
@@ -109,11 +130,11 @@ BEGIN
             version, batch_id, account, symbol, sell_trade_id, buy_trade_id,
             allocated_size, buy_price, sell_price, buy_fees, sell_fees,
             cost_basis, sale_proceeds, pnl_amount, buy_time, sell_time, unmatched)
-        SELECT p_version, p_batch_id, p.account, p.symbol, p.sell_trade_id, p.buy_trade_id,
-               p.allocated_size, p.buy_price, p.sell_price, p.buy_fees, p.sell_fees,
-               p.cost_basis, p.sale_proceeds, p.pnl_amount, p.buy_time, p.sell_time, p.buy_trade_id IS NULL
-        FROM paired p
-        WHERE p.symbol IS NOT NULL AND NOT p.same
+        SELECT p_version, p_batch_id, n.account, n.symbol, n.sell_trade_id, n.buy_trade_id,
+               n.allocated_size, n.buy_price, n.sell_price, n.buy_fees, n.sell_fees,
+               n.cost_basis, n.sale_proceeds, n.pnl_amount, n.buy_time, n.sell_time, n.buy_trade_id IS NULL
+        FROM computed n
+        WHERE n.k NOT IN (SELECT p.k FROM paired p WHERE p.same)
         RETURNING 1
     ),
     per_symbol AS (

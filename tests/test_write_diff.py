@@ -138,6 +138,6 @@ def test_stored_rows_that_are_wrong_or_doubled_are_replaced(db):
     assert len(rows(db)) == 8 + 1 + 1
     assert run(db, "SELECT allocations, deleted, inserted FROM fifo._write_allocations("
                    "1, gen_random_uuid(), ARRAY['X'], ARRAY['default'], ARRAY['-infinity'::timestamptz])"
-               ) == (8, 3, 1)   # the copy of s1's row, the wrong s3/b2 and the stray row out; s3/b2 in
+               ) == (8, 4, 2)   # both rows of the doubled pair, the wrong and the stray one out; s1/b1, s3/b2 in
     assert len(rows(db)) == 8
     assert_current(db)
