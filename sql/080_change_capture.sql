@@ -178,7 +178,10 @@ BEGIN
     gone AS (
         DELETE FROM fifo.pool_changes pc
         USING consumed c
-        WHERE pc.id = c.id AND NOT EXISTS (SELECT 1 FROM kept k WHERE k.keep_id = c.id)
+        -- NOT IN, a hashed subplan (keep_id is never NULL): as NOT EXISTS the planner took
+        -- kept for a few rows and scanned it once per consumed row (issue 16: 1,100 x 550
+        -- rows, 538 ms, after 10 appends to 100 pools in one minute)
+        WHERE pc.id = c.id AND c.id NOT IN (SELECT k.keep_id FROM kept k)
         RETURNING pc.id
     )
     UPDATE fifo.pool_changes pc
