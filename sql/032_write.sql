@@ -46,6 +46,9 @@ SET jit = off   -- estimates of per-pool statements cross jit_above_cost (sql/03
 -- 3.5 ms of a compute_fifo of a 1,000-trade pool (pg_stat_statements, track_planning).
 SET plan_cache_mode = force_generic_plan
 SET enable_mergejoin = off   -- the pairing below sorted both sides for a merge join: a hash join costs less
+SET enable_seqscan = off     -- the stored rows of a pool from its cut are an index range: with one pool
+                             -- most of the partition, a plan without the cut chose a sequential scan
+                             -- of the partition per pool (15.8 s for one appended sell to a 100k pool)
 AS $$
 #variable_conflict use_column
 BEGIN
@@ -109,8 +112,7 @@ BEGIN
                 AND scale(s.cost_basis) IS NOT DISTINCT FROM scale(n.cost_basis)
                 AND s.pnl_amount IS NOT DISTINCT FROM n.pnl_amount
                 AND scale(s.pnl_amount) IS NOT DISTINCT FROM scale(n.pnl_amount)
-                AND (n.symbol, n.account, n.sell_trade_id, coalesce(n.buy_trade_id, '')) NOT IN
-                    (SELECT d.symbol, d.account, d.sell_trade_id, d.lot FROM doubled d)) AS same
+                AND d.symbol IS NULL) AS same
         FROM computed n
         FULL JOIN stored s
                ON s.symbol = n.symbol
@@ -118,6 +120,13 @@ BEGIN
               AND s.sell_trade_id = n.sell_trade_id
               AND coalesce(s.buy_trade_id, '') = coalesce(n.buy_trade_id, '')
               AND (s.buy_trade_id IS NULL) = (n.buy_trade_id IS NULL)
+        -- joins, not NOT IN: a NOT IN subplan too big for work_mem is scanned once per row
+        -- (a 200k-trade pool never finished); a hash join spills to disk instead
+        LEFT JOIN doubled d
+               ON d.symbol = n.symbol
+              AND d.account = n.account
+              AND d.sell_trade_id = n.sell_trade_id
+              AND d.lot = coalesce(n.buy_trade_id, '')
     ),
     gone AS (
         DELETE FROM fifo.allocations a
@@ -134,7 +143,7 @@ BEGIN
                n.allocated_size, n.buy_price, n.sell_price, n.buy_fees, n.sell_fees,
                n.cost_basis, n.sale_proceeds, n.pnl_amount, n.buy_time, n.sell_time, n.buy_trade_id IS NULL
         FROM computed n
-        WHERE n.k NOT IN (SELECT p.k FROM paired p WHERE p.same)
+        WHERE NOT EXISTS (SELECT 1 FROM paired p WHERE p.k = n.k AND p.same)
         RETURNING 1
     ),
     per_symbol AS (
