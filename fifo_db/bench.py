@@ -440,7 +440,7 @@ class Bench:
 
         self.compare(fig, engine, pools)
         pools_done, rewritten = result["row"]
-        fig.extra = f"({pools_done} pools, {lots:,} lots open, {rewritten} allocations rewritten)"
+        fig.extra = f"({pools_done} pools, {lots:,} lots open, {rewritten} allocations computed)"
         return self.record(fig)
 
     def change_capture(self, n: int, symbols: int) -> tuple[Figure, Figure]:

@@ -232,9 +232,10 @@ DROP FUNCTION IF EXISTS fifo._match(integer, uuid, text[], text[], timestamptz[]
 
 -- fifo._match(version, batch, symbols[], accounts[], from_times[] [, into
 -- [, record]]): replaces, for each pool, the allocations of every sell at or
--- after its cut in `version` with fifo._allocation_rows(), stamped with
--- `batch`, records the pools as computed (fifo.pool_state), and returns what
--- it processed. `into` (a fresh table shaped like fifo.allocations, see
+-- after its cut in `version` with fifo._allocation_rows(), writing only the
+-- rows that differ, stamped with `batch` (fifo._write_allocations, sql/032),
+-- records the pools as computed (fifo.pool_state), and returns what it
+-- processed. `into` (a fresh table shaped like fifo.allocations, see
 -- sql/035) receives the rows instead, and nothing is deleted; record = false
 -- leaves pool_state to the caller. The caller holds the pools' locks.
 CREATE OR REPLACE FUNCTION fifo._match(
@@ -309,81 +310,41 @@ BEGIN
     END IF;
 
     IF p_into IS NULL THEN
-        PERFORM fifo._delete_suffixes(p_version, p_symbols, p_accounts, p_from);
+        -- into fifo.allocations, only the rows that differ from the stored ones (sql/032)
+        SELECT w.allocations, w.unmatched, w.total_pnl, w.pnl_by_currency
+        INTO allocations, unmatched, total_pnl, pnl_by_currency
+        FROM fifo._write_allocations(p_version, p_batch_id, p_symbols, p_accounts, p_from) w;
+    ELSE
+        -- into the fresh table `into` (sql/035): every row
+        EXECUTE format($q$
+            WITH written AS (
+                INSERT INTO %s (
+                    version, batch_id, account, symbol, sell_trade_id, buy_trade_id,
+                    allocated_size, buy_price, sell_price, buy_fees, sell_fees,
+                    cost_basis, sale_proceeds, pnl_amount, buy_time, sell_time, unmatched)
+                SELECT $1, $2, r.*, r.buy_trade_id IS NULL
+                FROM %s r
+                RETURNING symbol, pnl_amount, buy_trade_id IS NULL AS is_unmatched
+            ),
+            per_symbol AS (
+                SELECT w.symbol, count(*) AS n, count(*) FILTER (WHERE w.is_unmatched) AS u, sum(w.pnl_amount) AS pnl
+                FROM written w GROUP BY w.symbol
+            )
+            SELECT coalesce(sum(g.n), 0), coalesce(sum(g.u), 0), coalesce(sum(g.pnl), 0),
+                   fifo._pnl_by_currency(array_agg(g.symbol), array_agg(g.pnl))
+            FROM per_symbol g$q$, p_into,
+            -- whole pools, several of them, enough trades to repay starting parallel workers
+            -- (a few ms): split over the cores (fifo._allocation_rows_split)
+            CASE WHEN pools >= 4 AND buys + sells >= 20000 AND NOT '-infinity' < ANY (p_from)
+                 THEN 'fifo._allocation_rows_split($1, $3, $4)'
+                 ELSE 'fifo._allocation_rows($1, $3, $4, $5)' END)
+        INTO allocations, unmatched, total_pnl, pnl_by_currency
+        USING p_version, p_batch_id, p_symbols, p_accounts, p_from;
     END IF;
-
-    -- into fifo.allocations (routed to the version's partition), or into `into`
-    EXECUTE format($q$
-        WITH written AS (
-            INSERT INTO %s (
-                version, batch_id, account, symbol, sell_trade_id, buy_trade_id,
-                allocated_size, buy_price, sell_price, buy_fees, sell_fees,
-                cost_basis, sale_proceeds, pnl_amount, buy_time, sell_time, unmatched)
-            SELECT $1, $2, r.*, r.buy_trade_id IS NULL
-            FROM %s r
-            RETURNING symbol, pnl_amount, buy_trade_id IS NULL AS is_unmatched
-        ),
-        per_symbol AS (
-            SELECT w.symbol, count(*) AS n, count(*) FILTER (WHERE w.is_unmatched) AS u, sum(w.pnl_amount) AS pnl
-            FROM written w GROUP BY w.symbol
-        )
-        SELECT coalesce(sum(g.n), 0), coalesce(sum(g.u), 0), coalesce(sum(g.pnl), 0),
-               fifo._pnl_by_currency(array_agg(g.symbol), array_agg(g.pnl))
-        FROM per_symbol g$q$, coalesce(p_into, 'fifo.allocations'::regclass),
-        -- whole pools, several of them, enough trades to repay starting parallel workers
-        -- (a few ms): split over the cores (fifo._allocation_rows_split)
-        CASE WHEN pools >= 4 AND buys + sells >= 20000 AND NOT '-infinity' < ANY (p_from)
-             THEN 'fifo._allocation_rows_split($1, $3, $4)'
-             ELSE 'fifo._allocation_rows($1, $3, $4, $5)' END)
-    INTO allocations, unmatched, total_pnl, pnl_by_currency
-    USING p_version, p_batch_id, p_symbols, p_accounts, p_from;
 
     IF p_record THEN
         PERFORM fifo._record_pools(p_version, p_batch_id, p_symbols, p_accounts);
     END IF;
-END;
-$$;
-
--- fifo._delete_suffixes(version, symbols[], accounts[], from_times[]): deletes
--- each pool's allocations of sells at or after its cut. Up to 64 pools, one
--- DELETE per pool, planned with its own values (plan_cache_mode): a join with
--- the pool list cannot know how much of a pool lies after its cut (it guesses a
--- third), so for a pool that fills most of a partition it chose a sequential
--- scan of the partition: 280-500 ms to delete one appended trade's row from a
--- 1M-trade pool, against an index range here. More pools: one join (a pool is
--- then a small part of the partition, and the planner uses the index).
-CREATE OR REPLACE FUNCTION fifo._delete_suffixes(p_version integer, p_symbols text[], p_accounts text[],
-                                                 p_from timestamptz[])
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_custom_plan
-SET jit = off
-AS $$
-DECLARE
-    v_symbol text;
-    v_account text;
-    v_from timestamptz;
-BEGIN
-    IF coalesce(cardinality(p_symbols), 0) <= 64 THEN
-        FOR i IN 1 .. coalesce(cardinality(p_symbols), 0) LOOP
-            v_symbol := p_symbols[i];
-            v_account := p_accounts[i];
-            v_from := p_from[i];
-            DELETE FROM fifo.allocations a
-            WHERE a.version = p_version
-              AND a.symbol = v_symbol
-              AND a.account = v_account
-              AND a.sell_time >= v_from;
-        END LOOP;
-        RETURN;
-    END IF;
-    DELETE FROM fifo.allocations a
-    USING unnest(p_symbols, p_accounts, p_from) AS c(symbol, account, from_time)
-    WHERE a.version = p_version
-      AND a.symbol = c.symbol
-      AND a.account = c.account
-      AND a.sell_time >= c.from_time;
 END;
 $$;
 

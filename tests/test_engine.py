@@ -317,7 +317,9 @@ def test_every_call_records_a_run(db):
                       ).fetchall()
     assert runs == [(first.batch_id, "symbol", "ok", 1, 2), (second.batch_id, "symbol", "ok", 1, 2)]
     assert {r["sell_trade_id"] for r in allocations(db)} == {"s1"}
-    assert db.execute("SELECT DISTINCT batch_id FROM fifo_allocations").fetchall() == [(second.batch_id,)]
+    # nothing changed: the second run confirms the pool (pool_state) and keeps the row the first wrote
+    assert db.execute("SELECT DISTINCT batch_id FROM fifo_allocations").fetchall() == [(first.batch_id,)]
+    assert db.execute("SELECT batch_id FROM fifo.pool_state").fetchall() == [(second.batch_id,)]
 
 
 def test_unknown_symbol_raises_no_data_found(db):

@@ -1,0 +1,160 @@
+-- The write path of a per-pool run (issue 16): fifo._match (sql/030) hands
+-- the pools and their cuts here; a forced run of every pool writes into a
+-- fresh table instead (sql/035) and never comes here.
+--
+-- Only what changed is written. The rows fifo._allocation_rows computes
+-- for each pool from its cut are paired with the rows stored for the same
+-- sells (sell_time at or after the cut): a stored row identical to a
+-- computed one, every digit and scale included, is kept as it is (its id,
+-- batch_id and computed_at too); every other stored row is deleted and every
+-- other computed row inserted. A recompute of an unchanged pool writes
+-- nothing; a change in the middle rewrites only the rows that differ. The
+-- result equals a DELETE of the whole suffix and an INSERT of every computed
+-- row in every column but id, batch_id and computed_at, which say when a
+-- row was last written, not when it was last confirmed (fifo.pool_state and
+-- fifo_runs say that). Writing was half of compute_fifo of a 1,000-trade
+-- pool: ~900 rows through the heap, four indexes and the WAL.
+
+-- (issue 16 replaced it: the suffix is deleted row by row here)
+DROP FUNCTION IF EXISTS fifo._delete_suffixes(integer, text[], text[], timestamptz[]);
+
+-- fifo._write_allocations(version, batch, symbols[], accounts[], from_times[]):
+-- makes the version's stored allocations of each pool's sells at or after its
+-- cut equal to fifo._allocation_rows(), new rows stamped with `batch`.
+-- Returns what the rows computed add up to (allocations, unmatched, total_pnl,
+-- pnl_by_currency: the run's figures, as if every row had been rewritten), and
+-- how many rows were deleted and inserted. The caller holds the pools' locks.
+CREATE OR REPLACE FUNCTION fifo._write_allocations(
+    p_version integer,
+    p_batch_id uuid,
+    p_symbols text[],
+    p_accounts text[],
+    p_from timestamptz[],
+    OUT allocations bigint,
+    OUT unmatched bigint,
+    OUT total_pnl numeric,
+    OUT pnl_by_currency jsonb,
+    OUT deleted bigint,
+    OUT inserted bigint)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET jit = off   -- estimates of per-pool statements cross jit_above_cost (sql/030)
+-- One generic plan per session, for this statement and fifo._allocation_rows' (fifo._match,
+-- the caller, plans per call): neither depends on a guess of a pool's size or cut (every
+-- pool is read per pool, LATERAL, with its cut as a parameter of the inner scan; the
+-- carry-in plans its own statements per call, sql/025), and planning the two per call was
+-- 3.5 ms of a compute_fifo of a 1,000-trade pool (pg_stat_statements, track_planning).
+SET plan_cache_mode = force_generic_plan
+SET enable_mergejoin = off   -- the pairing below sorted both sides for a merge join: a hash join costs less
+SET enable_seqscan = off     -- the stored rows of a pool from its cut are an index range: with one pool
+                             -- most of the partition, a plan without the cut chose a sequential scan
+                             -- of the partition per pool (15.8 s for one appended sell to a 100k pool)
+AS $$
+#variable_conflict use_column
+BEGIN
+    WITH computed AS MATERIALIZED (
+        -- k: the row's ordinal, to name it below
+        SELECT r.*
+        FROM fifo._allocation_rows(p_version, p_symbols, p_accounts, p_from)
+             WITH ORDINALITY AS r(account, symbol, sell_trade_id, buy_trade_id, allocated_size, buy_price,
+                                  sell_price, buy_fees, sell_fees, cost_basis, sale_proceeds, pnl_amount,
+                                  buy_time, sell_time, k)
+    ),
+    stored AS (
+        -- per pool, LATERAL and kept a subquery (OFFSET 0): an index range of the pool
+        -- from its cut, whatever the planner would guess of a join with the pool list
+        -- (the suffix DELETE this replaces had that problem: a sequential scan)
+        SELECT s.*
+        FROM unnest(p_symbols, p_accounts, p_from) AS c(symbol, account, from_time)
+        CROSS JOIN LATERAL (
+            SELECT a.id, a.symbol, a.account, a.sell_trade_id, a.buy_trade_id, a.allocated_size,
+                   a.buy_price, a.sell_price, a.buy_fees, a.sell_fees, a.cost_basis, a.sale_proceeds,
+                   a.pnl_amount, a.buy_time, a.sell_time, a.unmatched
+            FROM fifo.allocations a
+            WHERE a.version = p_version
+              AND a.symbol = c.symbol
+              AND a.account = c.account
+              AND a.sell_time >= c.from_time
+            OFFSET 0
+        ) s
+    ),
+    doubled AS (
+        -- a (sell, lot) pair with more than one row on either side: the engine never
+        -- computes one, but a stored table may hold one (written by hand). Every row of
+        -- such a pair is rewritten, and every other pair has at most one row on each
+        -- side, so pairing rows by (sell, lot) below is exact whatever is stored.
+        -- (Hashing the keys costs less than numbering the rows, which sorts them.)
+        SELECT d.symbol, d.account, d.sell_trade_id, d.lot
+        FROM (SELECT n.symbol, n.account, n.sell_trade_id, coalesce(n.buy_trade_id, '') AS lot, 0 AS side
+              FROM computed n
+              UNION ALL
+              SELECT s.symbol, s.account, s.sell_trade_id, coalesce(s.buy_trade_id, ''), 1
+              FROM stored s) d
+        GROUP BY d.symbol, d.account, d.sell_trade_id, d.lot, d.side
+        HAVING count(*) > 1
+    ),
+    paired AS MATERIALIZED (
+        -- same: every stored column equal, numerics with the same scale (1.0 is not 1.00)
+        SELECT s.id AS stored_id, n.k,
+               (s.id IS NOT NULL AND n.k IS NOT NULL
+                AND s.unmatched = (n.buy_trade_id IS NULL)
+                AND s.sell_time = n.sell_time
+                AND s.buy_time IS NOT DISTINCT FROM n.buy_time
+                AND s.allocated_size = n.allocated_size AND scale(s.allocated_size) = scale(n.allocated_size)
+                AND s.sell_price = n.sell_price AND scale(s.sell_price) = scale(n.sell_price)
+                AND s.sell_fees = n.sell_fees AND scale(s.sell_fees) = scale(n.sell_fees)
+                AND s.sale_proceeds = n.sale_proceeds AND scale(s.sale_proceeds) = scale(n.sale_proceeds)
+                AND s.buy_price IS NOT DISTINCT FROM n.buy_price
+                AND scale(s.buy_price) IS NOT DISTINCT FROM scale(n.buy_price)
+                AND s.buy_fees IS NOT DISTINCT FROM n.buy_fees
+                AND scale(s.buy_fees) IS NOT DISTINCT FROM scale(n.buy_fees)
+                AND s.cost_basis IS NOT DISTINCT FROM n.cost_basis
+                AND scale(s.cost_basis) IS NOT DISTINCT FROM scale(n.cost_basis)
+                AND s.pnl_amount IS NOT DISTINCT FROM n.pnl_amount
+                AND scale(s.pnl_amount) IS NOT DISTINCT FROM scale(n.pnl_amount)
+                AND d.symbol IS NULL) AS same
+        FROM computed n
+        FULL JOIN stored s
+               ON s.symbol = n.symbol
+              AND s.account = n.account
+              AND s.sell_trade_id = n.sell_trade_id
+              AND coalesce(s.buy_trade_id, '') = coalesce(n.buy_trade_id, '')
+              AND (s.buy_trade_id IS NULL) = (n.buy_trade_id IS NULL)
+        -- joins, not NOT IN: a NOT IN subplan too big for work_mem is scanned once per row
+        -- (a 200k-trade pool never finished); a hash join spills to disk instead
+        LEFT JOIN doubled d
+               ON d.symbol = n.symbol
+              AND d.account = n.account
+              AND d.sell_trade_id = n.sell_trade_id
+              AND d.lot = coalesce(n.buy_trade_id, '')
+    ),
+    gone AS (
+        DELETE FROM fifo.allocations a
+        WHERE a.version = p_version
+          AND a.id = ANY (ARRAY(SELECT p.stored_id FROM paired p WHERE p.stored_id IS NOT NULL AND NOT p.same))
+        RETURNING 1
+    ),
+    written AS (
+        INSERT INTO fifo.allocations (
+            version, batch_id, account, symbol, sell_trade_id, buy_trade_id,
+            allocated_size, buy_price, sell_price, buy_fees, sell_fees,
+            cost_basis, sale_proceeds, pnl_amount, buy_time, sell_time, unmatched)
+        SELECT p_version, p_batch_id, n.account, n.symbol, n.sell_trade_id, n.buy_trade_id,
+               n.allocated_size, n.buy_price, n.sell_price, n.buy_fees, n.sell_fees,
+               n.cost_basis, n.sale_proceeds, n.pnl_amount, n.buy_time, n.sell_time, n.buy_trade_id IS NULL
+        FROM computed n
+        WHERE NOT EXISTS (SELECT 1 FROM paired p WHERE p.k = n.k AND p.same)
+        RETURNING 1
+    ),
+    per_symbol AS (
+        SELECT n.symbol, count(*) AS n, count(*) FILTER (WHERE n.buy_trade_id IS NULL) AS u,
+               sum(n.pnl_amount) AS pnl
+        FROM computed n GROUP BY n.symbol
+    )
+    SELECT coalesce(sum(g.n), 0), coalesce(sum(g.u), 0), coalesce(sum(g.pnl), 0),
+           fifo._pnl_by_currency(array_agg(g.symbol), array_agg(g.pnl)),
+           (SELECT count(*) FROM gone), (SELECT count(*) FROM written)
+    INTO allocations, unmatched, total_pnl, pnl_by_currency, deleted, inserted
+    FROM per_symbol g;
+END;
+$$;
