@@ -63,6 +63,23 @@ COMMENT ON VIEW public.fifo_tax_lots IS
     'cost_basis, gain_or_loss in `currency`, term (long when sold after long_term_after, the anniversary of the '
     'acquisition date by default); unmatched (oversold) parts flagged, with no basis. Current version, exact numerics.';
 
+-- fifo._check_reported(reported): refuses what the broker reported unless it is
+-- none, proceeds or basis (the Form 8949 functions of both views take it).
+CREATE OR REPLACE FUNCTION fifo._check_reported(p_reported text)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_reported IS NULL OR p_reported NOT IN ('none', 'proceeds', 'basis') THEN
+        RAISE EXCEPTION 'reported must be none, proceeds or basis, got "%"', fifo._shown(p_reported)
+            USING ERRCODE = '22023',
+                  HINT = 'What the broker reported to the IRS on Form 1099-B / 1099-DA: none (no form), '
+                         'proceeds (proceeds only), basis (proceeds and cost basis).';
+    END IF;
+END;
+$$;
+
 -- fifo._form_8949_box(year, long, reported): the Form 8949 check box of a
 -- row. Tax years before 2025: A/B/C (short) and D/E/F (long); from 2025,
 -- digital assets have their own boxes G/H/I (short) and J/K/L (long). The
@@ -107,12 +124,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF p_reported IS NULL OR p_reported NOT IN ('none', 'proceeds', 'basis') THEN
-        RAISE EXCEPTION 'reported must be none, proceeds or basis, got "%"', fifo._shown(p_reported)
-            USING ERRCODE = '22023',
-                  HINT = 'What the broker reported to the IRS on Form 1099-B / 1099-DA: none (no form), '
-                         'proceeds (proceeds only), basis (proceeds and cost basis).';
-    END IF;
+    PERFORM fifo._check_reported(p_reported);
     RETURN QUERY
     SELECT y.year, CASE WHEN y.long THEN 'II' ELSE 'I' END,
            fifo._form_8949_box(y.year, y.long, p_reported),

@@ -129,12 +129,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF p_reported IS NULL OR p_reported NOT IN ('none', 'proceeds', 'basis') THEN
-        RAISE EXCEPTION 'reported must be none, proceeds or basis, got "%"', fifo._shown(p_reported)
-            USING ERRCODE = '22023',
-                  HINT = 'What the broker reported to the IRS on Form 1099-B / 1099-DA: none (no form), '
-                         'proceeds (proceeds only), basis (proceeds and cost basis).';
-    END IF;
+    PERFORM fifo._check_reported(p_reported);
     RETURN QUERY
     SELECT y.year, CASE WHEN y.long THEN 'II' ELSE 'I' END, fifo._form_8949_box(y.year, y.long, p_reported),
            d.description, d.date_acquired, d.date_sold, r.proceeds, r.cost, NULL::text, NULL::numeric,
