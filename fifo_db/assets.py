@@ -227,13 +227,18 @@ def import_transfers(conn: psycopg.Connection, path: Path) -> tuple[int, int]:
     return _run_import(conn, path, load)
 
 
-def compute(conn: psycopg.Connection, incremental: bool = False) -> dict:
+def compute(conn: psycopg.Connection, incremental: bool = False, if_computed: bool = False) -> dict | None:
     """A full run (compute_fifo_assets()), or only what changed since the last run
     (compute_fifo_assets_incremental(): a full run when there is none, nothing recorded when
-    nothing changed); the row has the whole view's counts either way."""
-    call = "compute_fifo_assets_incremental()" if incremental else "compute_fifo_assets()"
+    nothing changed); the row has the whole view's counts either way. if_computed (incremental
+    only): None, and nothing done, while the view was never computed (what the schedule runs)."""
+    if not incremental:
+        call = "compute_fifo_assets()"
+    else:
+        call = f"compute_fifo_assets_incremental({'true' if if_computed else ''})"
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(f"SELECT * FROM {call}").fetchone()
+        run = cur.execute(f"SELECT * FROM {call}").fetchone()
+    return None if run is None or run["kind"] is None else run
 
 
 def warnings(conn: psycopg.Connection, run: dict) -> list[str]:
@@ -385,6 +390,9 @@ def register(sub) -> None:
                                    "filer's currency (docs/rules.md, 'The asset view').")
     a = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     c = a.add_parser("compute", help="recompute the asset view and list what is flagged")
+    c.add_argument("--incremental", action="store_true",
+                   help="only the pools changed since the last run, and nothing while the view was never "
+                        "computed (what the schedule runs)")
     c.set_defaults(func=_cli_compute)
     pr = a.add_parser("prices", help="import prices from CSV: asset,currency,price,time[,source]")
     pr.add_argument("file", type=Path, metavar="FILE.csv")
@@ -402,11 +410,17 @@ def register(sub) -> None:
 
 
 def _cli_compute(args, conn) -> int:
-    run = compute(conn)
+    run = compute(conn, incremental=args.incremental, if_computed=args.incremental)
+    if run is None:
+        print("asset view never computed: nothing to do (`fifo-db assets compute` computes it in full)")
+        return 0
+    if args.incremental and run["run_id"] is None:
+        return 0   # nothing changed: quiet, like `compute --incremental`
     print(f"asset view computed ({run['pooling']} pools): {run['legs']:,} legs, {run['rounds']} round(s), "
           f"{run['unpriced']:,} unpriced, {run['unmatched']:,} oversold, {run['unsplit']:,} unsplit symbol trades")
+    # the crontab line's stderr is cron's mail, for failures: there the flags go with the counts
     for line in warnings(conn, run):
-        print(line, file=sys.stderr)
+        print(line, file=sys.stdout if args.incremental else sys.stderr)
     return 0
 
 

@@ -392,6 +392,7 @@ def crontab_lines(conn: psycopg.Connection, every: str = DEFAULT_EVERY, full: st
     ]
     if full:
         lines.append(f"{full} {command} compute --all-symbols --force > /dev/null")
+    lines.append(f"{every} {command} assets compute --incremental > /dev/null")
     lines.append("# Only stderr reaches cron's mail: one line when a run fails. Or run `fifo-db worker` instead "
                  "(changes current within a second).")
     return "\n".join(lines)

@@ -116,7 +116,8 @@ END;
 $$;
 
 -- fifo._cron_jobs(every, full): the jobs that keep this database current,
--- in the order they are scheduled. A NULL schedule means "not scheduled"
+-- in the order they are scheduled: the incremental run and the asset view's
+-- incremental run every `every`, the forced full recompute at `full`. A NULL schedule means "not scheduled"
 -- (the job of that name is only removed).
 CREATE OR REPLACE FUNCTION fifo._cron_jobs(
     p_every text DEFAULT '* * * * *',
@@ -128,7 +129,11 @@ AS $$
     SELECT format('fifo-db %s (%s)', j.kind, current_database()), j.schedule, j.command, current_database()
     -- schema-qualified: the job runs with the database's default search_path
     FROM (VALUES (1, 'incremental', p_every, 'SELECT public.compute_fifo_incremental()'),
-                 (2, 'full', p_full, 'SELECT public.compute_fifo_all(true)')) AS j(ord, kind, schedule, command)
+                 (2, 'full', p_full, 'SELECT public.compute_fifo_all(true)'),
+                 -- the asset (tax) view, on the incremental schedule: nothing until it was computed
+                 -- once, and nothing recorded while nothing changed (sql/420)
+                 (3, 'assets', p_every, 'SELECT public.compute_fifo_assets_incremental(true)'))
+         AS j(ord, kind, schedule, command)
     ORDER BY j.ord
 $$;
 
@@ -158,8 +163,8 @@ $$;
 COMMENT ON FUNCTION public.fifo_unschedule() IS
     'Remove this database''s fifo-db pg_cron jobs (by name); returns how many. Run in the cron database.';
 
--- fifo_schedule([every [, full]]): schedule the incremental run every
--- `every` and the forced full recompute at `full` (NULL: no full job),
+-- fifo_schedule([every [, full]]): schedule the incremental runs (pair and
+-- asset view) every `every` and the forced full recompute at `full` (NULL: no full job),
 -- idempotently: this database's jobs are removed by name, then scheduled.
 CREATE OR REPLACE FUNCTION public.fifo_schedule(
     p_every text DEFAULT '* * * * *',
@@ -190,5 +195,6 @@ BEGIN
 END;
 $$;
 COMMENT ON FUNCTION public.fifo_schedule(text, text) IS
-    'Schedule compute_fifo_incremental() every `every` and compute_fifo_all(true) at `full` with pg_cron '
+    'Schedule compute_fifo_incremental() and compute_fifo_assets_incremental(true) every `every` and '
+    'compute_fifo_all(true) at `full` with pg_cron '
     '(idempotent: unschedule by name, then schedule). Run in the cron database; elsewhere use `fifo-db schedule install`.';

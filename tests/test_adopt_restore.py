@@ -120,6 +120,7 @@ def test_schedule_replaces_the_bots_crontab_and_restore_removes_it(bot, unschedu
     adopt(bot.conn)
     assert main(["--dsn", bot.dsn, "schedule", "install", "--every", "*/5 * * * *", "--full", "50 9 * * *"]) == 0
     assert cron_jobs(name) == [
+        (f"fifo-db assets ({name})", "*/5 * * * *", "SELECT public.compute_fifo_assets_incremental(true)"),
         (f"fifo-db full ({name})", "50 9 * * *", "SELECT public.compute_fifo_all(true)"),
         (f"fifo-db incremental ({name})", "*/5 * * * *", "SELECT public.compute_fifo_incremental()"),
     ]
@@ -127,7 +128,7 @@ def test_schedule_replaces_the_bots_crontab_and_restore_removes_it(bot, unschedu
     assert main(["--dsn", bot.dsn, "uninstall", "--restore", "--dry-run"]) == 0
     assert f"pg_cron job 'fifo-db incremental ({name})' would be removed (in cron database 'fifo')" \
         in capsys.readouterr().out
-    assert len(cron_jobs(name)) == 2
+    assert len(cron_jobs(name)) == 3
     assert main(["--dsn", bot.dsn, "uninstall", "--restore"]) == 0
     assert f"pg_cron job 'fifo-db full ({name})' removed (in cron database 'fifo')" in capsys.readouterr().out
     assert cron_jobs(name) == []

@@ -606,3 +606,22 @@ def test_the_2025_transition_worked_by_hand(db):
     assert notes[0] == ("acquired 2023-01-10 10:00 by a (base) in exchange; moved by the 2025 allocation of unused "
                         "basis to the wallet (Rev. Proc. 2024-28, sql/415), t2 cold -> exchange 2025-04-01 10:00; "
                         "long-term")
+
+
+def test_assets_compute_incremental_is_what_the_schedule_runs(filer, dsn, capsys):
+    """`assets compute --incremental` (the crontab line of `schedule install --crontab`): nothing while
+    the view was never computed, then only what changed, and nothing recorded when nothing did."""
+    assert cli(dsn, capsys, "assets", "compute", "--incremental")[:3] == (
+        0, "asset view never computed: nothing to do (`fifo-db assets compute` computes it in full)\n", "")
+    assert filer.execute("SELECT count(*) FROM fifo.asset_runs").fetchone()[0] == 0
+    rc, out, _ = cli(dsn, capsys, "assets", "compute")
+    assert rc == 0 and out.startswith("asset view computed (wallet pools): ")
+    assert cli(dsn, capsys, "assets", "compute", "--incremental")[:3] == (0, "", "")   # nothing changed: quiet
+    add_trades(filer, [{"order_id": "late", "symbol": "BTC-USD", "side": "sell", "size": "0.1", "price": 50000,
+                        "order_time": "2024-12-30 10:00"}])
+    rc, out, err = cli(dsn, capsys, "assets", "compute", "--incremental")
+    assert (rc, err) == (0, "") and out.startswith("asset view computed (wallet pools): ")
+    assert filer.execute("SELECT kind, changes FROM fifo.asset_runs ORDER BY run_id").fetchall() == [
+        ("full", 0), ("incremental", 1)]
+    assert filer.execute("SELECT count(*) FROM fifo.asset_allocations WHERE ref_id = 'late'").fetchone()[0] == 1
+    assert cli(dsn, capsys, "assets", "verify")[0] == 0

@@ -185,22 +185,23 @@ def test_schedule_prints_the_whole_dba_checklist_once_and_changes_nothing(owned,
     assert len(owned.run_as_dba(err)) == 3
     rc, out, err = run(capsys, "--dsn", owned.dsn, "schedule", "install")
     assert (rc, err) == (0, "")
-    assert out.splitlines()[:2] == [
-        f"scheduled fifo-db incremental ({owned.database}): '* * * * *' SELECT public.compute_fifo_incremental() "
-        f"[job {n} in cron database 'fifo']" if i == 0 else
-        f"scheduled fifo-db full ({owned.database}): '50 1 * * *' SELECT public.compute_fifo_all(true) "
-        f"[job {n} in cron database 'fifo']"
-        for i, n in enumerate(re.findall(r"\[job (\d+) in", out))]
-    assert out.splitlines()[2].startswith(f"note: fifo-db cannot read cron.use_background_workers as role "
+    jobs = [f"fifo-db incremental ({owned.database}): '* * * * *' SELECT public.compute_fifo_incremental()",
+            f"fifo-db full ({owned.database}): '50 1 * * *' SELECT public.compute_fifo_all(true)",
+            f"fifo-db assets ({owned.database}): '* * * * *' SELECT public.compute_fifo_assets_incremental(true)"]
+    ids = re.findall(r"\[job (\d+) in", out)
+    assert len(ids) == 3
+    assert out.splitlines()[:3] == [f"scheduled {job} [job {n} in cron database 'fifo']" for job, n in zip(jobs, ids)]
+    assert out.splitlines()[3].startswith(f"note: fifo-db cannot read cron.use_background_workers as role "
                                           f"{owned.role}")
     with owned.cluster.superuser() as su:
         assert su.execute("SELECT jobname, username FROM cron.job WHERE database = %s ORDER BY jobid",
                           (owned.database,)).fetchall() == [
-            (f"fifo-db incremental ({owned.database})", owned.role), (f"fifo-db full ({owned.database})", owned.role)]
+            (f"fifo-db incremental ({owned.database})", owned.role), (f"fifo-db full ({owned.database})", owned.role),
+            (f"fifo-db assets ({owned.database})", owned.role)]
     rc, out, _ = run(capsys, "--dsn", owned.dsn, "schedule", "list")
-    assert rc == 0 and out.startswith(f"pg_cron 1.") and out.count("no runs yet") == 2
+    assert rc == 0 and out.startswith(f"pg_cron 1.") and out.count("no runs yet") == 3
     rc, out, _ = run(capsys, "--dsn", owned.dsn, "schedule", "remove")
-    assert (rc, out) == (0, f"removed 2 fifo-db job(s) for database {owned.database!r}\n")
+    assert (rc, out) == (0, f"removed 3 fifo-db job(s) for database {owned.database!r}\n")
 
 
 @pytest.mark.pg_cron
@@ -228,7 +229,7 @@ def test_restore_keeps_the_pg_cron_a_dba_created_and_removes_the_owners_jobs(cap
         assert run(capsys, "--dsn", owned.dsn, "grant", "operator", "bot_operator")[0] == 0
         with psycopg.connect(owned.dsn.replace("user=bot_owner", "user=bot_operator"), autocommit=True) as op:
             assert [r[1] for r in op.execute("SELECT * FROM fifo_schedule('*/10 * * * *')")] == [
-                "fifo-db incremental (fifo)", "fifo-db full (fifo)"]
+                "fifo-db incremental (fifo)", "fifo-db full (fifo)", "fifo-db assets (fifo)"]
         with cluster.superuser() as su:
             assert su.execute("SELECT DISTINCT username FROM cron.job").fetchall() == [("bot_owner",)]
         rc, out, err = run(capsys, "--dsn", owned.dsn, "schedule", "install", "--every", "*/5 * * * *")
@@ -238,7 +239,8 @@ def test_restore_keeps_the_pg_cron_a_dba_created_and_removes_the_owners_jobs(cap
         rc, out, err = run(capsys, "--dsn", owned.dsn, "uninstall", "--restore")
         assert (rc, err) == (0, "")
         assert out.startswith("pg_cron job 'fifo-db incremental (fifo)' removed\n"
-                              "pg_cron job 'fifo-db full (fifo)' removed\n")
+                              "pg_cron job 'fifo-db full (fifo)' removed\n"
+                              "pg_cron job 'fifo-db assets (fifo)' removed\n")
         assert ("the pg_cron extension is kept: another role (your DBA) created it after the adoption, not fifo-db"
                 in out)
         with cluster.superuser() as su:

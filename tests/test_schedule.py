@@ -13,6 +13,7 @@ import time
 import psycopg
 import pytest
 
+from fifo_db.assets import verify as asset_verify
 from fifo_db.cli import main
 from fifo_db.embedded import EmbeddedServer
 from fifo_db.install import install
@@ -57,12 +58,14 @@ def test_install_is_idempotent_and_targets_this_database(db, dsn, unschedule, ca
 
     assert main(["--dsn", dsn, "schedule", "install", "--every", "*/2 * * * *", "--full", "30 2 * * *"]) == 0
     assert cron_jobs(dbname) == [
+        (f"fifo-db assets ({dbname})", "*/2 * * * *", "SELECT public.compute_fifo_assets_incremental(true)"),
         (f"fifo-db full ({dbname})", "30 2 * * *", "SELECT public.compute_fifo_all(true)"),
         (f"fifo-db incremental ({dbname})", "*/2 * * * *", "SELECT public.compute_fifo_incremental()"),
     ]
-    # --full none: only the incremental job remains
+    # --full none: only the incremental jobs remain
     assert main(["--dsn", dsn, "schedule", "install", "--full", "none"]) == 0
     assert cron_jobs(dbname) == [
+        (f"fifo-db assets ({dbname})", "* * * * *", "SELECT public.compute_fifo_assets_incremental(true)"),
         (f"fifo-db incremental ({dbname})", "* * * * *", "SELECT public.compute_fifo_incremental()")]
 
 
@@ -78,10 +81,11 @@ def test_list_shows_jobs_then_remove_removes_them(db, dsn, unschedule, capsys):
     assert f"in database '{CRON_DB}', jobs for database '{dbname}'" in out
     assert f"fifo-db incremental ({dbname}): '* * * * *' SELECT public.compute_fifo_incremental()" in out
     assert f"fifo-db full ({dbname}): '50 1 * * *' SELECT public.compute_fifo_all(true)" in out
+    assert f"fifo-db assets ({dbname}): '* * * * *' SELECT public.compute_fifo_assets_incremental(true)" in out
     assert "no runs yet" in out
 
     assert main(["--dsn", dsn, "schedule", "remove"]) == 0
-    assert f"removed 2 fifo-db job(s) for database '{dbname}'" in capsys.readouterr().out
+    assert f"removed 3 fifo-db job(s) for database '{dbname}'" in capsys.readouterr().out
     assert cron_jobs(dbname) == []
     assert main(["--dsn", dsn, "schedule", "remove"]) == 0
     assert "removed 0 fifo-db job(s)" in capsys.readouterr().out
@@ -95,7 +99,8 @@ def test_two_databases_keep_their_own_jobs(db, dsn, unschedule):
         conn.execute("SELECT * FROM fifo_schedule()")
     assert main(["--dsn", dsn, "schedule", "install"]) == 0
     assert main(["--dsn", dsn, "schedule", "remove"]) == 0
-    assert [name for name, _, _ in cron_jobs(CRON_DB)] == ["fifo-db full (fifo)", "fifo-db incremental (fifo)"]
+    assert [name for name, _, _ in cron_jobs(CRON_DB)] == ["fifo-db assets (fifo)", "fifo-db full (fifo)",
+                                                           "fifo-db incremental (fifo)"]
 
 
 def test_sql_functions_in_the_cron_database(unschedule):
@@ -103,14 +108,16 @@ def test_sql_functions_in_the_cron_database(unschedule):
     with cron_conn() as conn:
         install(conn)
         rows = conn.execute("SELECT job_name, schedule, command FROM fifo_schedule('*/5 * * * *', NULL)").fetchall()
-        assert rows == [("fifo-db incremental (fifo)", "*/5 * * * *", "SELECT public.compute_fifo_incremental()")]
+        assert rows == [("fifo-db incremental (fifo)", "*/5 * * * *", "SELECT public.compute_fifo_incremental()"),
+                        ("fifo-db assets (fifo)", "*/5 * * * *", "SELECT public.compute_fifo_assets_incremental(true)")]
         conn.execute("SELECT * FROM fifo_schedule()")
         conn.execute("SELECT * FROM fifo_schedule()")
         assert cron_jobs(CRON_DB) == [
+            ("fifo-db assets (fifo)", "* * * * *", "SELECT public.compute_fifo_assets_incremental(true)"),
             ("fifo-db full (fifo)", "50 1 * * *", "SELECT public.compute_fifo_all(true)"),
             ("fifo-db incremental (fifo)", "* * * * *", "SELECT public.compute_fifo_incremental()"),
         ]
-        assert conn.execute("SELECT fifo_unschedule()").fetchone()[0] == 2
+        assert conn.execute("SELECT fifo_unschedule()").fetchone()[0] == 3
         assert conn.execute("SELECT fifo_unschedule()").fetchone()[0] == 0
         assert cron_jobs(CRON_DB) == []
 
@@ -173,12 +180,22 @@ def test_scheduled_job_really_runs_and_brings_allocations_current(db, unschedule
     every = "5 seconds" if (int(major), int(minor)) >= (1, 5) else "* * * * *"
     add_trades(db, [
         {"order_id": "b1", "symbol": "CRON-USD", "side": "buy", "size": "2.5", "price": 10, "order_time": "2025-01-01"},
+    ])
+    db.execute("SELECT compute_fifo_assets()")   # the asset view computed once: the schedule keeps it current
+    add_trades(db, [
         {"order_id": "s1", "symbol": "CRON-USD", "side": "sell", "size": "1.5", "price": 12, "order_time": "2025-01-02"},
     ])
     jobs = install_schedule(db, every, None)
-    assert [j["job_name"] for j in jobs] == [f"fifo-db incremental ({db.info.dbname})"]
+    assert [j["job_name"] for j in jobs] == [f"fifo-db incremental ({db.info.dbname})",
+                                             f"fifo-db assets ({db.info.dbname})"]
     want = expected(db)
     assert stored(db) != want
+    sold = "SELECT count(*) FROM fifo.asset_allocations WHERE ref_id = 's1'"
+    assert db.execute(sold).fetchone()[0] == 0
+
+    def current() -> bool:
+        return (stored(db) == want and db.execute(sold).fetchone()[0] == 1
+                and all(any(r["status"] == "succeeded" for r in job["runs"]) for job in list_schedule(db)))
 
     started = time.monotonic()
     deadline = started + 150
@@ -191,17 +208,21 @@ def test_scheduled_job_really_runs_and_brings_allocations_current(db, unschedule
     runs: list = []
     spoken = started
     while time.monotonic() < deadline:
-        runs = list_schedule(db)[0]["runs"]
-        if stored(db) == want and any(r["status"] == "succeeded" for r in runs):
+        runs = [r for job in list_schedule(db) for r in job["runs"]]
+        if current():
             break
         if time.monotonic() - spoken >= 15:
             spoken = time.monotonic()
             say(f"still waiting for pg_cron ({spoken - started:.0f} s; runs so far: "
                 f"{', '.join(r['status'] for r in runs) or 'none'})")
         time.sleep(1)
-    done = stored(db) == want and any(r["status"] == "succeeded" for r in runs)
-    say(f"{'pg_cron ran it' if done else 'gave up'} after {time.monotonic() - started:.0f} s\n")
+    done = current()
+    say(f"{'pg_cron ran them' if done else 'gave up'} after {time.monotonic() - started:.0f} s\n")
     assert stored(db) == want, f"the cron job did not bring allocations current; its runs: {runs}"
-    assert any(r["status"] == "succeeded" for r in runs), runs
+    assert done, f"the asset view or a job's run is missing; the runs: {runs}"
     assert findings(db) == []
     assert db.execute("SELECT mode, status, pools FROM fifo_runs").fetchall()[0] == ("incremental", "ok", 1)
+    # the asset job ran incrementally (one pool: CRON in the default wallet) and the view is exact
+    assert db.execute("SELECT kind, pools FROM fifo.asset_runs ORDER BY run_id").fetchall() == [
+        ("full", 1), ("incremental", 1)]
+    assert asset_verify(db) == []

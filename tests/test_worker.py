@@ -292,7 +292,8 @@ def test_crontab_lines_carry_no_password(db, dsn):
     assert printed.get("port", "5432") == given["port"]
     assert re.fullmatch(r"\* \* \* \* \* \S.* compute --incremental > /dev/null", lines[1]), lines[1]
     assert re.fullmatch(r"50 1 \* \* \* \S.* compute --all-symbols --force > /dev/null", lines[2]), lines[2]
-    assert len(lines) == 3
+    assert re.fullmatch(r"\* \* \* \* \* \S.* assets compute --incremental > /dev/null", lines[3]), lines[3]
+    assert len(lines) == 4
 
 
 def test_compute_incremental_is_quiet_when_idle(dsn, db):
