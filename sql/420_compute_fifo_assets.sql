@@ -122,6 +122,7 @@ DECLARE
     v_rounds integer := 0;
     v_next_w text[];
     v_next_a text[];
+    v_new fifo.asset_pieces[];
     v_holder text;
 BEGIN
     BEGIN
@@ -240,24 +241,24 @@ BEGIN
         FROM fifo.asset_pieces p
         JOIN fifo.asset_work_pools w ON w.wallet = p.to_wallet AND w.asset = p.asset;
         PERFORM fifo._asset_round(v_pooling, v_window, v_fiat);
-        -- the pieces the work pools' transfers carry now (n) against those they carried (o: the pieces of
-        -- a transfer out of a work pool, or of one that is gone); the destinations of the differences
-        -- are the next round's work
+        -- the pieces the work pools' transfers carry now (n, computed once) against those they carried
+        -- (o: the pieces of a transfer out of a work pool, or of one that is gone); the destinations of
+        -- the differences are the next round's work, and n replaces o
         -- Under universal-until-2025 the pieces the 2025 allocation gives (sql/415) are in both, every
         -- round: they are recomputed from the universal pools' lots and the holdings as they are now.
+        SELECT array_agg(x::fifo.asset_pieces) INTO v_new
+        FROM (SELECT np.transfer_id, np.to_wallet, np.asset, np.lot_id, np.origin_order, np.origin_leg, np.path,
+                     np.acquired_at, np.quantity, np.basis, np.at
+              FROM fifo.asset_new_pieces np
+              JOIN fifo.asset_work_pools w ON w.wallet = np.from_wallet AND w.asset = np.asset
+              UNION ALL
+              SELECT tp.* FROM fifo._asset_transition_pieces(fifo._asset_transition_at()) tp
+              WHERE v_pooling = 'universal-until-2025') x;
         WITH n AS MATERIALIZED (
-            SELECT np.transfer_id, np.to_wallet, np.asset, np.lot_id, np.origin_order, np.origin_leg, np.path,
-                   np.acquired_at, np.quantity, np.basis, np.at
-            FROM fifo.asset_new_pieces np
-            JOIN fifo.asset_work_pools w ON w.wallet = np.from_wallet AND w.asset = np.asset
-            UNION ALL
-            SELECT tp.* FROM fifo._asset_transition_pieces(fifo._asset_transition_at()) tp
-            WHERE v_pooling = 'universal-until-2025'
+            SELECT * FROM unnest(coalesce(v_new, '{}'::fifo.asset_pieces[]))
         ),
         o AS MATERIALIZED (
-            SELECT p.transfer_id, p.to_wallet, p.asset, p.lot_id, p.origin_order, p.origin_leg, p.path,
-                   p.acquired_at, p.quantity, p.basis, p.at
-            FROM fifo.asset_pieces p
+            SELECT p.* FROM fifo.asset_pieces p
             WHERE NOT EXISTS (SELECT 1 FROM fifo.transfers t
                               WHERE t.transfer_id = p.transfer_id
                                 AND NOT EXISTS (SELECT 1 FROM fifo.asset_work_pools w
@@ -274,15 +275,7 @@ BEGIN
                               WHERE t.transfer_id = p.transfer_id
                                 AND NOT EXISTS (SELECT 1 FROM fifo.asset_work_pools w
                                                 WHERE w.wallet = t.from_account AND w.asset = t.asset));
-            INSERT INTO fifo.asset_pieces (transfer_id, to_wallet, asset, lot_id, origin_order, origin_leg, path,
-                                           acquired_at, quantity, basis, at)
-            SELECT np.transfer_id, np.to_wallet, np.asset, np.lot_id, np.origin_order, np.origin_leg, np.path,
-                   np.acquired_at, np.quantity, np.basis, np.at
-            FROM fifo.asset_new_pieces np
-            JOIN fifo.asset_work_pools w ON w.wallet = np.from_wallet AND w.asset = np.asset
-            UNION ALL
-            SELECT tp.* FROM fifo._asset_transition_pieces(fifo._asset_transition_at()) tp
-            WHERE v_pooling = 'universal-until-2025';
+            INSERT INTO fifo.asset_pieces SELECT * FROM unnest(v_new);
         END IF;
         DELETE FROM fifo.asset_work_pools;
         INSERT INTO fifo.asset_work_pools (wallet, asset)
