@@ -1,7 +1,8 @@
 """The servers a killed test run leaves behind, and stopping them.
 
 A run on test home H starts its server in H and, for the tests that need a second cluster, in
-homes named H-<name> (H-owner, H-passwords, H-cron-off, H-first-XXXX). H-pg16 and H-pg18 (and
+homes named H-<name> (H-owner, H-passwords, H-cron-off, H-first-XXXX, and H-emb-XXXX/home: the
+homes tests/test_embedded.py has fifo-db create). H-pg16 and H-pg18 (and
 their H-pg16-<name>) are the homes of the other servers' runs, with locks of their own: never
 touched here. Only homes holding fifo-db's marker are stopped, through EmbeddedServer.stop().
 
@@ -22,13 +23,15 @@ from fifo_db.embedded import MARKER, EmbeddedServer
 
 
 def homes_of(test_home: Path) -> list[Path]:
-    """H and its H-<name> homes (not H-pgN...) that hold a running server's postmaster.pid."""
+    """H and its H-<name> homes (not H-pgN...), and a home named `home` in one of those, that hold a
+    running server's postmaster.pid."""
     found = []
     for path in [test_home, *sorted(test_home.parent.glob(f"{test_home.name}-*"))]:
         if path != test_home and re.match(r"-pg\d", path.name[len(test_home.name):]):
             continue
-        if (path / MARKER).is_file() and (path / "data" / "postmaster.pid").exists():
-            found.append(path)
+        for home in (path, path / "home"):
+            if (home / MARKER).is_file() and (home / "data" / "postmaster.pid").exists():
+                found.append(home)
     return found
 
 

@@ -26,6 +26,7 @@ from fifo_db.cli import main
 from fifo_db.embedded import EmbeddedServer, find_bindir
 from fifo_db.errors import FifoError
 from fifo_db.sample import copy_rows, sapien_story
+from tests.conftest import TEST_HOME
 
 IS_ROOT = os.geteuid() == 0
 PG_CRON_INSTALLED = EmbeddedServer().pg_cron_available()     # of the server FIFO_DB_PG_BIN picks
@@ -34,12 +35,14 @@ ACCOUNT = pwd.getpwnam(os.environ.get("FIFO_DB_RUN_AS", "postgres")) if IS_ROOT 
 
 
 def _new_home(owner: pwd.struct_passwd | None = None) -> Path:
-    """A short path under /tmp (unix socket paths are limited to ~100 bytes), traversable by
-    the unprivileged server account (pytest's tmp_path is 0700 under root's tree).
+    """A short path beside the run's test home H, named H-emb-XXXX (unix socket paths are limited
+    to ~100 bytes), traversable by the unprivileged server account (pytest's tmp_path is 0700
+    under root's tree). A run killed outright leaves its server there, and the next run on H (or
+    scripts/test, interrupted) stops it (tests/leftovers.py).
 
     Without `owner`: a path that does not exist yet, in a fresh 0755 directory of ours, for
     fifo-db to create. With `owner`: an empty directory that account owns."""
-    parent = Path(tempfile.mkdtemp(prefix="fdb-emb-", dir="/tmp"))
+    parent = Path(tempfile.mkdtemp(prefix=f"{TEST_HOME.name}-emb-", dir=TEST_HOME.parent))
     if owner is not None:
         os.chown(parent, owner.pw_uid, owner.pw_gid)
         return parent

@@ -359,7 +359,10 @@ def test_a_run_killed_outright_has_its_server_stopped_by_the_next_run(tmp_path):
     the same test home stops them first, says so, and stops its own at its end."""
     home = TEST_HOME.parent / f"{TEST_HOME.name}-killed"
     shutil.rmtree(home, ignore_errors=True)
-    left = [home, Path(f"{home}-owner")]
+    # the run's own home, a second cluster's, and one tests/test_embedded.py has fifo-db create
+    left = [home, Path(f"{home}-owner"), Path(f"{home}-emb-x1y2") / "home"]
+    shutil.rmtree(left[2].parent, ignore_errors=True)
+    left[2].parent.mkdir(mode=0o755)
     run = None
     try:
         for path in left:
@@ -381,6 +384,7 @@ def test_a_run_killed_outright_has_its_server_stopped_by_the_next_run(tmp_path):
         stop_leftovers(home)
         for path in left:
             shutil.rmtree(path, ignore_errors=True)
+        shutil.rmtree(left[2].parent, ignore_errors=True)
         Path(f"{home}.lock").unlink(missing_ok=True)
 
 
