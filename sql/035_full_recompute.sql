@@ -102,6 +102,74 @@ AS $$
     ORDER BY i.indnatts DESC, i.indexrelid
 $$;
 
+-- fifo._source_pools(): every pool (symbol, account) of the trades source, for
+-- compute_fifo_all's pool list. RETURN QUERY, not part of the caller's SELECT
+-- INTO, so that PostgreSQL may read the trades in parallel workers (1M trades:
+-- 0.21-0.28 s against 0.32-0.57 s in one process; fifo._count_pools says why).
+CREATE OR REPLACE FUNCTION fifo._source_pools()
+RETURNS TABLE (symbol text, account text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY SELECT DISTINCT t.symbol, t.account FROM fifo.trades t;
+END;
+$$;
+
+-- fifo._count_pools(symbols[], accounts[]): the buys and the sells of each
+-- pool (arrays in the order of the pools given) and whether any of their
+-- trades is one the trades source cannot give as a valid fill (`problem`).
+-- A forced run counts every pool once, here, instead of once per chunk in
+-- fifo._match: one statement over the whole trades source, which
+-- PostgreSQL's parallel query may split over parallel workers (1M trades:
+-- 0.65 s per-chunk, serial). With a problem row, the run leaves the counting
+-- to fifo._match, which fails only the pools concerned.
+CREATE OR REPLACE FUNCTION fifo._count_pools(p_symbols text[], p_accounts text[])
+RETURNS TABLE (buys bigint[], sells bigint[], problem boolean)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- RETURN QUERY, not SELECT INTO: PostgreSQL runs a statement asked for a limited
+    -- number of rows (SELECT INTO asks for one) without parallel workers
+    RETURN QUERY
+    SELECT coalesce(array_agg(coalesce(n.b, 0) ORDER BY c.i), '{}'),
+           coalesce(array_agg(coalesce(n.s, 0) ORDER BY c.i), '{}'),
+           coalesce(bool_or(n.p), false)
+    FROM unnest(p_symbols, p_accounts) WITH ORDINALITY AS c(symbol, account, i)
+    LEFT JOIN (SELECT t.symbol, t.account, count(*) FILTER (WHERE t.side = 'buy') AS b,
+                      count(*) FILTER (WHERE t.side = 'sell') AS s, bool_or(t.problem IS NOT NULL) AS p
+               FROM fifo.trades t
+               GROUP BY t.symbol, t.account) n
+           ON n.symbol = c.symbol AND n.account = c.account;
+END;
+$$;
+
+-- fifo._fresh_totals(table): what a run reports of the allocations written
+-- into a fresh table: rows, unmatched rows, total P&L, and each symbol's P&L
+-- (symbols[], pnls[], for fifo._pnl_by_currency): the figures fifo._match
+-- returns for the rows it writes into fifo.allocations. One statement over the
+-- whole table after the last chunk, which PostgreSQL's parallel query may
+-- split over parallel workers (1M trades: 0.2-0.4 s, against 0.9 s of
+-- RETURNING in the chunks' INSERTs). Numeric sums are exact, so the totals are
+-- the same digits as the chunks' totals added up.
+CREATE OR REPLACE FUNCTION fifo._fresh_totals(p_table regclass)
+RETURNS TABLE (allocations bigint, unmatched bigint, total_pnl numeric, symbols text[], pnls numeric[])
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- RETURN QUERY: parallel workers may run it (fifo._count_pools says why not SELECT
+    -- INTO); fifo._pnl_by_currency (parallel unsafe) is left to the caller
+    RETURN QUERY EXECUTE format($q$
+        SELECT coalesce(sum(g.n), 0)::bigint, coalesce(sum(g.u), 0)::bigint, coalesce(sum(g.pnl), 0),
+               array_agg(g.symbol), array_agg(g.pnl)
+        FROM (SELECT a.symbol, count(*) AS n, count(*) FILTER (WHERE a.unmatched) AS u,
+                     sum(a.pnl_amount) AS pnl
+              FROM %s a GROUP BY a.symbol) g$q$, p_table);
+END;
+$$;
+
 -- fifo._analyze(table): statistics of a partition just written in bulk, for
 -- the columns the engine and readers look up by (version too: the planner
 -- does not know that a partition holds one version, and without statistics

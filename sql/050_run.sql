@@ -56,6 +56,9 @@ DECLARE
     v_failed_accs text[] := '{}';
     v_taken_syms text[];
     v_taken_accs text[];
+    v_counts record;         -- mode 'all': every pool's buys and sells, counted once (sql/035)
+    v_precounted boolean := false;
+    v_counted bigint[];
 BEGIN
     IF p_version IS NULL OR p_version < 1 THEN
         RAISE EXCEPTION 'version must be a positive integer, got %', coalesce(p_version::text, 'NULL')
@@ -167,20 +170,34 @@ BEGIN
         PERFORM fifo._drop_stale_fresh_tables();   -- left by a failed run of an older version
         v_fresh := fifo._fresh_allocations(p_version,
             format('allocations_v%s_%s', p_version, left(replace(v_run.batch_id::text, '-', ''), 12)));
+        -- trade_records' own CHECK constraints refuse every row that cannot be matched, so
+        -- no row can turn bad while the chunks run; an adopted source is checked per chunk
+        IF fifo._setting('trades_source') = 'fifo-db' THEN
+            SELECT * INTO v_counts FROM fifo._count_pools(v_syms, v_accs);
+            v_precounted := NOT v_counts.problem;
+        END IF;
     END IF;
     v_i := 1;
     WHILE v_i <= cardinality(v_todo_lo) LOOP
         v_lo := v_todo_lo[v_i];
         v_hi := v_todo_hi[v_i];
         BEGIN
+            v_counted := NULL;
+            IF v_precounted THEN
+                SELECT ARRAY[coalesce(sum(b), 0), coalesce(sum(s), 0)]::bigint[] INTO v_counted
+                FROM unnest(v_counts.buys[v_lo:v_hi], v_counts.sells[v_lo:v_hi], v_from[v_lo:v_hi]) AS x(b, s, f)
+                WHERE x.f = '-infinity';
+            END IF;
             SELECT * INTO v_res FROM fifo._match(p_version, v_run.batch_id,
-                v_syms[v_lo:v_hi], v_accs[v_lo:v_hi], v_from[v_lo:v_hi], v_fresh);
+                v_syms[v_lo:v_hi], v_accs[v_lo:v_hi], v_from[v_lo:v_hi], v_fresh, true, v_counted);
             v_run.buys := v_run.buys + v_res.buys;
             v_run.sells := v_run.sells + v_res.sells;
-            v_run.allocations := v_run.allocations + v_res.allocations;
-            v_run.unmatched := v_run.unmatched + v_res.unmatched;
-            v_run.total_pnl := v_run.total_pnl + v_res.total_pnl;
-            v_run.pnl_by_currency := fifo._add_pnl_by_currency(v_run.pnl_by_currency, v_res.pnl_by_currency);
+            IF v_fresh IS NULL THEN   -- mode 'all' totals the fresh table after the last chunk
+                v_run.allocations := v_run.allocations + v_res.allocations;
+                v_run.unmatched := v_run.unmatched + v_res.unmatched;
+                v_run.total_pnl := v_run.total_pnl + v_res.total_pnl;
+                v_run.pnl_by_currency := fifo._add_pnl_by_currency(v_run.pnl_by_currency, v_res.pnl_by_currency);
+            END IF;
             v_done := v_done + (v_hi - v_lo + 1);
             IF v_run.pools > v_chunk THEN
                 RAISE NOTICE 'fifo-db progress: % of % pools', v_done, v_run.pools;
@@ -212,6 +229,10 @@ BEGIN
     END LOOP;
 
     IF v_fresh IS NOT NULL THEN
+        SELECT v_run.allocations + t.allocations, v_run.unmatched + t.unmatched, v_run.total_pnl + t.total_pnl,
+               fifo._add_pnl_by_currency(v_run.pnl_by_currency, fifo._pnl_by_currency(t.symbols, t.pnls))
+        INTO v_run.allocations, v_run.unmatched, v_run.total_pnl, v_run.pnl_by_currency
+        FROM fifo._fresh_totals(v_fresh) t;
         -- a failed pool keeps its previous allocations
         PERFORM fifo._swap_partition(p_version, v_fresh, v_failed_syms, v_failed_accs);
     ELSIF v_run.allocations > 50000 THEN

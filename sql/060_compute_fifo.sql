@@ -85,7 +85,7 @@ BEGIN
             PERFORM fifo._lock_shared();
         END IF;
         WITH pools AS (
-            SELECT DISTINCT t.symbol, t.account FROM fifo.trades t
+            SELECT sp.symbol, sp.account FROM fifo._source_pools() sp   -- in parallel (sql/035)
             UNION
             SELECT ps.symbol, ps.account FROM fifo.pool_state ps WHERE ps.version = v_version
             UNION

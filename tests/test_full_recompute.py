@@ -362,3 +362,35 @@ def test_large_pools_are_matched_in_parallel_workers_with_the_same_rows(db):
         "EXPLAIN (COSTS OFF) " + " UNION ALL ".join([one] * 4),
         (syms[:2], accs[:2], cuts[:2]) * 4).fetchall())
     assert "Gather" in plan and "Parallel Append" in plan
+
+
+def test_a_forced_run_reports_the_totals_of_the_rows_it_swapped_in(db):
+    """Mode 'all' counts every pool once (fifo._count_pools) and totals the fresh table after
+    its last chunk (fifo._fresh_totals): the run record says what a run writing chunk by
+    chunk says, digit for digit, over several chunks and quote currencies."""
+    rows = many_pools()
+    for i in range(30):   # pools quoted in BTC, with fees to 8 places: P&L per currency
+        symbol = f"Q{i:02d}-BTC"
+        rows += [{"order_id": f"{symbol}-b", "symbol": symbol, "side": "buy", "size": "0.12345678",
+                  "price": "0.0301", "total_fees": "0.00000123", "order_time": "2025-01-01"},
+                 {"order_id": f"{symbol}-s", "symbol": symbol, "side": "sell", "size": "0.2", "price": "0.0307",
+                  "total_fees": "0.00000071", "order_time": "2025-01-02"}]
+    add_trades(db, rows)
+    cols = "pools, buys, sells, allocations, unmatched, total_pnl::text, pnl_by_currency::text, status"
+    first = db.execute(f"SELECT {cols}, mode FROM compute_fifo_all(false)").fetchone()
+    assert first[-1] == "incremental" and first[0] == 270   # written chunk by chunk (sql/032)
+    run = db.execute(f"SELECT {cols}, mode FROM compute_fifo_all(true)").fetchone()
+    assert run[-1] == "all"
+    assert run[:-1] == first[:-1]
+    assert run[1:3] == (510, 510) and run[3] == db.execute("SELECT count(*) FROM fifo.allocations").fetchone()[0]
+    assert set(db.execute("SELECT pnl_by_currency FROM fifo_runs ORDER BY run_id DESC LIMIT 1").fetchone()[0]) \
+        == {"USD", "BTC"}
+    assert stored(db) == expected(db) and findings(db) == []
+    # every pool was counted in one statement before the chunks, not again by fifo._match
+    with db.transaction():
+        db.execute("SET LOCAL track_functions = 'pl'")
+        db.execute("SELECT compute_fifo_all(true)")
+        calls = dict(db.execute("SELECT funcname, calls FROM pg_stat_xact_user_functions "
+                                "WHERE schemaname = 'fifo' AND funcname IN ('_count_pools', '_fresh_totals', "
+                                "'_refuse_problem', '_match')").fetchall())
+    assert calls == {"_count_pools": 1, "_fresh_totals": 1, "_match": 20}
