@@ -34,7 +34,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_run public.fifo_runs;
-    v_current boolean := (p_version = fifo._current_version());
+    v_current boolean := (p_version = fifo._setting('current_version')::integer);   -- fifo._current_version()
     v_isolate boolean := (p_mode <> 'symbol');
     v_n integer := coalesce(cardinality(p_symbols), 0);
     v_locked integer[];
@@ -127,6 +127,7 @@ BEGIN
         SET stale_from = least(ps.stale_from, t.from_time)
         FROM (SELECT t.symbol, t.account, min(t.from_time) AS from_time FROM taken t GROUP BY 1, 2) t
         WHERE ps.version <> p_version AND ps.symbol = t.symbol AND ps.account = t.account
+          AND EXISTS (SELECT 1 FROM taken)   -- a one-time test: no scan of pool_state when nothing was taken
     ),
     plan AS (
         SELECT l.symbol, l.account,
