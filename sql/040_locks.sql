@@ -189,10 +189,6 @@ CREATE OR REPLACE FUNCTION fifo._lock_pools(p_symbols text[], p_accounts text[],
 RETURNS SETOF integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
--- one plan per session for each statement: pool by pool through the primary key of
--- fifo.pool_locks, whatever the number of pools. Left to choose, PostgreSQL planned the two
--- statements of a per-pool run again on every call (0.17 ms of a compute_fifo; issue 16).
-SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_held text;
