@@ -67,6 +67,15 @@ BEGIN
         ELSIF p_value::integer NOT BETWEEN 100 AND 100000000 THEN
             problem := 'must be a whole number of runs from 100 to 100000000';
         END IF;
+    ELSIF p_name = 'forced_in_place_below' THEN
+        -- a forced full recompute of fewer trades (and stored rows) writes in place,
+        -- only the rows that differ, instead of into a fresh table (sql/050); 0: never
+        example := '10000';
+        IF p_value !~ '^[0-9]{1,9}$' THEN
+            problem := 'must be a whole number of trades from 0 to 100000000';
+        ELSIF p_value::integer NOT BETWEEN 0 AND 100000000 THEN
+            problem := 'must be a whole number of trades from 0 to 100000000';
+        END IF;
     ELSIF p_name = 'lock_timeout' THEN
         -- how long a run waits for a lock another session holds before it gives up,
         -- records the run as failed and names the holder (sql/040)

@@ -353,14 +353,18 @@ $$;
 
 -- fifo._record_pools(version, batch, symbols[], accounts[]): the pools are
 -- computed for `version` by `batch` (fifo.pool_state), and current.
+-- PL/pgSQL, which keeps its plan (a SQL function with a SET clause is planned on every
+-- call: issue 16, 0.15 ms of a compute_fifo).
 CREATE OR REPLACE FUNCTION fifo._record_pools(p_version integer, p_batch_id uuid, p_symbols text[], p_accounts text[])
 RETURNS void
-LANGUAGE sql
+LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+BEGIN
     INSERT INTO fifo.pool_state AS ps (version, symbol, account, batch_id, computed_at)
     SELECT p_version, c.symbol, c.account, p_batch_id, now()
     FROM unnest(p_symbols, p_accounts) AS c(symbol, account)
     ON CONFLICT (version, symbol, account)
     DO UPDATE SET batch_id = excluded.batch_id, computed_at = excluded.computed_at, stale_from = NULL;
+END;
 $$;

@@ -60,40 +60,8 @@ BEGIN
                                   sell_price, buy_fees, sell_fees, cost_basis, sale_proceeds, pnl_amount,
                                   buy_time, sell_time, k)
     ),
-    stored AS (
-        -- per pool, LATERAL and kept a subquery (OFFSET 0): an index range of the pool
-        -- from its cut, whatever the planner would guess of a join with the pool list
-        -- (the suffix DELETE this replaces had that problem: a sequential scan)
-        SELECT s.*
-        FROM unnest(p_symbols, p_accounts, p_from) AS c(symbol, account, from_time)
-        CROSS JOIN LATERAL (
-            SELECT a.id, a.symbol, a.account, a.sell_trade_id, a.buy_trade_id, a.allocated_size,
-                   a.buy_price, a.sell_price, a.buy_fees, a.sell_fees, a.cost_basis, a.sale_proceeds,
-                   a.pnl_amount, a.buy_time, a.sell_time, a.unmatched
-            FROM fifo.allocations a
-            WHERE a.version = p_version
-              AND a.symbol = c.symbol
-              AND a.account = c.account
-              AND a.sell_time >= c.from_time
-            OFFSET 0
-        ) s
-    ),
-    doubled AS (
-        -- a (sell, lot) pair with more than one row on either side: the engine never
-        -- computes one, but a stored table may hold one (written by hand). Every row of
-        -- such a pair is rewritten, and every other pair has at most one row on each
-        -- side, so pairing rows by (sell, lot) below is exact whatever is stored.
-        -- (Hashing the keys costs less than numbering the rows, which sorts them.)
-        SELECT d.symbol, d.account, d.sell_trade_id, d.lot
-        FROM (SELECT n.symbol, n.account, n.sell_trade_id, coalesce(n.buy_trade_id, '') AS lot, 0 AS side
-              FROM computed n
-              UNION ALL
-              SELECT s.symbol, s.account, s.sell_trade_id, coalesce(s.buy_trade_id, ''), 1
-              FROM stored s) d
-        GROUP BY d.symbol, d.account, d.sell_trade_id, d.lot, d.side
-        HAVING count(*) > 1
-    ),
     paired AS MATERIALIZED (
+        -- each computed row beside the stored rows of its (sell, lot), one hash full join;
         -- same: every stored column equal, numerics with the same scale (1.0 is not 1.00)
         SELECT s.id AS stored_id, n.k,
                (s.id IS NOT NULL AND n.k IS NOT NULL
@@ -111,30 +79,68 @@ BEGIN
                 AND s.cost_basis IS NOT DISTINCT FROM n.cost_basis
                 AND scale(s.cost_basis) IS NOT DISTINCT FROM scale(n.cost_basis)
                 AND s.pnl_amount IS NOT DISTINCT FROM n.pnl_amount
-                AND scale(s.pnl_amount) IS NOT DISTINCT FROM scale(n.pnl_amount)
-                AND d.symbol IS NULL) AS same
+                AND scale(s.pnl_amount) IS NOT DISTINCT FROM scale(n.pnl_amount)) AS same
         FROM computed n
-        FULL JOIN stored s
+        FULL JOIN (
+            -- the stored rows, per pool, LATERAL and kept a subquery (OFFSET 0): an index
+            -- range of the pool from its cut, whatever the planner would guess of a join with
+            -- the pool list (the suffix DELETE this replaces had that problem: a sequential scan)
+            SELECT a.*
+            FROM unnest(p_symbols, p_accounts, p_from) AS c(symbol, account, from_time)
+            CROSS JOIN LATERAL (
+                SELECT a.id, a.symbol, a.account, a.sell_trade_id, a.buy_trade_id, a.allocated_size,
+                       a.buy_price, a.sell_price, a.buy_fees, a.sell_fees, a.cost_basis, a.sale_proceeds,
+                       a.pnl_amount, a.buy_time, a.sell_time, a.unmatched
+                FROM fifo.allocations a
+                WHERE a.version = p_version
+                  AND a.symbol = c.symbol
+                  AND a.account = c.account
+                  AND a.sell_time >= c.from_time
+                OFFSET 0
+            ) a
+        ) s
                ON s.symbol = n.symbol
               AND s.account = n.account
               AND s.sell_trade_id = n.sell_trade_id
               AND coalesce(s.buy_trade_id, '') = coalesce(n.buy_trade_id, '')
               AND (s.buy_trade_id IS NULL) = (n.buy_trade_id IS NULL)
-        -- joins, not NOT IN: a NOT IN subplan too big for work_mem is scanned once per row
-        -- (a 200k-trade pool never finished); a hash join spills to disk instead
-        LEFT JOIN doubled d
-               ON d.symbol = n.symbol
-              AND d.account = n.account
-              AND d.sell_trade_id = n.sell_trade_id
-              AND d.lot = coalesce(n.buy_trade_id, '')
+    ),
+    twice AS MATERIALIZED (
+        -- a (sell, lot) pair with more than one row on either side: the engine never
+        -- computes one, but a stored table may hold one (written by hand). A row of such a
+        -- pair is paired with each row of the other side, so its ordinal or id is paired
+        -- more than once; every row of such a pair is rewritten, and every other row is
+        -- paired with at most one row, so pairing by (sell, lot) is exact whatever is
+        -- stored. (Counting the integer ordinals and ids of the pairs costs less than
+        -- hashing the text keys of both sides again, which cost a millisecond per 900 rows.)
+        SELECT p.k, NULL::bigint AS stored_id
+        FROM paired p WHERE p.k IS NOT NULL AND p.stored_id IS NOT NULL
+        GROUP BY p.k HAVING count(*) > 1
+        UNION ALL
+        SELECT NULL, p.stored_id
+        FROM paired p WHERE p.k IS NOT NULL AND p.stored_id IS NOT NULL
+        GROUP BY p.stored_id HAVING count(*) > 1
+    ),
+    judged AS MATERIALIZED (
+        -- keep: a stored row identical to the one computed row it is paired with. The
+        -- lookups in `twice` run only when it holds a row (a one-time test); they are
+        -- hashed subplans, planned for the few rows a HAVING leaves and built once
+        SELECT p.stored_id, p.k,
+               p.same AND (NOT EXISTS (SELECT 1 FROM twice)
+                           OR (p.k NOT IN (SELECT t.k FROM twice t WHERE t.k IS NOT NULL)
+                               AND p.stored_id NOT IN (SELECT t.stored_id FROM twice t
+                                                       WHERE t.stored_id IS NOT NULL))) AS keep
+        FROM paired p
     ),
     gone AS (
         DELETE FROM fifo.allocations a
         WHERE a.version = p_version
-          AND a.id = ANY (ARRAY(SELECT p.stored_id FROM paired p WHERE p.stored_id IS NOT NULL AND NOT p.same))
+          AND a.id = ANY (ARRAY(SELECT j.stored_id FROM judged j WHERE j.stored_id IS NOT NULL AND NOT j.keep))
         RETURNING 1
     ),
     written AS (
+        -- every computed row not kept (a semi join: with nothing to write, the computed
+        -- rows are not read at all)
         INSERT INTO fifo.allocations (
             version, batch_id, account, symbol, sell_trade_id, buy_trade_id,
             allocated_size, buy_price, sell_price, buy_fees, sell_fees,
@@ -143,7 +149,7 @@ BEGIN
                n.allocated_size, n.buy_price, n.sell_price, n.buy_fees, n.sell_fees,
                n.cost_basis, n.sale_proceeds, n.pnl_amount, n.buy_time, n.sell_time, n.buy_trade_id IS NULL
         FROM computed n
-        WHERE NOT EXISTS (SELECT 1 FROM paired p WHERE p.k = n.k AND p.same)
+        WHERE n.k IN (SELECT j.k FROM judged j WHERE j.k IS NOT NULL AND NOT j.keep)
         RETURNING 1
     ),
     per_symbol AS (

@@ -28,13 +28,18 @@ AS $$ SELECT fifo._setting('lock_timeout')::interval $$;
 -- fifo._bound_waits(): lock_timeout := the setting, for the rest of the
 -- calling function, which must carry its own `SET lock_timeout` clause (the
 -- clause restores the caller's value when the function returns or fails).
+-- PL/pgSQL, which keeps its plan: a SQL function with a SET clause is planned
+-- again on every call, with the SQL function it called (issue 16: every run
+-- calls this).
 CREATE OR REPLACE FUNCTION fifo._bound_waits()
 RETURNS void
-LANGUAGE sql
+LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT pg_catalog.set_config('lock_timeout',
-        greatest(1, round(extract(epoch FROM fifo._lock_timeout()) * 1000))::bigint::text, true)
+BEGIN
+    PERFORM pg_catalog.set_config('lock_timeout',
+        greatest(1, round(extract(epoch FROM fifo._setting('lock_timeout')::interval) * 1000))::bigint::text, true);
+END;
 $$;
 
 -- fifo._describe_sessions(pids[]): 'pid N (role R, STATE, transaction open

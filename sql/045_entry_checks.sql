@@ -21,7 +21,7 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_current integer := fifo._current_version();
+    v_current integer := fifo._setting('current_version')::integer;   -- fifo._current_version(), without planning a SQL function
 BEGIN
     IF p_version IS NULL OR p_version = v_current THEN
         RETURN v_current;

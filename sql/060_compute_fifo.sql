@@ -24,14 +24,32 @@ BEGIN
         -- shared with other per-pool runs, first: a forced run in progress holds every pool
         -- (and fifo.allocations, which the pool list reads)
         PERFORM fifo._lock_shared();
-        SELECT array_agg(account ORDER BY account) INTO v_accounts
-        FROM (SELECT DISTINCT t.account FROM fifo.trades t WHERE t.symbol = p_symbol
+        -- the symbol's pools: the accounts with trades, with a state, or with rows of the
+        -- version. The trades and the rows are read one account at a time, skipping from
+        -- one to the next through the (symbol, account, ...) indexes: reading every trade
+        -- and row of the symbol to find its accounts was 0.45 ms of a compute_fifo of
+        -- 1,000 trades (issue 16)
+        WITH RECURSIVE traded(account) AS (
+            SELECT min(t.account) FROM fifo.trades t WHERE t.symbol = p_symbol
+            UNION ALL
+            SELECT (SELECT min(t.account) FROM fifo.trades t WHERE t.symbol = p_symbol AND t.account > d.account)
+            FROM traded d WHERE d.account IS NOT NULL
+        ),
+        kept(account) AS (   -- a pool that lost its trades (and its state) still has rows to remove
+            SELECT min(a.account) FROM fifo.allocations a WHERE a.version = v_version AND a.symbol = p_symbol
+            UNION ALL
+            SELECT (SELECT min(a.account) FROM fifo.allocations a
+                    WHERE a.version = v_version AND a.symbol = p_symbol AND a.account > k.account)
+            FROM kept k WHERE k.account IS NOT NULL
+        )
+        SELECT array_agg(pools.account ORDER BY pools.account) INTO v_accounts
+        FROM (SELECT d.account FROM traded d
               UNION
               SELECT ps.account FROM fifo.pool_state ps
               WHERE ps.version = v_version AND ps.symbol = p_symbol
-              UNION   -- a pool that lost its trades (and its state) still has rows to remove
-              SELECT DISTINCT a.account FROM fifo.allocations a
-              WHERE a.version = v_version AND a.symbol = p_symbol) pools;
+              UNION
+              SELECT k.account FROM kept k) pools
+        WHERE pools.account IS NOT NULL;
     EXCEPTION WHEN lock_not_available THEN
         GET STACKED DIAGNOSTICS v_err = MESSAGE_TEXT, v_hint = PG_EXCEPTION_HINT;
         RETURN fifo._lock_failed_run('symbol', v_version, ARRAY[p_symbol], 0, v_started,

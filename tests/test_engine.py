@@ -372,10 +372,16 @@ def test_failing_compute_keeps_previous_allocations_and_records_the_failure(db):
                       ).fetchone()[0] == 1
 
 
-def test_failing_pool_in_compute_all_is_isolated(db):
+@pytest.mark.parametrize("in_place", [False, True], ids=["fresh-table", "in-place"])
+def test_failing_pool_in_compute_all_is_isolated(db, in_place):
     add_trades(db, [buy("b1", 2, 10, "2025-01-01"), sell("s1", 1, 12, "2025-01-02"),
                     buy("y1", 1, 1, "2025-01-01", symbol="Y"), sell("y2", 1, 2, "2025-01-02", symbol="Y")])
     compute(db, "X")
+    if in_place:
+        # below forced_in_place_below the forced run writes only what differs: X's rows must change
+        db.execute("UPDATE trade_records SET price = 11 WHERE order_id = 'b1'")
+    else:
+        db.execute("SELECT fifo_set_setting('forced_in_place_below', '0')")   # the fresh table
     x_before = db.execute("SELECT * FROM fifo_allocations WHERE symbol = 'X' ORDER BY id").fetchall()
     db.execute("ALTER TABLE fifo.allocations ADD CONSTRAINT test_rejects_x CHECK (symbol <> 'X') NOT VALID")
 

@@ -19,6 +19,13 @@ from fifo_db.install import MIGRATIONS_DIR
 from tests.helpers import add_trades, expected, findings, stored
 
 
+@pytest.fixture(autouse=True)
+def fresh_table_path(db):
+    """These tests are about the fresh table and its swap: every forced run takes that path, whatever
+    its size (below the setting forced_in_place_below it writes in place instead, tested at the end)."""
+    db.execute("SELECT fifo_set_setting('forced_in_place_below', '0')")
+
+
 def partition(db, version: int = 1) -> int | None:
     """OID of the partition holding `version`."""
     row = db.execute(
@@ -394,3 +401,27 @@ def test_a_forced_run_reports_the_totals_of_the_rows_it_swapped_in(db):
                                 "WHERE schemaname = 'fifo' AND funcname IN ('_count_pools', '_fresh_totals', "
                                 "'_refuse_problem', '_match')").fetchall())
     assert calls == {"_count_pools": 1, "_fresh_totals": 1, "_match": 20}
+
+
+def test_a_small_forced_run_writes_in_place_only_what_differs(db):
+    """Below forced_in_place_below (default 10,000 trades and stored rows) a forced run writes in
+    place like a per-pool run: an unchanged pool keeps its rows, ids and partition; a changed one
+    gets the reference's rows; rows of a pool with neither trades nor state go, as a swap drops them."""
+    db.execute("SELECT fifo_set_setting('forced_in_place_below', '10000')")
+    add_trades(db, trades())
+    db.execute("SELECT compute_fifo_all(true)")
+    part = partition(db)
+    ids = "SELECT symbol, array_agg(id ORDER BY id) FROM fifo.allocations GROUP BY symbol ORDER BY symbol"
+    before = db.execute(ids).fetchall()
+    db.execute("INSERT INTO fifo.allocations (version, batch_id, account, symbol, sell_trade_id, allocated_size, "
+               "sell_price, sell_fees, sale_proceeds, sell_time, unmatched) VALUES (1, gen_random_uuid(), "
+               "'default', 'GONE-USD', 'g1', 1, 1, 0, 1, '2025-01-01', true)")   # no trades, no state
+    db.execute("UPDATE trade_records SET price = price + 1 WHERE order_id = 'BBB-USD-b2'")
+    assert db.execute("SELECT allocations, status FROM compute_fifo_all(true)").fetchone() == (len(stored(db)), "ok")
+    assert partition(db) == part                                              # no swap
+    assert stored(db) == expected(db) and findings(db) == []
+    after = db.execute(ids).fetchall()
+    assert [a for a in after if a[0] != "BBB-USD"] == [b for b in before if b[0] != "BBB-USD"]   # untouched
+    assert dict(after)["BBB-USD"] != dict(before)["BBB-USD"]                  # b2's rows rewritten
+    assert "GONE-USD" not in dict(after)
+    assert fresh_tables(db) == []

@@ -258,6 +258,7 @@ def test_a_share_update_exclusive_holder_the_owner_cannot_tell_from_autovacuum_i
     UPDATE EXCLUSIVE is no autovacuum, so the swap waits for it; now 3 x deadlock_timeout in
     all, then the rows are copied in place."""
     owner, conn, su = owned
+    conn.execute("SELECT fifo_set_setting('forced_in_place_below', '0')")   # the fresh table and its swap
     add_trades(conn, [t for i in range(20) for t in pools([f"P{i:02d}"])])
     conn.execute("SELECT compute_fifo_all(true)")
     holder = psycopg.connect(su.info.dsn, autocommit=False)

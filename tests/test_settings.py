@@ -24,7 +24,7 @@ def refused(db, name, value) -> psycopg.Error:
 DEFAULTS = {"current_version": "1", "long_term_days": "365", "report_timezone": "UTC", "trades_source": "fifo-db",
             "change_retention": "7 days", "fill_statuses": "*", "long_term_rule": "anniversary",
             "report_currency": "USD", "report_currency_aliases": "", "run_retention": "10000", "lock_timeout": "30 s",
-            "tax_pooling": "wallet", "price_window": "1 day", "symbol_map": ""}
+            "forced_in_place_below": "10000", "tax_pooling": "wallet", "price_window": "1 day", "symbol_map": ""}
 
 
 @pytest.mark.parametrize("name, value", [
@@ -48,6 +48,8 @@ DEFAULTS = {"current_version": "1", "long_term_days": "365", "report_timezone": 
     ("lock_timeout", "100 ms"),
     ("lock_timeout", "1 hour"),
     ("lock_timeout", "2 min"),
+    ("forced_in_place_below", "0"),              # always the fresh table
+    ("forced_in_place_below", "100000000"),
 ])
 def test_valid_values_are_stored(db, name, value):
     db.execute("SELECT fifo_set_setting(%s, %s)", (name, value))
@@ -88,6 +90,9 @@ def test_valid_values_are_stored(db, name, value):
     ("lock_timeout", "0", "an interval from 100 milliseconds to 1 hour"),
     ("lock_timeout", "61 min", "an interval from 100 milliseconds to 1 hour"),
     ("lock_timeout", "forever", "an interval such as '30 s' or '2 min'"),
+    ("forced_in_place_below", "-1", "a whole number of trades from 0 to 100000000"),
+    ("forced_in_place_below", "100000001", "a whole number of trades from 0 to 100000000"),
+    ("forced_in_place_below", "1e4", "a whole number of trades from 0 to 100000000"),
 ])
 def test_invalid_values_are_refused_and_nothing_changes(db, name, value, rule):
     err = refused(db, name, value)
@@ -96,7 +101,8 @@ def test_invalid_values_are_refused_and_nothing_changes(db, name, value, rule):
         " (e.g. UTC, Europe/London)" if name == "report_timezone" else "")
     example = {"current_version": "1", "long_term_days": "365", "report_timezone": "America/New_York",
                "change_retention": "7 days", "fill_statuses": "filled,done", "long_term_rule": "anniversary",
-               "report_currency": "USD", "report_currency_aliases": "USDC,USDT", "run_retention": "10000", "lock_timeout": "30 s"}[name]
+               "report_currency": "USD", "report_currency_aliases": "USDC,USDT", "run_retention": "10000", "lock_timeout": "30 s",
+               "forced_in_place_below": "10000"}[name]
     assert err.diag.message_hint == f"Example: SELECT fifo_set_setting('{name}', '{example}');"
     assert stored(db) == DEFAULTS
 
@@ -104,13 +110,13 @@ def test_invalid_values_are_refused_and_nothing_changes(db, name, value, rule):
 def test_null_and_unknown_names_and_null_values_are_refused(db):
     err = refused(db, None, "5")
     assert (err.sqlstate, err.diag.message_primary) == ("22004", "fifo_set_setting: the setting name is NULL")
-    assert err.diag.message_hint == ("Name one of: change_retention, current_version, fill_statuses, lock_timeout, long_term_days, "
+    assert err.diag.message_hint == ("Name one of: change_retention, current_version, fill_statuses, forced_in_place_below, lock_timeout, long_term_days, "
                                      "long_term_rule, price_window, report_currency, report_currency_aliases, report_timezone, "
                                      "run_retention, symbol_map, tax_pooling.")
 
     err = refused(db, "long_term_dayz", "5")
     assert (err.sqlstate, err.diag.message_primary) == ("42704", 'unknown fifo-db setting "long_term_dayz"')
-    assert err.diag.message_hint == ("Settings are: change_retention, current_version, fill_statuses, lock_timeout, long_term_days, "
+    assert err.diag.message_hint == ("Settings are: change_retention, current_version, fill_statuses, forced_in_place_below, lock_timeout, long_term_days, "
                                      "long_term_rule, price_window, report_currency, report_currency_aliases, report_timezone, "
                                      "run_retention, symbol_map, tax_pooling.")
 

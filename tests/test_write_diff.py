@@ -71,7 +71,16 @@ def test_recompute_of_an_unchanged_pool_writes_nothing(db):
     suffix = rows(db)
     assert run(db, write, "2025-01-06") == (5, 0, 0)
     assert rows(db) == suffix
-    # a forced run writes every row into a fresh table: new batch everywhere, same values
+    # a small forced run (below forced_in_place_below) writes in place too: after the suffix
+    # run's rows, only the rows that differ from a full run's (s5's scale) ...
+    run(db, "SELECT compute_fifo_all(true)")
+    in_place = rows(db)
+    assert {r[5] for r in in_place if r not in suffix} == {"s5"}
+    assert sorted((r[5:] for r in in_place), key=str) == sorted((r[5:] for r in before), key=str)
+    run(db, "SELECT compute_fifo_all(true)")
+    assert rows(db) == in_place                        # ... and nothing at all when nothing changed
+    # a forced run above it writes every row into a fresh table: new batch everywhere, same values
+    db.execute("SELECT fifo_set_setting('forced_in_place_below', '0')")
     forced = run(db, "SELECT batch_id FROM compute_fifo_all(true)")[0]
     assert {r[3] for r in rows(db)} == {forced}
     assert sorted((r[5:] for r in rows(db)), key=str) == sorted((r[5:] for r in before), key=str)
