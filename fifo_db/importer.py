@@ -817,9 +817,11 @@ _FAST_INSERT = """
 # whole. A row one of them refuses fails the INSERT, which sends the import to the precise path, as a
 # row left out by the WHERE does. Over 1M rows this WHERE costs about 0.2 s of CPU, _ACCEPTABLE 1.3 s.
 _ACCEPTABLE_BESIDE_CONSTRAINTS = "t.extra IS NULL AND " + _DIGITS + "\n           AND " + _ISO_WITH_ZONE
-# pg_get_constraintdef of the CHECKs of migrations 0001, 0004, 0011 and 0017 that refuse the rest of
+# pg_get_constraintdef of the CHECKs of migrations 0001, 0004, 0017 and 0021 that refuse the rest of
 # _ACCEPTABLE (tests/test_import.py: a fresh install has each); the table's NOT NULL refuses a missing field
-_SPACE_CHECK = "CHECK (({} !~ '" + _LEADING_SPACE + "|" + _TRAILING_SPACE + "'::text))"
+_SPACE_PATTERN = _LEADING_SPACE + "|" + _TRAILING_SPACE
+_SPACE_CHECK = ("CHECK ((((int4range(33, 127) @> ascii({0})) AND (int4range(33, 127) @> ascii(\"right\"({0}, 1)))) "
+                "OR ({0} !~ '" + _SPACE_PATTERN + "'::text)))")
 TABLE_REFUSES = (
     "CHECK ((side = ANY (ARRAY['buy'::text, 'sell'::text])))",
     "CHECK ((size > (0)::numeric))",
@@ -835,19 +837,26 @@ TABLE_REFUSES = (
     _SPACE_CHECK.format("symbol"),
     _SPACE_CHECK.format("account"),
 )
+# the same rule as migration 0011 wrote it (a database not upgraded to 0021 yet): refuses the same rows
+_SPACE_CHECK_0011 = "CHECK (({} !~ '" + _SPACE_PATTERN + "'::text))"
+_EARLIER = {_SPACE_CHECK.format(c): _SPACE_CHECK_0011.format(c) for c in ("order_id", "symbol", "account")}
 NOT_NULL = ("order_id", "symbol", "side", "size", "price", "order_time")
 
 
 def _table_refuses(cur) -> bool:
-    """public.trade_records has every constraint of TABLE_REFUSES and NOT NULL on NOT_NULL's columns."""
+    """public.trade_records has every constraint of TABLE_REFUSES (or its _EARLIER form) and NOT NULL on
+    NOT_NULL's columns."""
     cur.execute("""
-        SELECT (SELECT count(DISTINCT pg_catalog.pg_get_constraintdef(k.oid)) FROM pg_catalog.pg_constraint k
-                WHERE k.conrelid = 'public.trade_records'::regclass AND k.contype = 'c'
-                  AND pg_catalog.pg_get_constraintdef(k.oid) = ANY (%(checks)s)) = cardinality(%(checks)s)
+        SELECT (SELECT count(*) FROM unnest(%(checks)s::text[], %(earlier)s::text[]) AS r(def, earlier)
+                WHERE EXISTS (SELECT FROM pg_catalog.pg_constraint k
+                              WHERE k.conrelid = 'public.trade_records'::regclass AND k.contype = 'c'
+                                AND pg_catalog.pg_get_constraintdef(k.oid) IN (r.def, r.earlier)))
+               = cardinality(%(checks)s::text[])
            AND (SELECT count(*) FROM pg_catalog.pg_attribute a
                 WHERE a.attrelid = 'public.trade_records'::regclass AND a.attname = ANY (%(columns)s)
                   AND a.attnotnull AND NOT a.attisdropped) = cardinality(%(columns)s)""",
-                {"checks": list(TABLE_REFUSES), "columns": list(NOT_NULL)})
+                {"checks": list(TABLE_REFUSES), "earlier": [_EARLIER.get(c, c) for c in TABLE_REFUSES],
+                 "columns": list(NOT_NULL)})
     return cur.fetchone()[0]
 
 
