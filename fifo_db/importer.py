@@ -211,9 +211,17 @@ def _line_problem(header: list[str] | None, line: bytes) -> str | None:
 
 def scan(path: Path, header: list[str]) -> None:
     """Refuse, before anything is sent, a file with a NUL byte, invalid UTF-8, a field longer than
-    FIELD_MAX characters or a line longer than LINE_MAX bytes: one line naming line and field.
-    Reads the file a chunk at a time (memory stays under LINE_MAX + 2 chunks); the common case, a
-    chunk of short, valid lines, costs a few C-level passes over the chunk."""
+    FIELD_MAX characters or a line longer than LINE_MAX bytes: one line naming line and field."""
+    for _ in checked_blocks(path, header):
+        pass
+
+
+def checked_blocks(path: Path, header: list[str]):
+    """The file's bytes, as blocks of whole lines, each yielded only once it is known to hold no NUL
+    byte, invalid UTF-8, field longer than FIELD_MAX characters or line longer than LINE_MAX bytes;
+    the first that does raises FifoError naming line and field (scan's checks). Reads the file a
+    chunk at a time (memory stays under LINE_MAX + 2 chunks); the common case, a chunk of short,
+    valid lines, costs a few C-level passes over the chunk. All the blocks together are the file."""
     try:
         with open(path, "rb") as f:
             carry = b""
@@ -233,8 +241,10 @@ def scan(path: Path, header: list[str]) -> None:
                 if suspect or max(map(len, block.split(b"\n"))) > FIELD_MAX:
                     _scan_lines(path, header, block, first)
                 first += block.count(b"\n")
+                yield block
             if carry:
                 _scan_lines(path, header, carry, first)
+                yield carry
     except OSError as exc:
         raise FifoError(f"{path}: cannot read: {exc.strerror or exc}") from None
 
@@ -419,7 +429,6 @@ def import_csv(conn: psycopg.Connection, path: Path, fmt_name: str = "generic",
     path = Path(path)
     header = read_header(path)
     check_header(header, fmt, path)
-    scan(path, header)
     result = ImportResult(path)
     started = time.perf_counter()
     try:
@@ -615,9 +624,28 @@ def _stage(cur, path: Path, header: list[str]) -> int:
                         "(START WITH 2 CACHE 100000), {}) ON COMMIT DROP").format(cols))
     copy_sql = sql.SQL("COPY pg_temp.fifo_import_stage ({}) FROM STDIN WITH (FORMAT csv, HEADER true)").format(
         sql.SQL(", ").join(sql.Identifier(h) for h in header))
-    with open(path, "rb") as f, cur.copy(copy_sql) as copy:
-        while chunk := f.read(1 << 20):
-            copy.write(chunk)
+    # the file is checked (checked_blocks) while it is sent, a block ahead of the server: a block is
+    # sent only once it is known to be readable, and the checks cost no time of their own (the
+    # server parses one block while the next is read). A block that is not readable ends the COPY
+    # (whatever the server said of the blocks before it) and the import with scan's message.
+    blocks = checked_blocks(path, header)
+    problem = None
+    try:
+        with cur.copy(copy_sql) as copy:
+            while True:
+                try:
+                    block = next(blocks, None)
+                except FifoError as exc:
+                    problem = exc
+                    break
+                if block is None:
+                    break
+                copy.write(block)
+    except psycopg.Error:
+        if problem is None:
+            raise
+    if problem is not None:
+        raise problem
     return cur.rowcount
 
 
