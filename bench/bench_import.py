@@ -14,8 +14,12 @@ the first run (adds 0 rows: the order_ids are stored, so it takes the precise pa
 row is good and new), precise (the same importer with its fast path switched off: what a file
 with one bad row, or a re-import, costs), baseline (another importer.py, --baseline FILE, e.g.
 the one before a change: `git show REV:fifo_db/importer.py > /tmp/old_importer.py`), so that
-the ratio comes from the same session. --path both (the default) imports by the ordinary path
-(rows into the indexed table) and by the bulk path (indexes dropped and rebuilt, issue 16).
+the ratio comes from the same session; --baseline-dsn DSN: the database the baseline loads
+into, installed from the baseline's own commit (when a migration changed trade_records since).
+--path both (the default) imports by the ordinary path (rows into the indexed table) and by the
+bulk path (indexes dropped and rebuilt, issue 16). Each import is the whole import_csv call,
+timed from outside (the check of the file's bytes included, before or during the COPY), with
+the server process's CPU time when the server runs on this machine (the embedded one does).
 
     FIFO_DB_HOME=/tmp/fdb-bench .venv/bin/python bench/bench_import.py --rows 1000000 --runs 3 \
         --files decimal8 --path bulk --importers fast,baseline --baseline /tmp/old_importer.py

@@ -142,8 +142,8 @@ class ImportResult:
 
 # Limits that keep an import's memory bounded whatever the file holds (a 300 MB field once cost
 # 2.5 GB of client memory and ended in the server's 'invalid memory alloc'): a field of more
-# than FIELD_MAX characters or a line of more than LINE_MAX bytes is refused, by scan(), before
-# anything is sent, with its line and field. Numbers: NUMBER_DIGITS digits at most before and
+# than FIELD_MAX characters or a line of more than LINE_MAX bytes is refused, by checked_blocks(),
+# before the block holding it is sent, with its line and field. Numbers: NUMBER_DIGITS digits at most before and
 # after the decimal point (checked in SQL, _field_checks).
 FIELD_MAX = 1000
 LINE_MAX = 64 * 1024
@@ -644,6 +644,8 @@ def _stage(cur, path: Path, header: list[str]) -> int:
     except psycopg.Error:
         if problem is None:
             raise
+    finally:
+        blocks.close()   # the file, at once, also when the COPY fails or is interrupted
     if problem is not None:
         raise problem
     return cur.rowcount
