@@ -14,8 +14,12 @@ the first run (adds 0 rows: the order_ids are stored, so it takes the precise pa
 row is good and new), precise (the same importer with its fast path switched off: what a file
 with one bad row, or a re-import, costs), baseline (another importer.py, --baseline FILE, e.g.
 the one before a change: `git show REV:fifo_db/importer.py > /tmp/old_importer.py`), so that
-the ratio comes from the same session. --path both (the default) imports by the ordinary path
-(rows into the indexed table) and by the bulk path (indexes dropped and rebuilt, issue 16).
+the ratio comes from the same session; --baseline-dsn DSN: the database the baseline loads
+into, installed from the baseline's own commit (when a migration changed trade_records since).
+--path both (the default) imports by the ordinary path (rows into the indexed table) and by the
+bulk path (indexes dropped and rebuilt, issue 16). Each import is the whole import_csv call,
+timed from outside (the check of the file's bytes included, before or during the COPY), with
+the server process's CPU time when the server runs on this machine (the embedded one does).
 
     FIFO_DB_HOME=/tmp/fdb-bench .venv/bin/python bench/bench_import.py --rows 1000000 --runs 3 \
         --files decimal8 --path bulk --importers fast,baseline --baseline /tmp/old_importer.py
@@ -81,7 +85,7 @@ def write_decimal8(path: Path, rows: int, symbols: int) -> None:
 @contextmanager
 def phases(module, times: dict):
     """Time an importer's phases by wrapping its own functions (the importer is not changed)."""
-    names = [n for n in ("_stage", "_fast_import", "_validate") if hasattr(module, n)]
+    names = [n for n in ("scan", "_stage", "_fast_import", "_validate") if hasattr(module, n)]
     originals = {name: getattr(module, name) for name in names}
 
     def wrap(name):
@@ -100,6 +104,17 @@ def phases(module, times: dict):
     finally:
         for name, fn in originals.items():
             setattr(module, name, fn)
+
+
+def backend_cpu(conn) -> float | None:
+    """The CPU seconds (user + system) the connection's server process has used so far, when the server
+    runs on this machine (the embedded one does); None otherwise."""
+    try:
+        with open(f"/proc/{conn.info.backend_pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def load_baseline(path: Path):
@@ -123,6 +138,9 @@ def main() -> None:
                     help="comma-separated: fast (the importer as it is), precise (its fast path switched off: "
                          "what a file with a bad row costs), baseline (--baseline's)")
     ap.add_argument("--baseline", type=Path, help="an importer.py to time beside, e.g. the one before a change")
+    ap.add_argument("--baseline-dsn", help="the database the baseline importer loads into (default: --dsn's), e.g. "
+                                           "one installed from the same commit as --baseline, when a migration "
+                                           "changed trade_records since")
     args = ap.parse_args()
     baseline = load_baseline(args.baseline) if args.baseline else None
     chosen_importers = args.importers.split(",")
@@ -142,14 +160,20 @@ def main() -> None:
         paths = ["ordinary", "bulk"] if args.path == "both" else [args.path]
         cases = [(name, imp, path) for name in files for imp in chosen_importers for path in paths]
         results: dict[tuple, list[dict]] = {case: [] for case in cases}
-        with connect(args.dsn) as conn:
-            install(conn)
+        with connect(args.dsn) as own, connect(args.baseline_dsn or args.dsn) as other:
+            install(own)
             print(f"machine: {platform.machine()}, {os.cpu_count()} cores, PostgreSQL "
-                  f"{conn.execute('SHOW server_version').fetchone()[0]}; load average: "
+                  f"{own.execute('SHOW server_version').fetchone()[0]}; load average: "
                   f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+            if args.baseline_dsn:
+                print(f"baseline into database {other.info.dbname} (migrations: "
+                      f"{other.execute('SELECT max(migration_id) FROM fifo._yoyo_migration').fetchone()[0]}), "
+                      f"the others into {own.info.dbname} (migrations: "
+                      f"{own.execute('SELECT max(migration_id) FROM fifo._yoyo_migration').fetchone()[0]})", flush=True)
             for run in range(args.runs):
                 for name, imp, path in (cases if run % 2 == 0 else list(reversed(cases))):
                     module = baseline if imp == "baseline" else importer
+                    conn = other if imp == "baseline" else own
                     saved = module.BULK_MIN_ROWS, getattr(module, "_fast_import", None)
                     module.BULK_MIN_ROWS = 1 if path == "bulk" else 10**15   # either path whatever --rows
                     if imp == "precise":
@@ -159,37 +183,45 @@ def main() -> None:
                     conn.execute("CHECKPOINT")
                     times: dict = {}
                     try:
+                        cpu = backend_cpu(conn)
+                        started = time.perf_counter()
                         with phases(module, times):
                             result = module.import_csv(conn, files[name])
+                        times["total"] = time.perf_counter() - started   # the whole call: scan included
+                        cpu_after = backend_cpu(conn)
+                        times["cpu"] = cpu_after - cpu if cpu is not None and cpu_after is not None else float("nan")
                         if run == 0:
+                            started = time.perf_counter()
                             again = module.import_csv(conn, files[name])
+                            again_seconds = time.perf_counter() - started
                     finally:
                         module.BULK_MIN_ROWS = saved[0]
                         if saved[1] is not None:
                             module._fast_import = saved[1]
                     assert result.inserted == args.rows, result
                     assert result.bulk == (path == "bulk"), result
-                    times["total"] = result.seconds
-                    times["COPY"] = times["_stage"]
+                    # reading, checking and sending the file: scan() before the COPY (the importer before
+                    # issue 16's third session), or checked_blocks() during it (the one after)
+                    times["COPY"] = times["_stage"] + times.get("scan", 0.0)
                     times["validate"] = times.get("_validate", 0.0)
-                    times["rest"] = result.seconds - times["COPY"] - times["validate"]
+                    times["rest"] = times["total"] - times["COPY"] - times["validate"]
                     results[(name, imp, path)].append(times)
-                    print(f"run {run + 1} {name} {imp} {path}: {result.inserted:,} rows in {result.seconds:.2f} s "
-                          f"(COPY {times['COPY']:.2f} s, precise checks {times['validate']:.2f} s, "
-                          f"INSERT and the rest {times['rest']:.2f} s; load average {os.getloadavg()[0]:.2f})",
-                          flush=True)
+                    print(f"run {run + 1} {name} {imp} {path}: {result.inserted:,} rows in {times['total']:.2f} s "
+                          f"(scan and COPY {times['COPY']:.2f} s, precise checks {times['validate']:.2f} s, "
+                          f"INSERT and the rest {times['rest']:.2f} s; server CPU {times['cpu']:.2f} s; "
+                          f"load average {os.getloadavg()[0]:.2f})", flush=True)
                     if run == 0:
-                        print(f"      re-import of the same file (adds {again.inserted}): {again.seconds:.2f} s",
+                        print(f"      re-import of the same file (adds {again.inserted}): {again_seconds:.2f} s",
                               flush=True)
         print()
         print(f"{'file':9} {'importer':9} {'path':9} {'import':>8} {'rows/s':>9} {'COPY':>6} {'checks':>7} "
-              f"{'INSERT+':>8}   (medians of {args.runs})")
+              f"{'INSERT+':>8} {'srv CPU':>8}   (medians of {args.runs})")
         medians = {}
         for (name, imp, path), runs in results.items():
             med = medians[(name, imp, path)] = {k: statistics.median(r[k] for r in runs)
-                                                for k in ("total", "COPY", "validate", "rest")}
+                                                for k in ("total", "COPY", "validate", "rest", "cpu")}
             print(f"{name:9} {imp:9} {path:9} {med['total']:7.2f}s {args.rows / med['total']:9,.0f} "
-                  f"{med['COPY']:5.2f}s {med['validate']:6.2f}s {med['rest']:7.2f}s")
+                  f"{med['COPY']:5.2f}s {med['validate']:6.2f}s {med['rest']:7.2f}s {med['cpu']:7.2f}s")
         first = chosen_importers[0]
         for name in files:
             for path in paths:

@@ -142,8 +142,8 @@ class ImportResult:
 
 # Limits that keep an import's memory bounded whatever the file holds (a 300 MB field once cost
 # 2.5 GB of client memory and ended in the server's 'invalid memory alloc'): a field of more
-# than FIELD_MAX characters or a line of more than LINE_MAX bytes is refused, by scan(), before
-# anything is sent, with its line and field. Numbers: NUMBER_DIGITS digits at most before and
+# than FIELD_MAX characters or a line of more than LINE_MAX bytes is refused, by checked_blocks(),
+# before the block holding it is sent, with its line and field. Numbers: NUMBER_DIGITS digits at most before and
 # after the decimal point (checked in SQL, _field_checks).
 FIELD_MAX = 1000
 LINE_MAX = 64 * 1024
@@ -211,9 +211,17 @@ def _line_problem(header: list[str] | None, line: bytes) -> str | None:
 
 def scan(path: Path, header: list[str]) -> None:
     """Refuse, before anything is sent, a file with a NUL byte, invalid UTF-8, a field longer than
-    FIELD_MAX characters or a line longer than LINE_MAX bytes: one line naming line and field.
-    Reads the file a chunk at a time (memory stays under LINE_MAX + 2 chunks); the common case, a
-    chunk of short, valid lines, costs a few C-level passes over the chunk."""
+    FIELD_MAX characters or a line longer than LINE_MAX bytes: one line naming line and field."""
+    for _ in checked_blocks(path, header):
+        pass
+
+
+def checked_blocks(path: Path, header: list[str]):
+    """The file's bytes, as blocks of whole lines, each yielded only once it is known to hold no NUL
+    byte, invalid UTF-8, field longer than FIELD_MAX characters or line longer than LINE_MAX bytes;
+    the first that does raises FifoError naming line and field (scan's checks). Reads the file a
+    chunk at a time (memory stays under LINE_MAX + 2 chunks); the common case, a chunk of short,
+    valid lines, costs a few C-level passes over the chunk. All the blocks together are the file."""
     try:
         with open(path, "rb") as f:
             carry = b""
@@ -233,8 +241,10 @@ def scan(path: Path, header: list[str]) -> None:
                 if suspect or max(map(len, block.split(b"\n"))) > FIELD_MAX:
                     _scan_lines(path, header, block, first)
                 first += block.count(b"\n")
+                yield block
             if carry:
                 _scan_lines(path, header, carry, first)
+                yield carry
     except OSError as exc:
         raise FifoError(f"{path}: cannot read: {exc.strerror or exc}") from None
 
@@ -419,7 +429,6 @@ def import_csv(conn: psycopg.Connection, path: Path, fmt_name: str = "generic",
     path = Path(path)
     header = read_header(path)
     check_header(header, fmt, path)
-    scan(path, header)
     result = ImportResult(path)
     started = time.perf_counter()
     try:
@@ -615,9 +624,30 @@ def _stage(cur, path: Path, header: list[str]) -> int:
                         "(START WITH 2 CACHE 100000), {}) ON COMMIT DROP").format(cols))
     copy_sql = sql.SQL("COPY pg_temp.fifo_import_stage ({}) FROM STDIN WITH (FORMAT csv, HEADER true)").format(
         sql.SQL(", ").join(sql.Identifier(h) for h in header))
-    with open(path, "rb") as f, cur.copy(copy_sql) as copy:
-        while chunk := f.read(1 << 20):
-            copy.write(chunk)
+    # the file is checked (checked_blocks) while it is sent, a block ahead of the server: a block is
+    # sent only once it is known to be readable, and the checks cost no time of their own (the
+    # server parses one block while the next is read). A block that is not readable ends the COPY
+    # (whatever the server said of the blocks before it) and the import with scan's message.
+    blocks = checked_blocks(path, header)
+    problem = None
+    try:
+        with cur.copy(copy_sql) as copy:
+            while True:
+                try:
+                    block = next(blocks, None)
+                except FifoError as exc:
+                    problem = exc
+                    break
+                if block is None:
+                    break
+                copy.write(block)
+    except psycopg.Error:
+        if problem is None:
+            raise
+    finally:
+        blocks.close()   # the file, at once, also when the COPY fails or is interrupted
+    if problem is not None:
+        raise problem
     return cur.rowcount
 
 
@@ -817,9 +847,11 @@ _FAST_INSERT = """
 # whole. A row one of them refuses fails the INSERT, which sends the import to the precise path, as a
 # row left out by the WHERE does. Over 1M rows this WHERE costs about 0.2 s of CPU, _ACCEPTABLE 1.3 s.
 _ACCEPTABLE_BESIDE_CONSTRAINTS = "t.extra IS NULL AND " + _DIGITS + "\n           AND " + _ISO_WITH_ZONE
-# pg_get_constraintdef of the CHECKs of migrations 0001, 0004, 0011 and 0017 that refuse the rest of
+# pg_get_constraintdef of the CHECKs of migrations 0001, 0004, 0017 and 0021 that refuse the rest of
 # _ACCEPTABLE (tests/test_import.py: a fresh install has each); the table's NOT NULL refuses a missing field
-_SPACE_CHECK = "CHECK (({} !~ '" + _LEADING_SPACE + "|" + _TRAILING_SPACE + "'::text))"
+_SPACE_PATTERN = _LEADING_SPACE + "|" + _TRAILING_SPACE
+_SPACE_CHECK = ("CHECK ((((int4range(33, 127) @> ascii({0})) AND (int4range(33, 127) @> ascii(\"right\"({0}, 1)))) "
+                "OR ({0} !~ '" + _SPACE_PATTERN + "'::text)))")
 TABLE_REFUSES = (
     "CHECK ((side = ANY (ARRAY['buy'::text, 'sell'::text])))",
     "CHECK ((size > (0)::numeric))",
@@ -835,19 +867,26 @@ TABLE_REFUSES = (
     _SPACE_CHECK.format("symbol"),
     _SPACE_CHECK.format("account"),
 )
+# the same rule as migration 0011 wrote it (a database not upgraded to 0021 yet): refuses the same rows
+_SPACE_CHECK_0011 = "CHECK (({} !~ '" + _SPACE_PATTERN + "'::text))"
+_EARLIER = {_SPACE_CHECK.format(c): _SPACE_CHECK_0011.format(c) for c in ("order_id", "symbol", "account")}
 NOT_NULL = ("order_id", "symbol", "side", "size", "price", "order_time")
 
 
 def _table_refuses(cur) -> bool:
-    """public.trade_records has every constraint of TABLE_REFUSES and NOT NULL on NOT_NULL's columns."""
+    """public.trade_records has every constraint of TABLE_REFUSES (or its _EARLIER form) and NOT NULL on
+    NOT_NULL's columns."""
     cur.execute("""
-        SELECT (SELECT count(DISTINCT pg_catalog.pg_get_constraintdef(k.oid)) FROM pg_catalog.pg_constraint k
-                WHERE k.conrelid = 'public.trade_records'::regclass AND k.contype = 'c'
-                  AND pg_catalog.pg_get_constraintdef(k.oid) = ANY (%(checks)s)) = cardinality(%(checks)s)
+        SELECT (SELECT count(*) FROM unnest(%(checks)s::text[], %(earlier)s::text[]) AS r(def, earlier)
+                WHERE EXISTS (SELECT FROM pg_catalog.pg_constraint k
+                              WHERE k.conrelid = 'public.trade_records'::regclass AND k.contype = 'c'
+                                AND pg_catalog.pg_get_constraintdef(k.oid) IN (r.def, r.earlier)))
+               = cardinality(%(checks)s::text[])
            AND (SELECT count(*) FROM pg_catalog.pg_attribute a
                 WHERE a.attrelid = 'public.trade_records'::regclass AND a.attname = ANY (%(columns)s)
                   AND a.attnotnull AND NOT a.attisdropped) = cardinality(%(columns)s)""",
-                {"checks": list(TABLE_REFUSES), "columns": list(NOT_NULL)})
+                {"checks": list(TABLE_REFUSES), "earlier": [_EARLIER.get(c, c) for c in TABLE_REFUSES],
+                 "columns": list(NOT_NULL)})
     return cur.fetchone()[0]
 
 

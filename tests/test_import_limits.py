@@ -118,3 +118,23 @@ def test_a_50_mb_field_is_refused_with_bounded_memory(dsn, tmp_path, where):
         f"fifo-db: error: {path}: line {line}: {what} makes the line longer than 65,536 bytes (a field may have at "
         f"most 1,000 characters)" + ("" if where == "header" else "; nothing was imported")]
     assert max_rss_mb < 100, max_rss_mb   # measured: 41 MB (python, psycopg, fifo_db imported)
+
+
+def test_a_bad_byte_is_named_even_after_a_line_copy_refuses(db, dsn, tmp_path, capsys):
+    """The file is checked while it is sent: a block with a bad byte ends the COPY, and the import
+    names that byte in one line, as when the whole file was checked before anything was sent, even if
+    the server has already refused an earlier line (a record with too many fields)."""
+    rows = b"".join(b"r%d,acct,X-USD,buy,1,1,0,2025-01-01T10:00:00Z\n" % i for i in range(60000))   # ~2.8 MB
+    path = tmp_path / "both.csv"
+    path.write_bytes(HEADER + b"f1,acct,X-USD,buy,1,1,0,2025-01-01T10:00:00Z,extra\n" + rows
+                     + b"bad,acct,X-USD,sell,1,\x00,0,2025-01-02T10:00:00Z\n" + rows[:1000])
+    rc, err = cli_import(dsn, capsys, path)
+    assert (rc, err) == (1, [f"fifo-db: error: {path}: line 60003: field 'price' contains a NUL byte (0x00) at byte "
+                             f"23 of the line; nothing was imported"])
+    assert count(db) == 0
+    # without the bad byte, the server's refusal is the message, as before
+    path.write_bytes(HEADER + b"f1,acct,X-USD,buy,1,1,0,2025-01-01T10:00:00Z,extra\n" + rows)
+    rc, err = cli_import(dsn, capsys, path)
+    assert (rc, err) == (1, [f"fifo-db: error: {path}: line 2: extra data after last expected column (the header "
+                             f"has 8 fields); nothing was imported"])
+    assert count(db) == 0
