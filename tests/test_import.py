@@ -37,6 +37,13 @@ def count(db) -> int:
     ("b1,X-USD,buy,1,10,-0.5,2025-01-01T10:00:00Z", "total_fees '-0.5' must not be negative"),
     ("b1,X-USD,buy,1.2.3,10,0,2025-01-01T10:00:00Z", "size '1.2.3' is not a number"),
     ("b1,X-USD,buy,1,NaN,0,2025-01-01T10:00:00Z", "price 'NaN' is not a number"),
+    # what numeric's cast takes and _NUMBER does not (the fast path leaves them to the precise checks):
+    # surrounding whitespace, PostgreSQL 16's underscores and prefixes, an exponent of four digits
+    ("b1,X-USD,buy, 1.5,10,0,2025-01-01T10:00:00Z", "size ' 1.5' is not a number"),
+    ("b1,X-USD,buy,1,10 ,0,2025-01-01T10:00:00Z", "price '10 ' is not a number"),
+    ("b1,X-USD,buy,1_000,10,0,2025-01-01T10:00:00Z", "size '1_000' is not a number"),
+    ("b1,X-USD,buy,1,0x10,0,2025-01-01T10:00:00Z", "price '0x10' is not a number"),
+    ("b1,X-USD,buy,1e0001,10,0,2025-01-01T10:00:00Z", "size '1e0001' is not a number"),
     ("b1,X-USD,buy,1,10,0,yesterday", "order_time 'yesterday' is not a valid ISO 8601 time"),
     # slash dates: ambiguous (March 1 or January 3), refused with the accepted forms
     ("b1,X-USD,buy,1,10,0,03/01/2025 10:00:00Z",
@@ -256,6 +263,7 @@ def test_without_the_tables_constraints_the_fast_path_checks_everything_itself(d
      "order_time '2025-01-01 10:00:00' has no time zone (add Z or an offset such as +00:00)"),
     ("b1,X-USD,buy,0,10,0,2025-01-01T10:00:00Z", "size '0' must be positive"),
     ("b1,X-USD,buy,x,10,0,2025-01-01T10:00:00Z", "size 'x' is not a number"),
+    ("b1,X-USD,buy,1,10, 0.5,2025-01-01T10:00:00Z", "total_fees ' 0.5' is not a number"),   # the cast takes it
     ("g1,X-USD,buy,2,10,0.02,2025-01-01T10:00:00Z", "order_id 'g1' is also on line 2"),
 ])
 def test_what_stops_the_fast_path_is_named_by_the_precise_checks_on_a_big_file(db, tmp_path, row, message):
