@@ -2,6 +2,22 @@
 -- writes it after validation, fifo._setting reads it and refuses a stored
 -- value that would break computations or reports (one written by hand).
 
+-- fifo._whole_number_problem(value, low, high, unit): what is wrong with
+-- value as a whole number of `unit` from low to high (NULL: nothing); the
+-- digits are checked before the cast, so no value can overflow it.
+CREATE OR REPLACE FUNCTION fifo._whole_number_problem(p_value text, p_low bigint, p_high bigint, p_unit text)
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_value ~ ('^[0-9]{1,' || length(p_high::text) || '}$') AND p_value::bigint BETWEEN p_low AND p_high THEN
+        RETURN NULL;
+    END IF;
+    RETURN format('must be a whole number%s from %s to %s', ' of ' || p_unit, p_low, p_high);
+END;
+$$;
+
 -- fifo._setting_rule(name, value, full): what is wrong with value for setting
 -- name (problem, NULL when it is valid), a valid example value (NULL: no such
 -- setting), and set_by: NULL when fifo_set_setting may change it, else what
@@ -20,19 +36,11 @@ BEGIN
     IF p_name = 'current_version' THEN
         -- any version may be made current, computed or not: reports mark uncomputed pools
         example := '1';
-        IF p_value !~ '^[0-9]{1,10}$' THEN
-            problem := 'must be a whole number from 1 to 2147483647';
-        ELSIF p_value::bigint NOT BETWEEN 1 AND 2147483647 THEN
-            problem := 'must be a whole number from 1 to 2147483647';
-        END IF;
+        problem := fifo._whole_number_problem(p_value, 1, 2147483647, NULL);
     ELSIF p_name = 'long_term_days' THEN
         -- 36600 days = 100 years: room for any tax rule, far from integer overflow
         example := '365';
-        IF p_value !~ '^[0-9]{1,5}$' THEN
-            problem := 'must be a whole number of days from 1 to 36600';
-        ELSIF p_value::integer NOT BETWEEN 1 AND 36600 THEN
-            problem := 'must be a whole number of days from 1 to 36600';
-        END IF;
+        problem := fifo._whole_number_problem(p_value, 1, 36600, 'days');
     ELSIF p_name = 'report_timezone' THEN
         example := 'America/New_York';
         IF p_full THEN
@@ -62,20 +70,12 @@ BEGIN
     ELSIF p_name = 'run_retention' THEN
         -- how many runs fifo_runs keeps (every run prunes the older ones, sql/055)
         example := '10000';
-        IF p_value !~ '^[0-9]{1,9}$' THEN
-            problem := 'must be a whole number of runs from 100 to 100000000';
-        ELSIF p_value::integer NOT BETWEEN 100 AND 100000000 THEN
-            problem := 'must be a whole number of runs from 100 to 100000000';
-        END IF;
+        problem := fifo._whole_number_problem(p_value, 100, 100000000, 'runs');
     ELSIF p_name = 'forced_in_place_below' THEN
         -- a forced full recompute of fewer trades (and stored rows) writes in place,
         -- only the rows that differ, instead of into a fresh table (sql/050); 0: never
         example := '10000';
-        IF p_value !~ '^[0-9]{1,9}$' THEN
-            problem := 'must be a whole number of trades from 0 to 100000000';
-        ELSIF p_value::integer NOT BETWEEN 0 AND 100000000 THEN
-            problem := 'must be a whole number of trades from 0 to 100000000';
-        END IF;
+        problem := fifo._whole_number_problem(p_value, 0, 100000000, 'trades');
     ELSIF p_name = 'lock_timeout' THEN
         -- how long a run waits for a lock another session holds before it gives up,
         -- records the run as failed and names the holder (sql/040)
