@@ -185,10 +185,20 @@ $$;
 -- pool locked. With wait = false a pool held by another run is skipped, not
 -- waited for, and nothing is returned while a forced full recompute runs.
 -- With wait = true a wait that runs out raises 55P03 naming the holders.
+-- Plans: a list of at most 10 pools (compute_fifo of a symbol, a run of a few pools)
+-- uses one generic plan per session for each statement, with sequential scans off so
+-- that it probes fifo.pool_locks' primary key per pool (a generic plan assumes 10 rows
+-- for the unnest; with sequential scans on, it read the whole table, which grows with
+-- the pools). Planning the INSERT and the SELECT ... FOR UPDATE on each of a session's
+-- first five calls (custom plans) was about 1.2 ms of each (issue 16, fourth session).
+-- A longer list is planned on every call, with its real length. Both settings are set
+-- back on return (the SET clauses).
 CREATE OR REPLACE FUNCTION fifo._lock_pools(p_symbols text[], p_accounts text[], p_wait boolean)
 RETURNS SETOF integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_custom_plan
+SET enable_seqscan = on
 AS $$
 DECLARE
     v_held text;
@@ -197,6 +207,10 @@ DECLARE
     v_lock_timeout text := pg_catalog.current_setting('lock_timeout');
     i integer;
 BEGIN
+    IF coalesce(pg_catalog.cardinality(p_symbols), 0) <= 10 THEN
+        PERFORM pg_catalog.set_config('plan_cache_mode', 'force_generic_plan', true);
+        PERFORM pg_catalog.set_config('enable_seqscan', 'off', true);
+    END IF;
     IF p_wait THEN
         PERFORM fifo._lock_shared();
     ELSIF NOT EXISTS (SELECT 1 FROM fifo.run_locks r WHERE r.name = 'all' FOR SHARE SKIP LOCKED) THEN

@@ -1,3 +1,46 @@
+-- fifo._symbol_accounts(symbol, version): the accounts of the symbol's pools, sorted:
+-- the accounts with trades, with a state, or with rows of the version (a pool that lost
+-- its trades and its state still has rows to remove); NULL when there are none. The
+-- trades and the rows are read one account at a time, skipping from one to the next
+-- through the (symbol, account, ...) indexes: reading every trade and row of the symbol
+-- to find its accounts was 0.45 ms of a compute_fifo of 1,000 trades (issue 16).
+-- One generic plan per session: every read is an index probe whatever the symbol, and
+-- planning the statement on each of a session's first five calls (custom plans) was
+-- about 0.8 ms of each (issue 16, fourth session).
+CREATE OR REPLACE FUNCTION fifo._symbol_accounts(p_symbol text, p_version integer)
+RETURNS text[]
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    v_accounts text[];
+BEGIN
+    WITH RECURSIVE traded(account) AS (
+        SELECT min(t.account) FROM fifo.trades t WHERE t.symbol = p_symbol
+        UNION ALL
+        SELECT (SELECT min(t.account) FROM fifo.trades t WHERE t.symbol = p_symbol AND t.account > d.account)
+        FROM traded d WHERE d.account IS NOT NULL
+    ),
+    kept(account) AS (
+        SELECT min(a.account) FROM fifo.allocations a WHERE a.version = p_version AND a.symbol = p_symbol
+        UNION ALL
+        SELECT (SELECT min(a.account) FROM fifo.allocations a
+                WHERE a.version = p_version AND a.symbol = p_symbol AND a.account > k.account)
+        FROM kept k WHERE k.account IS NOT NULL
+    )
+    SELECT array_agg(pools.account ORDER BY pools.account) INTO v_accounts
+    FROM (SELECT d.account FROM traded d
+          UNION
+          SELECT ps.account FROM fifo.pool_state ps
+          WHERE ps.version = p_version AND ps.symbol = p_symbol
+          UNION
+          SELECT k.account FROM kept k) pools
+    WHERE pools.account IS NOT NULL;
+    RETURN v_accounts;
+END;
+$$;
+
 -- compute_fifo(symbol [, version]): recompute every pool (account) of one
 -- symbol in full, atomically, and return the run. Waits for any other run
 -- on those pools, at most the setting lock_timeout: then the run computes
@@ -24,32 +67,8 @@ BEGIN
         -- shared with other per-pool runs, first: a forced run in progress holds every pool
         -- (and fifo.allocations, which the pool list reads)
         PERFORM fifo._lock_shared();
-        -- the symbol's pools: the accounts with trades, with a state, or with rows of the
-        -- version. The trades and the rows are read one account at a time, skipping from
-        -- one to the next through the (symbol, account, ...) indexes: reading every trade
-        -- and row of the symbol to find its accounts was 0.45 ms of a compute_fifo of
-        -- 1,000 trades (issue 16)
-        WITH RECURSIVE traded(account) AS (
-            SELECT min(t.account) FROM fifo.trades t WHERE t.symbol = p_symbol
-            UNION ALL
-            SELECT (SELECT min(t.account) FROM fifo.trades t WHERE t.symbol = p_symbol AND t.account > d.account)
-            FROM traded d WHERE d.account IS NOT NULL
-        ),
-        kept(account) AS (   -- a pool that lost its trades (and its state) still has rows to remove
-            SELECT min(a.account) FROM fifo.allocations a WHERE a.version = v_version AND a.symbol = p_symbol
-            UNION ALL
-            SELECT (SELECT min(a.account) FROM fifo.allocations a
-                    WHERE a.version = v_version AND a.symbol = p_symbol AND a.account > k.account)
-            FROM kept k WHERE k.account IS NOT NULL
-        )
-        SELECT array_agg(pools.account ORDER BY pools.account) INTO v_accounts
-        FROM (SELECT d.account FROM traded d
-              UNION
-              SELECT ps.account FROM fifo.pool_state ps
-              WHERE ps.version = v_version AND ps.symbol = p_symbol
-              UNION
-              SELECT k.account FROM kept k) pools
-        WHERE pools.account IS NOT NULL;
+        -- the symbol's pools (fifo._symbol_accounts, above)
+        v_accounts := fifo._symbol_accounts(p_symbol, v_version);
     EXCEPTION WHEN lock_not_available THEN
         GET STACKED DIAGNOSTICS v_err = MESSAGE_TEXT, v_hint = PG_EXCEPTION_HINT;
         RETURN fifo._lock_failed_run('symbol', v_version, ARRAY[p_symbol], 0, v_started,
