@@ -12,70 +12,32 @@ AS $$
     WHERE pc.processed_at IS NULL AND (p_symbol IS NULL OR pc.symbol OPERATOR(pg_catalog.=) p_symbol)
 $$;
 
--- verify_fifo([symbol [, version]]): one row per finding, none when clean.
---
--- For every pool computed for the version (fifo.pool_state) and current (no
--- pending change, no stale mark), it recomputes the FIFO allocations of the
--- pool's current trades from scratch and compares them, every column, with
--- the stored rows: a missing, unexpected or different row is a 'not_fifo'
--- finding naming the pool, the sell, the lot and what differs. The
--- recomputation is written independently of the engine (sql/030): not the
--- engine's sold axis, carried lots or running minimum over packed rows, but
--- the yardstick's formulation (bench/naive_fifo.sql): intervals on the
--- bought-quantity axis, a sweep over their merged ends, and a join back to
--- the buys and sells by ordinal. Only fee shares come from the same rule
--- function (fifo._fee_share, docs/rules.md rule 5). Beside it, the
--- invariants of docs/rules.md name the kind of damage (sell_size, sell_fees,
--- buy_over_allocated, buy_fees, allocation_trades, later_buy, money).
--- Pools with pending changes or a stale mark are reported once as 'stale'
--- (their rows may lag their trades), allocations of pools not computed as
--- 'orphan_allocations', a trade the source cannot give as a fill as
--- 'unmatchable'.
---
--- Every join is an equality on (account, symbol, ...) and set-based: hash
--- joins and sorts, linear-ish in the trades and rows checked (docs/engine.md,
--- "Verify"). The planner cannot estimate a CTE's rows (it guessed 100 for
--- 100,000 events) and took nested loops, or a merge join on the pool alone
--- with the ordinals as a filter: verify went quadratic. So nested loops and
--- merge joins are off and joins run in the order written (join_collapse_limit):
--- every join is a hash join on its full key.
-CREATE OR REPLACE FUNCTION public.verify_fifo(p_symbol text DEFAULT NULL, p_version integer DEFAULT NULL)
+-- fifo._verify_pools(version, symbols[], accounts[]): verify_fifo's findings
+-- about the given pools (all of them computed for `version`, current, every
+-- trade a valid fill: verify_fifo's `checked`): not_fifo, sell_size and the
+-- invariants that name the kind of damage. Reads only, per pool: pools given
+-- to separate calls get the findings one call over them all would give.
+-- PARALLEL SAFE (it only reads; a SET clause is popped by the worker itself),
+-- so that verify_fifo may run calls of it in parallel workers; COST, as
+-- fifo._allocation_rows': a call recomputes whole pools.
+CREATE OR REPLACE FUNCTION fifo._verify_pools(p_version integer, p_symbols text[], p_accounts text[])
 RETURNS TABLE (check_name text, symbol text, account text, trade_id text, detail text)
 LANGUAGE plpgsql STABLE
-SECURITY DEFINER   -- readers check P&L without any right on fifo-db's internal tables
+PARALLEL SAFE
+COST 1000000
 SET search_path = pg_catalog, pg_temp
 SET work_mem = '256MB'
 SET enable_nestloop = off
 SET enable_mergejoin = off
 SET join_collapse_limit = 1
-SET plan_cache_mode = force_custom_plan   -- planned with the real symbol: one pool reads its index range
+SET plan_cache_mode = force_custom_plan   -- planned with the real symbols: one pool reads its index range
 SET jit = off
 AS $$
 #variable_conflict use_column
-DECLARE
-    v_version integer := coalesce(p_version, fifo._current_version());
 BEGIN
     RETURN QUERY
-    WITH pending AS MATERIALIZED (
-        -- trades changed since computed: the same definition the reports warn with (sql/200)
-        SELECT pp.symbol, pp.account FROM fifo._pending_pools(p_symbol) pp
-    ),
-    computed AS MATERIALIZED (
-        SELECT ps.symbol, ps.account, ps.stale_from
-        FROM fifo.pool_state ps
-        WHERE ps.version = v_version AND (p_symbol IS NULL OR ps.symbol = p_symbol)
-    ),
-    unmatchable AS MATERIALIZED (
-        SELECT t.symbol, t.account, t.order_id, t.problem
-        FROM fifo.trades t JOIN computed c ON c.symbol = t.symbol AND c.account = t.account
-        WHERE t.problem IS NOT NULL AND (p_symbol IS NULL OR t.symbol = p_symbol)
-    ),
-    -- the pools checked: computed, current, every trade a valid fill
-    checked AS MATERIALIZED (
-        SELECT c.symbol, c.account FROM computed c
-        WHERE c.stale_from IS NULL
-          AND NOT EXISTS (SELECT 1 FROM pending p WHERE p.symbol = c.symbol AND p.account = c.account)
-          AND NOT EXISTS (SELECT 1 FROM unmatchable u WHERE u.symbol = c.symbol AND u.account = c.account)
+    WITH checked AS MATERIALIZED (
+        SELECT DISTINCT c.symbol, c.account FROM unnest(p_symbols, p_accounts) AS c(symbol, account)
     ),
     -- every event in matching order (rule 2) with its ordinal among its side and its
     -- interval [lo, hi) on the bought-quantity axis: a buy's [B - size, B); a sell's
@@ -98,7 +60,7 @@ BEGIN
                        count(*) FILTER (WHERE t.side = 'buy') OVER w AS nb,
                        count(*) FILTER (WHERE t.side = 'sell') OVER w AS ns
                 FROM fifo.trades t
-                WHERE p_symbol IS NULL OR t.symbol = p_symbol
+                WHERE t.symbol = ANY (p_symbols)
                 WINDOW w AS (PARTITION BY t.symbol, t.account
                              ORDER BY t.order_time, t.side, t.order_id COLLATE "C" ROWS UNBOUNDED PRECEDING)
             ) e
@@ -151,7 +113,7 @@ BEGIN
                a.buy_time, a.sell_time, a.unmatched
         FROM fifo.allocations a
         JOIN checked c ON c.symbol = a.symbol AND c.account = a.account
-        WHERE a.version = v_version AND (p_symbol IS NULL OR a.symbol = p_symbol)
+        WHERE a.version = p_version AND a.symbol = ANY (p_symbols)
     ),
     per_sell AS MATERIALIZED (
         SELECT h.symbol, h.account, h.sell_trade_id, sum(h.q) AS q, sum(h.sell_fees) AS fees
@@ -283,9 +245,110 @@ BEGIN
     WHERE h.sale_proceeds <> h.q * h.sell_price - h.sell_fees
        OR (h.buy_trade_id IS NOT NULL AND (
               h.cost_basis <> h.q * h.buy_price + h.buy_fees
-              OR h.pnl_amount <> h.sale_proceeds - h.cost_basis))
+              OR h.pnl_amount <> h.sale_proceeds - h.cost_basis));
+END;
+$$;
+
+-- verify_fifo([symbol [, version]]): one row per finding, none when clean.
+--
+-- For every pool computed for the version (fifo.pool_state) and current (no
+-- pending change, no stale mark), it recomputes the FIFO allocations of the
+-- pool's current trades from scratch and compares them, every column, with
+-- the stored rows: a missing, unexpected or different row is a 'not_fifo'
+-- finding naming the pool, the sell, the lot and what differs. The
+-- recomputation is written independently of the engine (sql/030): not the
+-- engine's sold axis, carried lots or running minimum over packed rows, but
+-- the yardstick's formulation (bench/naive_fifo.sql): intervals on the
+-- bought-quantity axis, a sweep over their merged ends, and a join back to
+-- the buys and sells by ordinal. Only fee shares come from the same rule
+-- function (fifo._fee_share, docs/rules.md rule 5). Beside it, the
+-- invariants of docs/rules.md name the kind of damage (sell_size, sell_fees,
+-- buy_over_allocated, buy_fees, allocation_trades, later_buy, money).
+-- Pools with pending changes or a stale mark are reported once as 'stale'
+-- (their rows may lag their trades), allocations of pools not computed as
+-- 'orphan_allocations', a trade the source cannot give as a fill as
+-- 'unmatchable'.
+--
+-- Every join is an equality on (account, symbol, ...) and set-based: hash
+-- joins and sorts, linear-ish in the trades and rows checked (docs/engine.md,
+-- "Verify"). The planner cannot estimate a CTE's rows (it guessed 100 for
+-- 100,000 events) and took nested loops, or a merge join on the pool alone
+-- with the ordinals as a filter: verify went quadratic. So nested loops and
+-- merge joins are off and joins run in the order written (join_collapse_limit):
+-- every join is a hash join on its full key.
+--
+-- The recomputation and the comparison are per pool, so they run in
+-- fifo._verify_pools over the pools checked; over many pools (20,000 trades
+-- or more), as four calls over quarters of the pool list joined by UNION ALL,
+-- which PostgreSQL's parallel query gives to two parallel workers (a Parallel
+-- Append, like the engine's fifo._allocation_rows_split): 1M trades, 24.4 s
+-- in one process before (docs/benchmarks.md, issue 16's fourth session).
+-- Parallel workers run with this function's role, security context, settings
+-- and snapshot, only read, and end with the statement: nothing is left in the
+-- caller's session (docs/security.md).
+CREATE OR REPLACE FUNCTION public.verify_fifo(p_symbol text DEFAULT NULL, p_version integer DEFAULT NULL)
+RETURNS TABLE (check_name text, symbol text, account text, trade_id text, detail text)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER   -- readers check P&L without any right on fifo-db's internal tables
+SET search_path = pg_catalog, pg_temp
+SET work_mem = '256MB'
+SET enable_nestloop = off
+SET enable_mergejoin = off
+SET join_collapse_limit = 1
+SET plan_cache_mode = force_custom_plan   -- planned with the real symbol: one pool reads its index range
+SET jit = off
+-- the leader gathers the workers' findings; running a call itself as well would leave the
+-- workers' rows waiting (a SET clause: restored on return)
+SET parallel_leader_participation = off
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_version integer := coalesce(p_version, fifo._current_version());
+    v_syms text[];
+    v_accs text[];
+    n integer;
+BEGIN
+    -- the pools checked: computed, current, every trade a valid fill
+    SELECT coalesce(array_agg(c.symbol ORDER BY c.symbol, c.account), '{}'),
+           coalesce(array_agg(c.account ORDER BY c.symbol, c.account), '{}')
+    INTO v_syms, v_accs
+    FROM fifo.pool_state c
+    WHERE c.version = v_version AND (p_symbol IS NULL OR c.symbol = p_symbol)
+      AND c.stale_from IS NULL
+      AND NOT EXISTS (SELECT 1 FROM fifo._pending_pools(p_symbol) p WHERE p.symbol = c.symbol AND p.account = c.account)
+      AND NOT EXISTS (SELECT 1 FROM fifo.trades t
+                      WHERE t.symbol = c.symbol AND t.account = c.account AND t.problem IS NOT NULL);
+    n := cardinality(v_syms);
+    IF n >= 4 AND (SELECT count(*) FROM (SELECT 1 FROM fifo.trades t LIMIT 20000) x) >= 20000 THEN
+        -- many pools, enough trades to repay starting parallel workers (a few ms): four calls,
+        -- each a quarter of the pools (sorted: a symbol's pools are mostly in one call)
+        RETURN QUERY
+        SELECT * FROM fifo._verify_pools(v_version, v_syms[1:n / 4], v_accs[1:n / 4])
+        UNION ALL
+        SELECT * FROM fifo._verify_pools(v_version, v_syms[n / 4 + 1:n / 2], v_accs[n / 4 + 1:n / 2])
+        UNION ALL
+        SELECT * FROM fifo._verify_pools(v_version, v_syms[n / 2 + 1:3 * n / 4], v_accs[n / 2 + 1:3 * n / 4])
+        UNION ALL
+        SELECT * FROM fifo._verify_pools(v_version, v_syms[3 * n / 4 + 1:n], v_accs[3 * n / 4 + 1:n]);
+    ELSIF n > 0 THEN
+        RETURN QUERY SELECT * FROM fifo._verify_pools(v_version, v_syms, v_accs);
+    END IF;
+    RETURN QUERY
+    WITH pending AS MATERIALIZED (
+        -- trades changed since computed: the same definition the reports warn with (sql/200)
+        SELECT pp.symbol, pp.account FROM fifo._pending_pools(p_symbol) pp
+    ),
+    computed AS MATERIALIZED (
+        SELECT ps.symbol, ps.account, ps.stale_from
+        FROM fifo.pool_state ps
+        WHERE ps.version = v_version AND (p_symbol IS NULL OR ps.symbol = p_symbol)
+    ),
+    unmatchable AS MATERIALIZED (
+        SELECT t.symbol, t.account, t.order_id, t.problem
+        FROM fifo.trades t JOIN computed c ON c.symbol = t.symbol AND c.account = t.account
+        WHERE t.problem IS NOT NULL AND (p_symbol IS NULL OR t.symbol = p_symbol)
+    )
     -- a trade the source cannot give as a fill: its pool cannot be computed
-    UNION ALL
     SELECT 'unmatchable', u.symbol, u.account, u.order_id,
            format('cannot be matched: %s; correct the row in the trades table', u.problem)
     FROM unmatchable u

@@ -371,6 +371,38 @@ def test_large_pools_are_matched_in_parallel_workers_with_the_same_rows(db):
     assert "Gather" in plan and "Parallel Append" in plan
 
 
+def test_verify_over_many_pools_runs_in_parallel_workers_with_the_same_findings(db):
+    """verify_fifo() over 4 pools or more and 20,000 trades or more checks them as four calls of
+    fifo._verify_pools over quarters of the pool list (a Parallel Append, two workers): the
+    findings are the ones of one process, and of each pool verified alone."""
+    large_pools(db)
+    forced(db)
+    assert findings(db) == []
+    # damage two pools: a fee share changed in L2, a row gone in L6
+    db.execute("UPDATE fifo.allocations SET buy_fees = buy_fees + 0.00000001, cost_basis = cost_basis + 0.00000001, "
+               "pnl_amount = pnl_amount - 0.00000001 WHERE id = (SELECT min(id) FROM fifo.allocations "
+               "WHERE symbol = 'L2-USD' AND buy_trade_id IS NOT NULL)")
+    db.execute("DELETE FROM fifo.allocations WHERE id = (SELECT max(id) FROM fifo.allocations WHERE symbol = 'L6-USD')")
+    alone = sorted(findings(db, "L2-USD") + findings(db, "L6-USD"))
+    assert {(f[0], f[1]) for f in alone} >= {("not_fifo", "L2-USD"), ("buy_fees", "L2-USD"),
+                                             ("not_fifo", "L6-USD"), ("sell_size", "L6-USD")}
+    for workers in ("2", "0"):
+        db.execute("SELECT set_config('max_parallel_workers_per_gather', %s, false)", (workers,))
+        with db.transaction():
+            db.execute("SET LOCAL track_functions = 'pl'")
+            assert sorted(findings(db)) == alone
+            calls = db.execute("SELECT calls FROM pg_stat_xact_user_functions "
+                               "WHERE schemaname = 'fifo' AND funcname = '_verify_pools'").fetchone()
+        if workers == "0":   # in one process the session makes the four calls itself
+            assert calls == (4,)
+    db.execute("RESET max_parallel_workers_per_gather")
+    # and the planner gives its four calls to parallel workers (a Parallel Append)
+    one = "SELECT * FROM fifo._verify_pools(1, %s, %s)"
+    plan = "\n".join(r[0] for r in db.execute(
+        "EXPLAIN (COSTS OFF) " + " UNION ALL ".join([one] * 4), (["L1-USD"], ["default"]) * 4).fetchall())
+    assert "Gather" in plan and "Parallel Append" in plan
+
+
 def test_a_forced_run_reports_the_totals_of_the_rows_it_swapped_in(db):
     """Mode 'all' counts every pool once (fifo._count_pools) and totals the fresh table after
     its last chunk (fifo._fresh_totals): the run record says what a run writing chunk by
