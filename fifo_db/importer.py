@@ -847,9 +847,9 @@ _INSERT = """
 # its line, field and value, exactly as before: on bad input the fast attempt costs time, never
 # a message or a row.
 _FAST_INSERT = """
-    INSERT INTO public.trade_records (order_id, account, symbol, side, size, price, total_fees, order_time, source,
-                                      fee_currency)
-    SELECT t.order_id, t.account, t.symbol, t.side, t.size, t.price, t.total_fees, t.order_time, t.source,
+    INSERT INTO public.trade_records ({id_column}order_id, account, symbol, side, size, price, total_fees, order_time,
+                                      source, fee_currency) {overriding}
+    SELECT {id_value}t.order_id, t.account, t.symbol, t.side, t.size, t.price, t.total_fees, t.order_time, t.source,
            t.fee_currency
     FROM (SELECT {cast}, r.order_time AS time_text, r.extra,
                  concat_ws(',', r.size, r.price, r.total_fees) AS num_text
@@ -914,6 +914,25 @@ class _FallBack(Exception):
     pass
 
 
+def _reserve_ids(cur, n: int) -> int | None:
+    """On the bulk path (trade_records locked: no INSERT can take an id meanwhile), take the next n
+    ids of trade_records' identity in one step instead of one nextval per row (0.2-0.4 s of CPU per
+    million rows): returns the first, the sequence left where n nextval calls would leave it. None
+    (one nextval per row, as before) unless the sequence hands out consecutive ids (increment 1,
+    no cache), has room for n more and this role may set it."""
+    cur.execute("""
+        SELECT pg_catalog.setval(s.seqrelid, pg_catalog.nextval(s.seqrelid) + (%(n)s - 1)) - (%(n)s - 1)
+        FROM pg_catalog.pg_sequence s
+        WHERE s.seqrelid = pg_catalog.pg_get_serial_sequence('public.trade_records', 'id')::regclass
+          AND s.seqincrement = 1 AND s.seqcache = 1
+          AND pg_catalog.has_sequence_privilege(s.seqrelid, 'USAGE')
+          AND pg_catalog.has_sequence_privilege(s.seqrelid, 'UPDATE')
+          AND s.seqmax - %(n)s >= coalesce(pg_catalog.pg_sequence_last_value(s.seqrelid), s.seqstart - 1)""",
+                {"n": n})
+    row = cur.fetchone()
+    return row[0] if row else None
+
+
 def _fast_import(conn, cur, fmt: Format, header: list[str], source: str, staged: int) -> tuple[int, list[str]] | None:
     """Load the staged rows in one statement if all are good and new: (rows inserted, the indexes the
     bulk path rebuilt); None, with nothing changed, when the precise path must decide."""
@@ -930,10 +949,23 @@ def _fast_import(conn, cur, fmt: Format, header: list[str], source: str, staged:
     acceptable = (sql.SQL(_ACCEPTABLE_BESIDE_CONSTRAINTS) if _table_refuses(cur) else
                   sql.SQL(_ACCEPTABLE).format(leading=sql.Literal(_LEADING_SPACE),
                                               trailing=sql.Literal(_TRAILING_SPACE)))
-    statement = sql.SQL(_FAST_INSERT).format(cast=sql.SQL(_CAST), mapped=mapped, acceptable=acceptable)
     try:
         with conn.transaction():
             rebuild = _bulk_begin(cur, staged)
+            base = _reserve_ids(cur, staged) if rebuild else None
+            if base is None:
+                statement = sql.SQL(_FAST_INSERT).format(
+                    id_column=sql.SQL(""), overriding=sql.SQL(""), id_value=sql.SQL(""),
+                    cast=sql.SQL(_CAST), mapped=mapped, acceptable=acceptable)
+            else:
+                # the ids nextval would give row by row, in the file's order (the staging lines are
+                # 2, 3, ... staged + 1: the WHERE makes sure; a row it leaves out sends the import to
+                # the precise path)
+                statement = sql.SQL(_FAST_INSERT).format(
+                    id_column=sql.SQL("id, "), overriding=sql.SQL("OVERRIDING SYSTEM VALUE"),
+                    id_value=sql.SQL("{} + (t.line - 2), ").format(sql.Literal(base)),
+                    cast=sql.SQL(_CAST), mapped=mapped,
+                    acceptable=sql.SQL("t.line BETWEEN 2 AND {} AND ({})").format(sql.Literal(staged + 1), acceptable))
             cur.execute(statement)
             inserted = cur.rowcount
             if inserted != staged:
