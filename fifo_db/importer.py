@@ -937,9 +937,12 @@ def _reserve_ids(cur, n: int) -> int | None:
         FROM pg_catalog.pg_sequence s
         WHERE s.seqrelid = pg_catalog.pg_get_serial_sequence('public.trade_records', 'id')::regclass
           AND s.seqincrement = 1 AND s.seqcache = 1
-          AND pg_catalog.has_sequence_privilege(s.seqrelid, 'USAGE')
-          AND pg_catalog.has_sequence_privilege(s.seqrelid, 'UPDATE')
-          AND s.seqmax - %(n)s >= coalesce(pg_catalog.pg_sequence_last_value(s.seqrelid), s.seqstart - 1)""",
+          AND CASE WHEN pg_catalog.has_sequence_privilege(s.seqrelid, 'USAGE')
+                        AND pg_catalog.has_sequence_privilege(s.seqrelid, 'UPDATE')
+                   -- in a CASE: pg_sequence_last_value fails without the right
+                   THEN s.seqmax - %(n)s >= coalesce(pg_catalog.pg_sequence_last_value(s.seqrelid),
+                                                     s.seqstart - 1)
+                   ELSE false END""",
                 {"n": n})
     row = cur.fetchone()
     return row[0] if row else None
