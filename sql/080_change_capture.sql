@@ -74,14 +74,20 @@ DECLARE
     v_symbols text[];
     v_accounts text[];
 BEGIN
-    -- this transaction's rows; the firing of the first does the work for all of them
+    -- the firing of this transaction's first pending row (the lowest id) does the work for all of
+    -- them; the others return here, after one probe of pool_changes_xact_idx (until issue 16's fourth
+    -- session every firing gathered and sorted all the transaction's rows first: 500 x 500 rows, 0.2 s,
+    -- at the commit of an import of 500 pools)
+    IF EXISTS (SELECT 1 FROM fifo.pool_changes pc
+               WHERE pc.xact = pg_current_xact_id() AND pc.processed_at IS NULL AND pc.id < NEW.id)
+       OR NOT EXISTS (SELECT 1 FROM fifo.pool_changes pc
+                      WHERE pc.id = NEW.id AND pc.xact = pg_current_xact_id() AND pc.processed_at IS NULL) THEN
+        RETURN NULL;
+    END IF;
     SELECT array_agg(pc.id ORDER BY pc.id), array_agg(pc.symbol ORDER BY pc.id), array_agg(pc.account ORDER BY pc.id)
     INTO v_ids, v_symbols, v_accounts
     FROM fifo.pool_changes pc
     WHERE pc.xact = pg_current_xact_id() AND pc.processed_at IS NULL;
-    IF v_ids IS NULL OR v_ids[1] <> NEW.id THEN
-        RETURN NULL;
-    END IF;
     IF current_setting('transaction_isolation') <> 'read committed' THEN
         RETURN NULL;
     END IF;

@@ -231,6 +231,21 @@ def test_a_good_new_file_is_loaded_by_the_fast_path_exactly(db, tmp_path, monkey
         ("Y-USD", "acct", "2025-01-01 10:00:00")]
 
 
+@pytest.mark.parametrize("drop", [False, True])   # the fast path's WHERE beside the table's CHECKs, or alone
+def test_numbers_written_otherwise_than_numeric_reads_them_back_take_the_fast_path_too(db, tmp_path, monkeypatch,
+                                                                                      drop):
+    if drop:
+        db.execute("ALTER TABLE trade_records DROP CONSTRAINT size_is_positive")
+    _no_precise_checks(monkeypatch)
+    result = import_csv(db, write(tmp_path, HEADER, "n1,X-USD,buy,.5,+2,1.50,2025-01-01T10:00:00Z",
+                                  "n2,X-USD,buy,007,1e2,3.,2025-01-01T10:00:00Z",
+                                  "n3,X-USD,sell,1,-0,0.0,2025-01-01T10:00:00Z"))
+    assert (result.rows, result.inserted, result.rejected) == (3, 3, [])
+    assert db.execute("SELECT order_id, size::text, price::text, total_fees::text FROM trade_records "
+                      "ORDER BY id").fetchall() == [("n1", "0.5", "2", "1.50"), ("n2", "7", "100", "3"),
+                                                   ("n3", "1", "0", "0.0")]
+
+
 def test_the_fast_path_leans_only_on_constraints_a_fresh_install_has(db):
     defs = {r[0] for r in db.execute("SELECT pg_get_constraintdef(oid) FROM pg_constraint "
                                      "WHERE conrelid = 'public.trade_records'::regclass AND contype = 'c'")}
@@ -264,6 +279,10 @@ def test_without_the_tables_constraints_the_fast_path_checks_everything_itself(d
     ("b1,X-USD,buy,0,10,0,2025-01-01T10:00:00Z", "size '0' must be positive"),
     ("b1,X-USD,buy,x,10,0,2025-01-01T10:00:00Z", "size 'x' is not a number"),
     ("b1,X-USD,buy,1,10, 0.5,2025-01-01T10:00:00Z", "total_fees ' 0.5' is not a number"),   # the cast takes it
+    # NaN reads back as written (the fast path's number test passes it): the finiteness CHECKs refuse it
+    ("b1,X-USD,buy,NaN,10,0,2025-01-01T10:00:00Z", "size 'NaN' is not a number"),
+    ("b1,X-USD,buy,1,NaN,0,2025-01-01T10:00:00Z", "price 'NaN' is not a number"),
+    ("b1,X-USD,buy,1,10,NaN,2025-01-01T10:00:00Z", "total_fees 'NaN' is not a number"),
     ("g1,X-USD,buy,2,10,0.02,2025-01-01T10:00:00Z", "order_id 'g1' is also on line 2"),
 ])
 def test_what_stops_the_fast_path_is_named_by_the_precise_checks_on_a_big_file(db, tmp_path, row, message):

@@ -131,6 +131,31 @@ def test_bulk_path_captures_the_changed_pools_as_the_ordinary_path_does(db, tmp_
         ("a2", "a1", "0.5"), ("b2", "b1", "1.99999999"), ("c2", "c1", "0.00000001")]
 
 
+def test_bulk_path_gives_the_ids_one_nextval_per_row_would_in_the_files_order(db, tmp_path, bulk, monkeypatch):
+    # the fast bulk path reserves the file's ids at once (issue 16, fourth session): the same ids, the
+    # sequence left where one nextval per row leaves it
+    seq = "pg_get_serial_sequence('public.trade_records', 'id')"
+    start = db.execute(f"SELECT nextval({seq})").fetchone()[0]
+    reserved = []
+    reserve = importer._reserve_ids
+    monkeypatch.setattr(importer, "_reserve_ids", lambda cur, n: reserved.append(reserve(cur, n)) or reserved[-1])
+    result = import_csv(db, write(tmp_path, *ROWS))
+    assert (result.bulk, result.inserted, reserved) == (True, 6, [start + 1])
+    assert db.execute("SELECT order_id, id FROM trade_records ORDER BY id").fetchall() == [
+        ("a1", start + 1), ("b1", start + 2), ("c1", start + 3), ("a2", start + 4), ("b2", start + 5),
+        ("c2", start + 6)]
+    assert db.execute(f"SELECT nextval({seq})").fetchone()[0] == start + 7
+    # a sequence changed by its owner (not consecutive): one nextval per row, as before
+    db.execute("TRUNCATE trade_records, fifo.pool_changes")
+    db.execute("ALTER TABLE trade_records ALTER COLUMN id SET INCREMENT BY 5")
+    result = import_csv(db, write(tmp_path, *ROWS))
+    assert (result.bulk, result.inserted, reserved) == (True, 6, [start + 1, None])
+    assert db.execute("SELECT order_id, id FROM trade_records ORDER BY id").fetchall() == [
+        ("a1", start + 12), ("b1", start + 17), ("c1", start + 22), ("a2", start + 27), ("b2", start + 32),
+        ("c2", start + 37)]
+    assert db.execute(f"SELECT nextval({seq})").fetchone()[0] == start + 42
+
+
 def test_an_import_smaller_than_the_table_takes_the_ordinary_path(db, tmp_path, bulk):
     import_csv(db, write(tmp_path, *ROWS, name="first.csv"))
     before = indexes(db)
