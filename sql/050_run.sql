@@ -59,8 +59,6 @@ DECLARE
     v_counts record;         -- mode 'all': every pool's buys and sells, counted once (sql/035)
     v_precounted boolean := false;
     v_counted bigint[];
-    v_plan_mode text;        -- the caller's plan_cache_mode and enable_seqscan, around step 2
-    v_seqscan text;
 BEGIN
     IF p_version IS NULL OR p_version < 1 THEN
         RAISE EXCEPTION 'version must be a positive integer, got %', coalesce(p_version::text, 'NULL')
@@ -104,66 +102,11 @@ BEGIN
         RAISE NOTICE 'fifo-db: %', v_run.error;
     END IF;
 
-    -- 2. where each locked pool starts: its own cut, its pending changes,
-    --    or -infinity when the version has never been computed for it.
-    --    At most 10 pools (compute_fifo of a symbol, a run of a few pools): one generic
-    --    plan per session, with sequential scans off so that it probes the indexes per
-    --    pool (a generic plan assumes 10 rows for the unnest; with them on, it read all of
-    --    fifo.pool_state). Planning it on each of a session's first five calls was about
-    --    0.8 ms of each (issue 16, fourth session). Both settings are set back right after.
-    v_plan_mode := current_setting('plan_cache_mode');
-    v_seqscan := current_setting('enable_seqscan');
-    IF cardinality(v_locked) <= 10 THEN
-        PERFORM set_config('plan_cache_mode', 'force_generic_plan', true);
-        PERFORM set_config('enable_seqscan', 'off', true);
-    END IF;
-    WITH locked AS (
-        SELECT p_symbols[i] AS symbol, p_accounts[i] AS account, p_from[i] AS from_time
-        FROM unnest(v_locked) AS i
-    ),
-    taken AS (
-        -- a pending row a writer is merging into right now (fifo._note_changes)
-        -- is skipped, not waited for: it stays pending for the next run
-        UPDATE fifo.pool_changes pc SET processed_at = clock_timestamp()
-        WHERE pc.id IN (SELECT p.id FROM fifo.pool_changes p JOIN locked l USING (symbol, account)
-                        WHERE v_current AND p.processed_at IS NULL
-                        FOR UPDATE OF p SKIP LOCKED)
-        RETURNING pc.symbol, pc.account, pc.from_time
-    ),
-    pending AS (
-        SELECT t.symbol, t.account, min(t.from_time) AS from_time FROM taken t GROUP BY 1, 2
-        UNION ALL
-        SELECT pc.symbol, pc.account, min(pc.from_time)
-        FROM fifo.pool_changes pc JOIN locked l USING (symbol, account)
-        WHERE NOT v_current AND pc.processed_at IS NULL
-        GROUP BY 1, 2
-    ),
-    staled AS (
-        UPDATE fifo.pool_state ps
-        SET stale_from = least(ps.stale_from, t.from_time)
-        FROM (SELECT t.symbol, t.account, min(t.from_time) AS from_time FROM taken t GROUP BY 1, 2) t
-        WHERE ps.version <> p_version AND ps.symbol = t.symbol AND ps.account = t.account
-          AND EXISTS (SELECT 1 FROM taken)   -- a one-time test: no scan of pool_state when nothing was taken
-    ),
-    plan AS (
-        SELECT l.symbol, l.account,
-               CASE WHEN ps.version IS NULL THEN '-infinity'::timestamptz
-                    ELSE least(l.from_time, pe.from_time, ps.stale_from) END AS from_time
-        FROM locked l
-        LEFT JOIN pending pe USING (symbol, account)
-        LEFT JOIN fifo.pool_state ps
-               ON ps.version = p_version AND ps.symbol = l.symbol AND ps.account = l.account
-    )
-    SELECT coalesce(array_agg(symbol ORDER BY symbol, account), '{}'),
-           coalesce(array_agg(account ORDER BY symbol, account), '{}'),
-           coalesce(array_agg(from_time ORDER BY symbol, account), '{}'),
-           (SELECT array_agg(t.symbol ORDER BY t.symbol, t.account) FROM taken t),
-           (SELECT array_agg(t.account ORDER BY t.symbol, t.account) FROM taken t)
+    -- 2. where each locked pool starts (fifo._pool_plan, below), and the
+    --    pending changes the run takes over
+    SELECT p.symbols, p.accounts, p.from_times, p.taken_symbols, p.taken_accounts
     INTO v_syms, v_accs, v_from, v_taken_syms, v_taken_accs
-    FROM plan
-    WHERE from_time IS NOT NULL;
-    PERFORM set_config('plan_cache_mode', v_plan_mode, true);
-    PERFORM set_config('enable_seqscan', v_seqscan, true);
+    FROM fifo._pool_plan(p_version, v_current, p_symbols, p_accounts, p_from, v_locked) p;
 
     v_run.pools := cardinality(v_syms);
     v_run.symbols := ARRAY(SELECT DISTINCT s FROM unnest(v_syms) s ORDER BY 1);
@@ -301,6 +244,90 @@ BEGIN
                               ELSE 'Fix the cause and run it again.' END;
     END IF;
     RETURN v_run;
+END;
+$$;
+
+-- fifo._pool_plan(version, current, symbols[], accounts[], from_times[], locked[]):
+-- for the pools locked (indexes into the arrays), sorted by (symbol, account), where
+-- each starts: its own cut, its pending changes, or -infinity when the version has
+-- never been computed for it; a pool with none of these is left out. For the current
+-- version it takes over the pools' pending changes (processed_at set; a row a writer
+-- is merging into right now is skipped, not waited for, and stays pending) and returns
+-- the pools whose changes it took (taken_*), marking the other versions' states stale
+-- from there. fifo._run's step 2; the caller holds the pools' locks.
+-- Plans: as fifo._lock_pools (sql/040): at most 10 pools (compute_fifo of a symbol, a
+-- run of a few pools) use one generic plan per session, with sequential scans off so
+-- that it probes the indexes per pool (a generic plan assumes 10 rows for the unnest;
+-- with them on, it read all of fifo.pool_state); planning it on each of a session's
+-- first five calls was about 0.8 ms of each (issue 16, fourth session). A longer list
+-- is planned on every call. Both settings are set back on return (the SET clauses).
+CREATE OR REPLACE FUNCTION fifo._pool_plan(
+    p_version integer,
+    p_current boolean,
+    p_symbols text[],
+    p_accounts text[],
+    p_from timestamptz[],
+    p_locked integer[],
+    OUT symbols text[],
+    OUT accounts text[],
+    OUT from_times timestamptz[],
+    OUT taken_symbols text[],
+    OUT taken_accounts text[])
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_custom_plan
+SET enable_seqscan = on
+AS $$
+BEGIN
+    IF coalesce(cardinality(p_locked), 0) <= 10 THEN
+        PERFORM set_config('plan_cache_mode', 'force_generic_plan', true);
+        PERFORM set_config('enable_seqscan', 'off', true);
+    END IF;
+    WITH locked AS (
+        SELECT p_symbols[i] AS symbol, p_accounts[i] AS account, p_from[i] AS from_time
+        FROM unnest(p_locked) AS i
+    ),
+    taken AS (
+        -- a pending row a writer is merging into right now (fifo._note_changes)
+        -- is skipped, not waited for: it stays pending for the next run
+        UPDATE fifo.pool_changes pc SET processed_at = clock_timestamp()
+        WHERE pc.id IN (SELECT p.id FROM fifo.pool_changes p JOIN locked l USING (symbol, account)
+                        WHERE p_current AND p.processed_at IS NULL
+                        FOR UPDATE OF p SKIP LOCKED)
+        RETURNING pc.symbol, pc.account, pc.from_time
+    ),
+    pending AS (
+        SELECT t.symbol, t.account, min(t.from_time) AS from_time FROM taken t GROUP BY 1, 2
+        UNION ALL
+        SELECT pc.symbol, pc.account, min(pc.from_time)
+        FROM fifo.pool_changes pc JOIN locked l USING (symbol, account)
+        WHERE NOT p_current AND pc.processed_at IS NULL
+        GROUP BY 1, 2
+    ),
+    staled AS (
+        UPDATE fifo.pool_state ps
+        SET stale_from = least(ps.stale_from, t.from_time)
+        FROM (SELECT t.symbol, t.account, min(t.from_time) AS from_time FROM taken t GROUP BY 1, 2) t
+        WHERE ps.version <> p_version AND ps.symbol = t.symbol AND ps.account = t.account
+          AND EXISTS (SELECT 1 FROM taken)   -- a one-time test: no scan of pool_state when nothing was taken
+    ),
+    plan AS (
+        SELECT l.symbol, l.account,
+               CASE WHEN ps.version IS NULL THEN '-infinity'::timestamptz
+                    ELSE least(l.from_time, pe.from_time, ps.stale_from) END AS from_time
+        FROM locked l
+        LEFT JOIN pending pe USING (symbol, account)
+        LEFT JOIN fifo.pool_state ps
+               ON ps.version = p_version AND ps.symbol = l.symbol AND ps.account = l.account
+    )
+    SELECT coalesce(array_agg(symbol ORDER BY symbol, account), '{}'),
+           coalesce(array_agg(account ORDER BY symbol, account), '{}'),
+           coalesce(array_agg(from_time ORDER BY symbol, account), '{}'),
+           (SELECT array_agg(t.symbol ORDER BY t.symbol, t.account) FROM taken t),
+           (SELECT array_agg(t.account ORDER BY t.symbol, t.account) FROM taken t)
+    INTO symbols, accounts, from_times, taken_symbols, taken_accounts
+    FROM plan
+    WHERE from_time IS NOT NULL;
 END;
 $$;
 
