@@ -6,9 +6,10 @@
            (2024-03-01T13:45:07.123456Z), as exchanges export them (issue 10)
 
 Each run imports each file into an empty trade_records by each importer and path, alternating
-(every other run in reverse order), and times where the import spends it (COPY into staging, the
-precise checks, the INSERT and the rest); medians are printed, and a re-import of each file in
-the first run (adds 0 rows: the order_ids are stored, so it takes the precise path).
+(every other run in reverse order), each import in a new session as `fifo-db import` has, and
+times where the import spends it (COPY into staging, the precise checks, the INSERT and the
+rest); medians are printed, and a re-import of each file in the first run (adds 0 rows: the
+order_ids are stored, so it takes the precise path).
 
 --importers: fast (the importer as it is: one INSERT straight from the staging table when every
 row is good and new), precise (the same importer with its fast path switched off: what a file
@@ -160,6 +161,7 @@ def main() -> None:
         paths = ["ordinary", "bulk"] if args.path == "both" else [args.path]
         cases = [(name, imp, path) for name in files for imp in chosen_importers for path in paths]
         results: dict[tuple, list[dict]] = {case: [] for case in cases}
+        os.sync()   # the files just written are on disk before run 1: no writeback of them during a run
         with connect(args.dsn) as own, connect(args.baseline_dsn or args.dsn) as other:
             install(own)
             print(f"machine: {platform.machine()}, {os.cpu_count()} cores, PostgreSQL "
@@ -170,19 +172,24 @@ def main() -> None:
                       f"{other.execute('SELECT max(migration_id) FROM fifo._yoyo_migration').fetchone()[0]}), "
                       f"the others into {own.info.dbname} (migrations: "
                       f"{own.execute('SELECT max(migration_id) FROM fifo._yoyo_migration').fetchone()[0]})", flush=True)
-            for run in range(args.runs):
-                for name, imp, path in (cases if run % 2 == 0 else list(reversed(cases))):
-                    module = baseline if imp == "baseline" else importer
-                    conn = other if imp == "baseline" else own
-                    saved = module.BULK_MIN_ROWS, getattr(module, "_fast_import", None)
-                    module.BULK_MIN_ROWS = 1 if path == "bulk" else 10**15   # either path whatever --rows
-                    if imp == "precise":
-                        module._fast_import = lambda *a, **k: None
-                    conn.execute("TRUNCATE trade_records, fifo.allocations, fifo_runs, fifo.pool_state, "
-                                 "fifo.pool_changes")
-                    conn.execute("CHECKPOINT")
-                    times: dict = {}
-                    try:
+        for run in range(args.runs):
+            for name, imp, path in (cases if run % 2 == 0 else list(reversed(cases))):
+                module = baseline if imp == "baseline" else importer
+                dsn = args.baseline_dsn or args.dsn if imp == "baseline" else args.dsn
+                saved = module.BULK_MIN_ROWS, getattr(module, "_fast_import", None)
+                module.BULK_MIN_ROWS = 1 if path == "bulk" else 10**15   # either path whatever --rows
+                if imp == "precise":
+                    module._fast_import = lambda *a, **k: None
+                times: dict = {}
+                try:
+                    # each import in a new session, as each `fifo-db import` has one, so that every run is
+                    # measured alike: a server process that has imported before has its shared buffers
+                    # and memory mapped already (some 80,000 fewer page faults, 0.1-0.25 s less system
+                    # CPU; docs/import.md, "Issue 16, fifth session")
+                    with connect(dsn) as conn:
+                        conn.execute("TRUNCATE trade_records, fifo.allocations, fifo_runs, fifo.pool_state, "
+                                     "fifo.pool_changes")
+                        conn.execute("CHECKPOINT")
                         cpu = backend_cpu(conn)
                         started = time.perf_counter()
                         with phases(module, times):
@@ -190,29 +197,30 @@ def main() -> None:
                         times["total"] = time.perf_counter() - started   # the whole call: scan included
                         cpu_after = backend_cpu(conn)
                         times["cpu"] = cpu_after - cpu if cpu is not None and cpu_after is not None else float("nan")
-                        if run == 0:
+                    if run == 0:
+                        with connect(dsn) as conn:
                             started = time.perf_counter()
                             again = module.import_csv(conn, files[name])
                             again_seconds = time.perf_counter() - started
-                    finally:
-                        module.BULK_MIN_ROWS = saved[0]
-                        if saved[1] is not None:
-                            module._fast_import = saved[1]
-                    assert result.inserted == args.rows, result
-                    assert result.bulk == (path == "bulk"), result
-                    # reading, checking and sending the file: scan() before the COPY (the importer before
-                    # issue 16's third session), or checked_blocks() during it (the one after)
-                    times["COPY"] = times["_stage"] + times.get("scan", 0.0)
-                    times["validate"] = times.get("_validate", 0.0)
-                    times["rest"] = times["total"] - times["COPY"] - times["validate"]
-                    results[(name, imp, path)].append(times)
-                    print(f"run {run + 1} {name} {imp} {path}: {result.inserted:,} rows in {times['total']:.2f} s "
-                          f"(scan and COPY {times['COPY']:.2f} s, precise checks {times['validate']:.2f} s, "
-                          f"INSERT and the rest {times['rest']:.2f} s; server CPU {times['cpu']:.2f} s; "
-                          f"load average {os.getloadavg()[0]:.2f})", flush=True)
-                    if run == 0:
-                        print(f"      re-import of the same file (adds {again.inserted}): {again_seconds:.2f} s",
-                              flush=True)
+                finally:
+                    module.BULK_MIN_ROWS = saved[0]
+                    if saved[1] is not None:
+                        module._fast_import = saved[1]
+                assert result.inserted == args.rows, result
+                assert result.bulk == (path == "bulk"), result
+                # reading, checking and sending the file: scan() before the COPY (the importer before
+                # issue 16's third session), or checked_blocks() during it (the one after)
+                times["COPY"] = times["_stage"] + times.get("scan", 0.0)
+                times["validate"] = times.get("_validate", 0.0)
+                times["rest"] = times["total"] - times["COPY"] - times["validate"]
+                results[(name, imp, path)].append(times)
+                print(f"run {run + 1} {name} {imp} {path}: {result.inserted:,} rows in {times['total']:.2f} s "
+                      f"(scan and COPY {times['COPY']:.2f} s, precise checks {times['validate']:.2f} s, "
+                      f"INSERT and the rest {times['rest']:.2f} s; server CPU {times['cpu']:.2f} s; "
+                      f"load average {os.getloadavg()[0]:.2f})", flush=True)
+                if run == 0:
+                    print(f"      re-import of the same file (adds {again.inserted}): {again_seconds:.2f} s",
+                          flush=True)
         print()
         print(f"{'file':9} {'importer':9} {'path':9} {'import':>8} {'rows/s':>9} {'COPY':>6} {'checks':>7} "
               f"{'INSERT+':>8} {'srv CPU':>8}   (medians of {args.runs})")
