@@ -113,16 +113,21 @@ AS $$
 DECLARE
     v_pools integer := coalesce(cardinality(p_symbols), 0);
     v_seq regclass := pg_catalog.pg_get_serial_sequence('fifo.allocations', 'id')::regclass;
+    v_last bigint;
     v_first bigint;
     v_reserved bigint := 0;
     v_rows bigint;
 BEGIN
-    IF p_trades > 0 THEN
-        SELECT pg_catalog.setval(s.seqrelid, x.last + p_trades) - (p_trades - 1)
+    IF p_trades > 0 AND pg_catalog.has_sequence_privilege(v_seq, 'SELECT')
+       AND pg_catalog.has_sequence_privilege(v_seq, 'UPDATE') THEN
+        -- the last id handed out (read from the sequence itself: unlike pg_sequence_last_value,
+        -- never NULL for a sequence in use); before the first, the one before the start
+        EXECUTE format('SELECT CASE WHEN q.is_called THEN q.last_value ELSE q.last_value - 1 END FROM %s q', v_seq)
+        INTO v_last;
+        SELECT pg_catalog.setval(s.seqrelid, v_last + p_trades) - (p_trades - 1)
         INTO v_first
         FROM pg_catalog.pg_sequence s
-        CROSS JOIN LATERAL (SELECT coalesce(pg_catalog.pg_sequence_last_value(s.seqrelid), s.seqstart - 1) AS last) x
-        WHERE s.seqrelid = v_seq AND s.seqincrement = 1 AND s.seqmax - p_trades >= x.last;
+        WHERE s.seqrelid = v_seq AND s.seqincrement = 1 AND s.seqmax - p_trades >= v_last;
         IF v_first IS NOT NULL THEN
             v_reserved := p_trades;
         END IF;
