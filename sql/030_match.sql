@@ -325,24 +325,11 @@ BEGIN
         INTO allocations, unmatched, total_pnl, pnl_by_currency
         FROM fifo._write_allocations(p_version, p_batch_id, p_symbols, p_accounts, p_from) w;
     ELSE
-        -- into the fresh table `into` (sql/035): every row. A plain INSERT: the run
-        -- totals the table once it is complete (fifo._fresh_totals, in parallel), which
-        -- is cheaper than collecting every row's P&L here through RETURNING (1M
-        -- trades: 0.9 s of the leader's time, while the parallel workers wait).
-        EXECUTE format($q$
-            INSERT INTO %s (
-                version, batch_id, account, symbol, sell_trade_id, buy_trade_id,
-                allocated_size, buy_price, sell_price, buy_fees, sell_fees,
-                cost_basis, sale_proceeds, pnl_amount, buy_time, sell_time, unmatched)
-            SELECT $1, $2, r.*, r.buy_trade_id IS NULL
-            FROM %s r$q$, p_into,
-            -- whole pools, several of them, enough trades to repay starting parallel workers
-            -- (a few ms): split over the cores (fifo._allocation_rows_split)
-            CASE WHEN pools >= 4 AND buys + sells >= 20000 AND NOT '-infinity' < ANY (p_from)
-                 THEN 'fifo._allocation_rows_split($1, $3, $4)'
-                 ELSE 'fifo._allocation_rows($1, $3, $4, $5)' END)
-        USING p_version, p_batch_id, p_symbols, p_accounts, p_from;
-        GET DIAGNOSTICS allocations = ROW_COUNT;
+        -- into the fresh table `into` (sql/035): every row, ids reserved at once. A plain
+        -- INSERT: the run totals the table once it is complete (fifo._fresh_totals, in
+        -- parallel), which is cheaper than collecting every row's P&L here through
+        -- RETURNING (1M trades: 0.9 s of the leader's time, while the parallel workers wait).
+        allocations := fifo._fill_fresh(p_version, p_batch_id, p_symbols, p_accounts, p_from, p_into, buys + sells);
     END IF;
 
     IF p_record THEN

@@ -247,6 +247,49 @@ def test_many_pools_in_one_session_equal_the_reference(db):
     assert fresh_tables(db) == []
 
 
+def test_a_forced_run_reserves_its_ids_past_every_id_handed_out(db, connect):
+    """A forced run takes each chunk's ids in one step (as many as the chunk's trades, a bound on
+    its rows), past the ids another session holds in its cache; later ids come after them."""
+    add_trades(db, many_pools())
+    seq = "pg_get_serial_sequence('fifo.allocations', 'id')"
+    other = connect()
+    held = other.execute(f"SELECT nextval({seq})").fetchone()[0]        # the identity caches 100
+    last = db.execute(f"SELECT pg_sequence_last_value({seq}::regclass)").fetchone()[0]
+    assert last == held + 99
+    run, _ = forced(db)
+    assert run[6] == "ok" and stored(db) == expected(db)
+    first, top, rows, distinct = db.execute(
+        "SELECT min(id), max(id), count(*), count(DISTINCT id) FROM fifo.allocations").fetchone()
+    assert rows == distinct == run[3] and first == last + 1
+    # 20 chunks of 12 pools of 4 trades: 960 ids reserved, fewer rows written
+    assert db.execute(f"SELECT pg_sequence_last_value({seq}::regclass)").fetchone()[0] == last + 960 > top
+    assert other.execute(f"SELECT nextval({seq})").fetchone()[0] == held + 1   # its cache, below the run's
+    other.close()
+    db.execute("UPDATE trade_records SET price = price + 1 WHERE symbol = 'P001-USD'")
+    db.execute("SELECT compute_fifo('P001-USD')")
+    assert db.execute("SELECT min(id) FROM fifo.allocations WHERE symbol = 'P001-USD'").fetchone()[0] > last + 960
+
+
+def test_rows_beyond_the_reserved_ids_take_nextval(db):
+    """Fewer ids reserved than rows written (a bound that failed), or a sequence that does not count
+    by 1: the rows still get unique ids from the sequence, and the same allocations."""
+    add_trades(db, many_pools(8))
+    seq = "pg_get_serial_sequence('fifo.allocations', 'id')"
+    db.execute("SELECT fifo._fresh_allocations(1, 'allocations_v1_test')")
+    symbols = [f"P{i:03d}-USD" for i in range(8)]
+    n = db.execute("SELECT fifo._fill_fresh(1, gen_random_uuid(), %s, %s, %s, 'fifo.allocations_v1_test', 2)",
+                   (symbols, ["default"] * 8, ["-infinity"] * 8)).fetchone()[0]
+    last = db.execute(f"SELECT pg_sequence_last_value({seq}::regclass)").fetchone()[0]
+    ids = [r[0] for r in db.execute("SELECT id FROM fifo.allocations_v1_test ORDER BY id")]
+    assert len(ids) == n > 2 and len(set(ids)) == n and max(ids) <= last
+    db.execute("DROP TABLE fifo.allocations_v1_test")
+    db.execute(f"ALTER SEQUENCE {db.execute(f'SELECT {seq}').fetchone()[0]} INCREMENT BY 7")
+    run, _ = forced(db)
+    assert run[6] == "ok" and stored(db) == expected(db) and findings(db) == []
+    ids = [r[0] for r in db.execute("SELECT id FROM fifo.allocations ORDER BY id")]
+    assert len(set(ids)) == len(ids) == run[3] and {b - a for a, b in zip(ids, ids[1:])} == {7}
+
+
 def test_a_failing_pool_keeps_its_rows_the_others_are_swapped_in(db):
     add_trades(db, many_pools())
     forced(db)
