@@ -59,6 +59,9 @@ DECLARE
     v_counts record;         -- mode 'all': every pool's buys and sells, counted once (sql/035)
     v_precounted boolean := false;
     v_counted bigint[];
+    v_name text;             -- mode 'all': the fresh table's
+    v_buys bigint;           -- mode 'all': every pool's buys and sells, when counted
+    v_sells bigint;
 BEGIN
     IF p_version IS NULL OR p_version < 1 THEN
         RAISE EXCEPTION 'version must be a positive integer, got %', coalesce(p_version::text, 'NULL')
@@ -137,13 +140,37 @@ BEGIN
               AND NOT EXISTS (SELECT 1 FROM unnest(v_syms, v_accs) AS p(symbol, account)
                               WHERE p.symbol = a.symbol AND p.account = a.account);
         ELSE
-            v_fresh := fifo._fresh_allocations(p_version,
-                format('allocations_v%s_%s', p_version, left(replace(v_run.batch_id::text, '-', ''), 12)));
+            v_name := format('allocations_v%s_%s', p_version, left(replace(v_run.batch_id::text, '-', ''), 12));
             -- trade_records' own CHECK constraints refuse every row that cannot be matched, so
             -- no row can turn bad while the chunks run; an adopted source is checked per chunk
             IF fifo._setting('trades_source') = 'fifo-db' THEN
                 SELECT * INTO v_counts FROM fifo._count_pools(v_syms, v_accs);
                 v_precounted := NOT v_counts.problem;
+                SELECT sum(x.b), sum(x.s) INTO v_buys, v_sells FROM unnest(v_counts.buys, v_counts.sells) AS x(b, s);
+            END IF;
+            -- counted pools, enough of them to repay starting parallel workers: every pool in
+            -- one statement, the session writing while the workers match (sql/035); if that
+            -- fails, in chunks, which leave out only the failing pools
+            IF v_precounted AND v_run.pools >= 4 AND v_buys + v_sells >= 20000 THEN
+                BEGIN
+                    v_fresh := fifo._fresh_allocations_matched(p_version, v_name, v_run.batch_id,
+                                                               v_syms, v_accs, v_buys + v_sells);
+                EXCEPTION WHEN OTHERS THEN
+                    GET STACKED DIAGNOSTICS v_err = MESSAGE_TEXT;
+                    RAISE NOTICE 'fifo-db: writing every pool in one statement failed (%); writing in chunks', v_err;
+                END;
+            END IF;
+            IF v_fresh IS NOT NULL THEN
+                PERFORM fifo._record_pools(p_version, v_run.batch_id, v_syms, v_accs);
+                v_run.buys := v_buys;
+                v_run.sells := v_sells;
+                v_todo_lo := '{}';   -- nothing left for the chunks
+                v_todo_hi := '{}';
+                IF v_run.pools > v_chunk THEN
+                    RAISE NOTICE 'fifo-db progress: % of % pools', v_run.pools, v_run.pools;
+                END IF;
+            ELSE
+                v_fresh := fifo._fresh_allocations(p_version, v_name);
             END IF;
         END IF;
     END IF;

@@ -8,6 +8,7 @@ that read it (on PostgreSQL 17 and later with 0008.0 and 0008.z around it).
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -385,9 +386,11 @@ def test_large_pools_are_matched_in_parallel_workers_with_the_same_rows(db):
     with db.transaction():
         db.execute("SET LOCAL track_functions = 'pl'")
         run, _ = forced(db)
-        # the run's one chunk went through the split (its calls, counted in this transaction)
-        assert db.execute("SELECT calls FROM pg_stat_xact_user_functions "
-                          "WHERE schemaname = 'fifo' AND funcname = '_allocation_rows_split'").fetchone() == (1,)
+        # the run wrote every pool in one statement (CREATE TABLE AS over a Parallel Append of
+        # calls), not in chunks (the calls, counted in this transaction)
+        assert dict(db.execute("SELECT funcname, calls FROM pg_stat_xact_user_functions WHERE schemaname = 'fifo' "
+                               "AND funcname IN ('_fresh_allocations_matched', '_fill_fresh', "
+                               "'_allocation_rows_split')").fetchall()) == {"_fresh_allocations_matched": 1}
     assert run[0] == 8 and run[1] + run[2] == 20_800 and run[6] == "ok"
     want = expected(db)
     assert stored(db) == want and findings(db) == []
@@ -412,6 +415,43 @@ def test_large_pools_are_matched_in_parallel_workers_with_the_same_rows(db):
         "EXPLAIN (COSTS OFF) " + " UNION ALL ".join([one] * 4),
         (syms[:2], accs[:2], cuts[:2]) * 4).fetchall())
     assert "Gather" in plan and "Parallel Append" in plan
+
+
+def test_a_forced_run_that_cannot_write_in_one_statement_writes_in_chunks(db):
+    """Large enough for one statement, but it fails (a row breaks a constraint added to
+    fifo.allocations NOT VALID, which LIKE copies and every INSERT checks): the run says so, writes
+    in chunks, and only the pool concerned keeps its previous rows; with ids that cannot be reserved
+    at once (a sequence counting by 5) it writes in chunks without a word."""
+    large_pools(db)
+    forced(db)
+    before = db.execute("SELECT * FROM fifo.allocations WHERE symbol = 'L3-USD' ORDER BY id").fetchall()
+    db.execute("ALTER TABLE fifo.allocations ADD CONSTRAINT test_rejects CHECK (symbol <> 'L3-USD') NOT VALID")
+    db.execute("UPDATE trade_records SET price = price + 1")
+    with db.transaction():
+        db.execute("SET LOCAL track_functions = 'pl'")
+        run, notices = forced(db)
+        calls = dict(db.execute("SELECT funcname, calls FROM pg_stat_xact_user_functions WHERE schemaname = 'fifo' "
+                                "AND funcname IN ('_fresh_allocations_matched', '_fill_fresh')").fetchall())
+    # (a call that ends in an error is not counted; the notice below says it was made)
+    assert run[0] == 8 and run[6] == "partial" and calls["_fill_fresh"] >= 1
+    said = [n for n in notices if "one statement" in n]
+    assert len(said) == 1 and re.fullmatch(
+        r'fifo-db: writing every pool in one statement failed \(check constraint "test_rejects" of relation '
+        r'"allocations_v1_[0-9a-f]{12}" is violated by some row\); writing in chunks', said[0]), said
+    assert db.execute("SELECT * FROM fifo.allocations WHERE symbol = 'L3-USD' ORDER BY id").fetchall() == before
+    assert [a for a in stored(db) if a.symbol != "L3-USD"] == [a for a in expected(db) if a.symbol != "L3-USD"]
+    assert fresh_tables(db) == []
+    db.execute("ALTER TABLE fifo.allocations DROP CONSTRAINT test_rejects")
+    seq = db.execute("SELECT pg_get_serial_sequence('fifo.allocations', 'id')").fetchone()[0]
+    db.execute(f"ALTER SEQUENCE {seq} INCREMENT BY 5")
+    with db.transaction():
+        db.execute("SET LOCAL track_functions = 'pl'")
+        run, notices = forced(db)
+        calls = dict(db.execute("SELECT funcname, calls FROM pg_stat_xact_user_functions WHERE schemaname = 'fifo' "
+                                "AND funcname IN ('_fresh_allocations_matched', '_fill_fresh')").fetchall())
+    assert run[6] == "ok" and calls == {"_fresh_allocations_matched": 1, "_fill_fresh": 1}
+    assert not [n for n in notices if "one statement" in n]
+    assert stored(db) == expected(db) and findings(db) == [] and fresh_tables(db) == []
 
 
 def test_verify_over_many_pools_runs_in_parallel_workers_with_the_same_findings(db):
