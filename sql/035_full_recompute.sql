@@ -55,10 +55,23 @@ BEGIN
 END;
 $$;
 
+-- fifo._fresh_version_clauses(version): the ALTER TABLE clauses that make a
+-- table shaped like fifo.allocations a fresh table for `version`: ids drawn
+-- from fifo.allocations' identity, and a CHECK holding only `version` (which
+-- lets ATTACH PARTITION skip its scan; fifo._swap_partition drops it after).
+-- Both ways of making a fresh table use them.
+CREATE OR REPLACE FUNCTION fifo._fresh_version_clauses(p_version integer)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT format('ALTER COLUMN id SET DEFAULT nextval(%L), ADD CONSTRAINT %I CHECK (version = %s)',
+                  pg_get_serial_sequence('fifo.allocations', 'id'), 'holds_version_' || p_version, p_version)
+$$;
+
 -- fifo._fresh_allocations(version, name): a new, empty table fifo.<name>
--- shaped like fifo.allocations (columns, defaults, CHECK constraints; ids
--- drawn from fifo.allocations' identity), holding only
--- `version` (a CHECK that lets ATTACH PARTITION skip its scan), no index.
+-- shaped like fifo.allocations (columns, defaults, CHECK constraints), made
+-- fresh for `version` (fifo._fresh_version_clauses), no index.
 CREATE OR REPLACE FUNCTION fifo._fresh_allocations(p_version integer, p_name text)
 RETURNS regclass
 LANGUAGE plpgsql
@@ -70,10 +83,7 @@ BEGIN
     EXECUTE format('CREATE TABLE fifo.%I (LIKE fifo.allocations INCLUDING DEFAULTS INCLUDING CONSTRAINTS '
                    'INCLUDING STORAGE INCLUDING COMPRESSION)', p_name);
     v_table := format('fifo.%I', p_name)::regclass;
-    EXECUTE format('ALTER TABLE %s ALTER COLUMN id SET DEFAULT nextval(%L), '
-                   'ADD CONSTRAINT %I CHECK (version = %s)',
-                   v_table, pg_get_serial_sequence('fifo.allocations', 'id'),
-                   'holds_version_' || p_version, p_version);
+    EXECUTE format('ALTER TABLE %s %s', v_table, fifo._fresh_version_clauses(p_version));
     RETURN v_table;
 END;
 $$;
@@ -204,7 +214,7 @@ SET jit = off   -- the calls' cost estimate would trigger JIT compilation of the
 AS $$
 DECLARE
     n integer := coalesce(cardinality(p_symbols), 0);
-    v_parts integer := least(8, coalesce(cardinality(p_symbols), 0));
+    v_parts integer := least(8, n);
     v_first bigint;
     v_rows bigint;
     v_calls text;
@@ -239,30 +249,24 @@ BEGIN
             USING ERRCODE = 'XX000', HINT = 'A pool has at most one allocation row per trade: report this.';
     END IF;
     -- what fifo._fresh_allocations gets from LIKE fifo.allocations: the NOT NULLs, the
-    -- defaults (the identity's: nextval of its sequence) and the CHECKs; then the version's
-    SELECT string_agg(x.clause, ', ' ORDER BY x.o, x.clause)
+    -- defaults and the CHECKs; then what makes it fresh for the version (the same clauses)
+    SELECT string_agg(x.clause, ', ' ORDER BY x.o, x.clause) || ', ' || fifo._fresh_version_clauses(p_version)
     INTO v_alter
     FROM (SELECT 1 AS o, format('ALTER COLUMN %I SET NOT NULL', a.attname) AS clause
           FROM pg_attribute a
           WHERE a.attrelid = 'fifo.allocations'::regclass AND a.attnum > 0 AND NOT a.attisdropped AND a.attnotnull
           UNION ALL
-          SELECT 2, format('ALTER COLUMN %I SET DEFAULT %s', a.attname,
-                           CASE WHEN a.attidentity <> ''
-                                THEN format('nextval(%L)', pg_get_serial_sequence('fifo.allocations', a.attname))
-                                ELSE pg_get_expr(d.adbin, d.adrelid) END)
-          FROM pg_attribute a
-          LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-          WHERE a.attrelid = 'fifo.allocations'::regclass AND a.attnum > 0 AND NOT a.attisdropped
-            AND (d.oid IS NOT NULL OR a.attidentity <> '')
+          SELECT 2, format('ALTER COLUMN %I SET DEFAULT %s', a.attname, pg_get_expr(d.adbin, d.adrelid))
+          FROM pg_attrdef d
+          JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+          WHERE d.adrelid = 'fifo.allocations'::regclass AND NOT a.attisdropped
           UNION ALL
           -- validated, NOT VALID ones too: LIKE copies them, and an INSERT checks every row
           -- against them, as this ALTER does
           SELECT 3, format('ADD CONSTRAINT %I %s', c.conname,
                            regexp_replace(pg_get_constraintdef(c.oid), ' NOT VALID$', ''))
           FROM pg_constraint c
-          WHERE c.conrelid = 'fifo.allocations'::regclass AND c.contype = 'c'
-          UNION ALL
-          SELECT 4, format('ADD CONSTRAINT %I CHECK (version = %s)', 'holds_version_' || p_version, p_version)) x;
+          WHERE c.conrelid = 'fifo.allocations'::regclass AND c.contype = 'c') x;
     EXECUTE format('ALTER TABLE %s %s', v_table, v_alter);
     RETURN v_table;
 END;
