@@ -62,24 +62,15 @@ BEGIN
     ),
     paired AS MATERIALIZED (
         -- each computed row beside the stored rows of its (sell, lot), one hash full join;
-        -- same: every stored column equal, numerics with the same scale (1.0 is not 1.00)
+        -- same: every stored column equal byte for byte (record_image_eq, the operator *=):
+        -- a numeric is stored as its digits and its scale, so equal values of another scale
+        -- differ (1.0 is not 1.00). One comparison of two row values; the stored side's is
+        -- built in its scan, so the hash keeps it instead of eleven columns
         SELECT s.id AS stored_id, n.k,
                (s.id IS NOT NULL AND n.k IS NOT NULL
-                AND s.unmatched = (n.buy_trade_id IS NULL)
-                AND s.sell_time = n.sell_time
-                AND s.buy_time IS NOT DISTINCT FROM n.buy_time
-                AND s.allocated_size = n.allocated_size AND scale(s.allocated_size) = scale(n.allocated_size)
-                AND s.sell_price = n.sell_price AND scale(s.sell_price) = scale(n.sell_price)
-                AND s.sell_fees = n.sell_fees AND scale(s.sell_fees) = scale(n.sell_fees)
-                AND s.sale_proceeds = n.sale_proceeds AND scale(s.sale_proceeds) = scale(n.sale_proceeds)
-                AND s.buy_price IS NOT DISTINCT FROM n.buy_price
-                AND scale(s.buy_price) IS NOT DISTINCT FROM scale(n.buy_price)
-                AND s.buy_fees IS NOT DISTINCT FROM n.buy_fees
-                AND scale(s.buy_fees) IS NOT DISTINCT FROM scale(n.buy_fees)
-                AND s.cost_basis IS NOT DISTINCT FROM n.cost_basis
-                AND scale(s.cost_basis) IS NOT DISTINCT FROM scale(n.cost_basis)
-                AND s.pnl_amount IS NOT DISTINCT FROM n.pnl_amount
-                AND scale(s.pnl_amount) IS NOT DISTINCT FROM scale(n.pnl_amount)) AS same
+                AND s.image OPERATOR(pg_catalog.*=)
+                    ROW(n.buy_trade_id IS NULL, n.sell_time, n.buy_time, n.allocated_size, n.sell_price,
+                        n.sell_fees, n.sale_proceeds, n.buy_price, n.buy_fees, n.cost_basis, n.pnl_amount)) AS same
         FROM computed n
         FULL JOIN (
             -- the stored rows, per pool, LATERAL and kept a subquery (OFFSET 0): an index
@@ -88,9 +79,10 @@ BEGIN
             SELECT a.*
             FROM unnest(p_symbols, p_accounts, p_from) AS c(symbol, account, from_time)
             CROSS JOIN LATERAL (
-                SELECT a.id, a.symbol, a.account, a.sell_trade_id, a.buy_trade_id, a.allocated_size,
-                       a.buy_price, a.sell_price, a.buy_fees, a.sell_fees, a.cost_basis, a.sale_proceeds,
-                       a.pnl_amount, a.buy_time, a.sell_time, a.unmatched
+                SELECT a.id, a.symbol, a.account, a.sell_trade_id, a.buy_trade_id,
+                       ROW(a.unmatched, a.sell_time, a.buy_time, a.allocated_size, a.sell_price,
+                           a.sell_fees, a.sale_proceeds, a.buy_price, a.buy_fees, a.cost_basis,
+                           a.pnl_amount) AS image
                 FROM fifo.allocations a
                 WHERE a.version = p_version
                   AND a.symbol = c.symbol

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from decimal import Decimal as D
 
+import pytest
+
 from tests.helpers import add_trades, assert_current
 
 # every stored column as text, with the tuple's identity (a rewritten row gets a new xmin and ctid)
@@ -149,4 +151,23 @@ def test_stored_rows_that_are_wrong_or_doubled_are_replaced(db):
                    "1, gen_random_uuid(), ARRAY['X'], ARRAY['default'], ARRAY['-infinity'::timestamptz])"
                ) == (8, 4, 2)   # both rows of the doubled pair, the wrong and the stray one out; s1/b1, s3/b2 in
     assert len(rows(db)) == 8
+    assert_current(db)
+
+
+@pytest.mark.parametrize("column", ["allocated_size", "buy_price", "sell_price", "buy_fees", "sell_fees",
+                                    "cost_basis", "sale_proceeds", "pnl_amount"])
+def test_a_stored_column_at_another_scale_is_rewritten_whichever_it_is(db, column):
+    """The comparison covers every stored numeric, digit for digit: a stored value equal to the
+    computed one but with one more trailing zero is replaced by the computed digits."""
+    add_trades(db, POOL)
+    run(db, "SELECT compute_fifo('X')")
+    where = "symbol = 'X' AND sell_trade_id = 's3' AND buy_trade_id = 'b2'"
+    computed = run(db, f"SELECT {column}::text FROM fifo.allocations WHERE {where}")[0]
+    db.execute(f"UPDATE fifo.allocations SET {column} = round({column}, scale({column}) + 1) WHERE {where}")
+    assert run(db, f"SELECT {column}::text FROM fifo.allocations WHERE {where}")[0] == computed + (
+        "0" if "." in computed else ".0")
+    assert run(db, "SELECT allocations, deleted, inserted FROM fifo._write_allocations("
+                   "1, gen_random_uuid(), ARRAY['X'], ARRAY['default'], ARRAY['-infinity'::timestamptz])"
+               ) == (8, 1, 1)
+    assert run(db, f"SELECT {column}::text FROM fifo.allocations WHERE {where}")[0] == computed
     assert_current(db)
